@@ -1,0 +1,102 @@
+/**
+ * Assembles one rwsplit instance from a validated config: topology, monitor, the
+ * PostgreSQL proxy and the admin HTTP server. Used by `rwsplit start`, `rwsplit demo` and
+ * the integration tests (in-process).
+ */
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { AdminServer } from './admin/http-server.js';
+import { Metrics } from './admin/metrics.js';
+import type { Config } from './config/schema.js';
+import { ReadRouter } from './core/read-router.js';
+import { StalenessTracker } from './core/staleness.js';
+import { Topology } from './core/topology.js';
+import { Classifier } from './pg/classifier/classify.js';
+import { PgMonitor } from './pg/monitor.js';
+import { PgProxy } from './pg/proxy.js';
+import { createLogger } from './util/logger.js';
+
+export class Rwsplit {
+  pgAddress: AddressInfo | null = null;
+  httpAddress: AddressInfo | null = null;
+
+  private constructor(
+    readonly config: Config,
+    readonly topology: Topology,
+    readonly proxy: PgProxy,
+    readonly monitor: PgMonitor,
+    readonly admin: AdminServer,
+    readonly log: Logger,
+  ) {}
+
+  static async start(config: Config, opts: { log?: Logger } = {}): Promise<Rwsplit> {
+    const log = opts.log ?? createLogger(config.logging.level);
+    const pgc = config.postgres;
+    const topology = new Topology(
+      pgc.nodes.map((n) => ({ id: n.id, kind: 'postgres', shard: 'default', host: n.host, port: n.port, weight: n.weight })),
+      pgc.monitor.upAfter,
+    );
+    topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
+    const staleness = new StalenessTracker({
+      maxLagBytes: pgc.staleness.maxLagBytes,
+      maxLagMs: pgc.staleness.maxLagMs,
+      breachesToLeave: pgc.staleness.breachesToLeave,
+      samplesToReturn: pgc.staleness.samplesToReturn,
+      returnRatio: pgc.staleness.returnRatio,
+    });
+    let proxyRef: PgProxy | null = null;
+    const metrics = new Metrics(topology, () => proxyRef);
+    const readRouter = new ReadRouter(topology, {
+      balance: pgc.routing.balance,
+      primaryReads: pgc.routing.primaryReads,
+      whenAllLagging: pgc.staleness.whenAllLagging,
+    });
+    const classifier = new Classifier(pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {});
+    const proxy = new PgProxy({
+      config: pgc,
+      topology,
+      readRouter,
+      classifier,
+      stats: metrics,
+      log,
+      tls: pgc.tls
+        ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
+        : null,
+    });
+    proxyRef = proxy;
+    const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
+    const monitorPassword =
+      pgc.monitor.password ?? pgc.backend.password ?? pgc.auth.users.find((u) => u.name === monitorUser)?.password;
+    const monitor = new PgMonitor(
+      topology,
+      staleness,
+      {
+        intervalMs: pgc.monitor.intervalMs,
+        timeoutMs: pgc.monitor.timeoutMs,
+        database: pgc.monitor.database,
+        user: monitorUser,
+        ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$') ? { password: monitorPassword } : {}),
+        onLag: (id, ms) => metrics.lagSample(id, ms),
+      },
+      log,
+    );
+    const admin = new AdminServer(topology, metrics, () => proxyRef);
+    const app = new Rwsplit(config, topology, proxy, monitor, admin, log);
+    await monitor.start();
+    try {
+      app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+      app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
+    } catch (err) {
+      await app.stop();
+      throw err;
+    }
+    log.info({ postgres: app.pgAddress, http: app.httpAddress }, 'rwsplit is listening');
+    return app;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([this.proxy.close(), this.admin.close(), this.monitor.stop()]);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * `rwsplit demo`: a real local cluster (PostgreSQL primary + replicas), the proxy and the
+ * admin server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Rwsplit } from '../app.js';
+import { PgCluster } from '../cluster/pg-cluster.js';
+import { validateConfig } from '../config/load.js';
+import { waitForSignal } from './main.js';
+
+export interface DemoOptions {
+  dir: string;
+  replicas: number;
+  pgPort: number;
+  httpPort: number;
+}
+
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  const dir = path.resolve(opts.dir, 'postgres');
+  mkdirSync(path.dirname(dir), { recursive: true });
+  console.log(`rwsplit demo: starting PostgreSQL (1 primary, ${opts.replicas} replicas) in ${dir} ...`);
+  const cluster = await PgCluster.start({ dir, replicas: opts.replicas });
+  let app: Rwsplit | null = null;
+  try {
+    const config = validateConfig(
+      {
+        listen: { postgres: { host: '127.0.0.1', port: opts.pgPort }, http: { host: '127.0.0.1', port: opts.httpPort } },
+        postgres: {
+          nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
+          monitor: { intervalMs: 500 },
+        },
+        logging: { level: 'warn' },
+      },
+      'demo',
+    );
+    app = await Rwsplit.start(config);
+    printEndpoints(cluster, opts);
+    const sig = await waitForSignal();
+    console.log(`\nrwsplit demo: ${sig} received, stopping ...`);
+  } finally {
+    await app?.stop();
+    await cluster.stop();
+  }
+  console.log('rwsplit demo: stopped');
+}
+
+function printEndpoints(cluster: PgCluster, opts: DemoOptions): void {
+  const lines = [
+    '',
+    'rwsplit demo is running.',
+    '',
+    `  PostgreSQL proxy   127.0.0.1:${opts.pgPort}   (user postgres, database postgres, no password)`,
+    `  admin / metrics    http://127.0.0.1:${opts.httpPort}/api/nodes   http://127.0.0.1:${opts.httpPort}/metrics`,
+    '',
+    '  nodes:',
+    ...cluster.nodes.map((n) => `    ${n.id.padEnd(12)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
+    '',
+    'Try it:',
+    `  psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres" -c "SELECT inet_server_port(), pg_is_in_recovery()"`,
+    `  npx rwsplit status --http http://127.0.0.1:${opts.httpPort}`,
+    '',
+    'Press Ctrl-C to stop every process the demo started.',
+  ];
+  console.log(lines.join('\n'));
+}

@@ -1,0 +1,87 @@
+/**
+ * The `rwsplit` command line: `demo`, `start --config FILE`, `status`.
+ * Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { Rwsplit } from '../app.js';
+import { runDemo } from './demo.js';
+import { printStatus } from './status.js';
+
+function portOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port number 1-65535');
+  return n;
+}
+
+function countOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 16) throw new InvalidArgumentError('expected a number 0-16');
+  return n;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command()
+    .name('rwsplit')
+    .description('Read/write-splitting proxy for PostgreSQL')
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('demo')
+    .description('start a local PostgreSQL primary + replicas, the proxy and the admin server')
+    .option('--dir <dir>', 'directory for the cluster', '.rwsplit/demo')
+    .option('--replicas <n>', 'number of replicas', countOption, 2)
+    .option('--pg-port <port>', 'port of the PostgreSQL proxy', portOption, 6432)
+    .option('--http-port <port>', 'port of the admin HTTP server', portOption, 8432)
+    .action(async (opts: { dir: string; replicas: number; pgPort: number; httpPort: number }) => {
+      await runDemo(opts);
+    });
+
+  program
+    .command('start')
+    .description('run the proxy against an existing cluster')
+    .requiredOption('--config <file>', 'YAML configuration file (see docs/CONFIG.md)')
+    .action(async (opts: { config: string }) => {
+      const config = loadConfigFile(opts.config);
+      const app = await Rwsplit.start(config);
+      await waitForSignal();
+      await app.stop();
+    });
+
+  program
+    .command('status')
+    .description('print the node table of a running rwsplit')
+    .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
+    .action(async (opts: { http: string }) => {
+      await printStatus(opts.http);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof ConfigError) {
+      console.error(`rwsplit: ${err.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

@@ -1,0 +1,31 @@
+/** `rwsplit status`: fetches /api/nodes from a running instance and prints a table. */
+import type { NodeReport } from '../admin/http-server.js';
+
+export function formatNodeTable(nodes: readonly NodeReport[]): string {
+  const header = ['NODE', 'KIND', 'SHARD', 'ROLE', 'ADDRESS', 'STATE', 'LAG BYTES', 'LAG MS', 'CONNS'];
+  const rows = nodes.map((n) => [
+    n.id,
+    n.kind,
+    n.shard,
+    n.role,
+    `${n.host}:${n.port}`,
+    n.state,
+    n.lagBytes === null ? '-' : String(n.lagBytes),
+    n.lagMs === null ? '-' : String(n.lagMs),
+    `${n.connections.active}/${n.connections.active + n.connections.idle}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+export async function printStatus(base: string): Promise<void> {
+  const url = new URL('/api/nodes', base);
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch (err) {
+    throw new Error(`cannot reach rwsplit's admin server at ${base} (${(err as Error).message}); is it running? pass --http URL`);
+  }
+  if (!res.ok) throw new Error(`${url} answered ${res.status}`);
+  console.log(formatNodeTable((await res.json()) as NodeReport[]));
+}

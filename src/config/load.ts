@@ -1,0 +1,71 @@
+/**
+ * Loading and validating the YAML config. A bad file yields one ConfigError whose message
+ * names the key and the problem; the CLI prints it and exits with code 2.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { configSchema, type Config } from './schema.js';
+
+/** A configuration problem; `message` is meant for the user as-is. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+/** Validates an already parsed object (also used by the demo, which builds its config in code). */
+export function validateConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (result.success) {
+    checkCrossFields(result.data, source);
+    return result.data;
+  }
+  throw new ConfigError(describeIssue(result.error, source));
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+    throw new ConfigError(`${path}: not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return validateConfig(raw, path);
+}
+
+function describeIssue(error: z.ZodError, source: string): string {
+  const issue = error.issues[0];
+  if (!issue) return `${source}: invalid configuration`;
+  const key = issue.path.map(String).join('.') || '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.join(', ');
+    const at = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+    return `${source}: unknown key ${keys} in ${at}; see docs/CONFIG.md for the keys it accepts`;
+  }
+  return `${source}: ${key}: ${issue.message}`;
+}
+
+function checkCrossFields(config: Config, source: string): void {
+  const ids = new Set<string>();
+  for (const [i, node] of config.postgres.nodes.entries()) {
+    if (ids.has(node.id)) throw new ConfigError(`${source}: postgres.nodes.${i}.id: duplicate node id "${node.id}"`);
+    ids.add(node.id);
+  }
+  const { auth } = config.postgres;
+  if (auth.method === 'scram-sha-256' && auth.users.length === 0) {
+    throw new ConfigError(
+      `${source}: postgres.auth.users: method scram-sha-256 needs at least one user (name and password)`,
+    );
+  }
+  const { postgres: pgListen, http: httpListen } = config.listen;
+  if (pgListen.port !== 0 && pgListen.port === httpListen.port && pgListen.host === httpListen.host) {
+    throw new ConfigError(`${source}: listen.http.port: same address as listen.postgres; choose another port`);
+  }
+}

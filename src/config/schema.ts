@@ -1,0 +1,130 @@
+/**
+ * The configuration file's schema (YAML, validated with zod at start). Every key here is
+ * documented in docs/CONFIG.md; keep the two in step.
+ */
+import { z } from 'zod';
+
+// 0 asks the OS for any free port (tests use it).
+const port = z.number().int().min(0).max(65535);
+const host = z.string().min(1);
+
+const listenAddress = z.strictObject({ host: host.default('127.0.0.1'), port });
+
+const pgNode = z.strictObject({
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"')
+    .min(1),
+  host,
+  port: port.default(5432),
+  weight: z.number().min(0).default(1),
+});
+
+const pgUser = z.strictObject({
+  name: z.string().min(1),
+  /** Plain password (used for client SCRAM and for logging into backends) or a SCRAM verifier (clients only). */
+  password: z.string().min(1),
+});
+
+const tlsServer = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+});
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({
+      postgres: listenAddress.default({ host: '127.0.0.1', port: 6432 }),
+      http: listenAddress.default({ host: '127.0.0.1', port: 8432 }),
+    })
+    .default({ postgres: { host: '127.0.0.1', port: 6432 }, http: { host: '127.0.0.1', port: 8432 } }),
+  postgres: z.strictObject({
+    nodes: z.array(pgNode).min(1, 'list at least one node (the primary)'),
+    auth: z
+      .strictObject({
+        method: z.enum(['trust', 'scram-sha-256']).default('trust'),
+        users: z.array(pgUser).default([]),
+      })
+      .default({ method: 'trust', users: [] }),
+    backend: z
+      .strictObject({
+        user: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+      })
+      .default({}),
+    tls: tlsServer.optional(),
+    pool: z
+      .strictObject({
+        size: z.number().int().min(1).default(20),
+        acquireTimeoutMs: z.number().int().min(1).default(5000),
+        connectTimeoutMs: z.number().int().min(1).default(3000),
+        idleTimeoutMs: z.number().int().min(0).default(300_000),
+      })
+      .default({ size: 20, acquireTimeoutMs: 5000, connectTimeoutMs: 3000, idleTimeoutMs: 300_000 }),
+    routing: z
+      .strictObject({
+        balance: z.enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency']).default('round-robin'),
+        primaryReads: z.enum(['never', 'fallback', 'always']).default('fallback'),
+        writeFunctions: z.array(z.string().min(1)).optional(),
+        retryReads: z.boolean().default(true),
+      })
+      .default({ balance: 'round-robin', primaryReads: 'fallback', retryReads: true }),
+    staleness: z
+      .strictObject({
+        maxLagBytes: z.number().int().min(0).nullable().default(16 * 1024 * 1024),
+        maxLagMs: z.number().int().min(0).nullable().default(10_000),
+        whenAllLagging: z.enum(['fallback', 'error']).default('fallback'),
+        breachesToLeave: z.number().int().min(1).default(2),
+        samplesToReturn: z.number().int().min(1).default(3),
+        returnRatio: z.number().gt(0).max(1).default(0.5),
+      })
+      .default({
+        maxLagBytes: 16 * 1024 * 1024,
+        maxLagMs: 10_000,
+        whenAllLagging: 'fallback',
+        breachesToLeave: 2,
+        samplesToReturn: 3,
+        returnRatio: 0.5,
+      }),
+    monitor: z
+      .strictObject({
+        intervalMs: z.number().int().min(50).default(500),
+        timeoutMs: z.number().int().min(50).default(1000),
+        upAfter: z.number().int().min(1).default(2),
+        database: z.string().min(1).default('postgres'),
+        user: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+      })
+      .default({ intervalMs: 500, timeoutMs: 1000, upAfter: 2, database: 'postgres' }),
+    limits: z
+      .strictObject({
+        maxFrameBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024 * 1024)
+          .default(64 * 1024 * 1024),
+        maxClients: z.number().int().min(1).default(10_000),
+        maxBatchBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(1024 * 1024),
+      })
+      .default({ maxFrameBytes: 64 * 1024 * 1024, maxClients: 10_000, maxBatchBytes: 1024 * 1024 }),
+  }),
+  admin: z
+    .strictObject({
+      token: z.string().min(8).optional(),
+    })
+    .default({}),
+  logging: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .default({ level: 'info' }),
+});
+
+/** The validated configuration, defaults filled in. */
+export type Config = z.infer<typeof configSchema>;
+export type PgConfig = Config['postgres'];

@@ -1,0 +1,140 @@
+/**
+ * The proxy's view of the cluster: one NodeStatus per configured node, updated by the
+ * monitor (probes) and by the data path (a connection that fails marks its node down at
+ * once). The router reads it; the admin API reports it. No sockets here.
+ */
+import { EventEmitter } from 'node:events';
+import { Ewma } from './ewma.js';
+import type { NodeRole, NodeSpec, NodeState } from './types.js';
+
+/** Live status of one node. Mutated only through Topology's methods. */
+export interface NodeStatus {
+  readonly spec: NodeSpec;
+  role: NodeRole;
+  /** false until the monitor has seen the node answer at least once */
+  roleKnown: boolean;
+  reachable: boolean;
+  lagging: boolean;
+  fenced: boolean;
+  lagBytes: number | null;
+  lagMs: number | null;
+  /** last observed WAL position: current LSN on a primary, replay LSN on a replica */
+  position: string | null;
+  timeline: number | null;
+  /** batches dispatched to this node and not yet answered */
+  outstanding: number;
+  /** EWMA of batch latency in ms */
+  readonly latency: Ewma;
+  okStreak: number;
+  lastError: string | null;
+  lastProbeAt: number | null;
+}
+
+/** One entry of the event log the admin API and dashboard show. */
+export interface TopologyEvent {
+  at: number;
+  node: string;
+  type: 'down' | 'up' | 'lagging' | 'caught-up' | 'role-change';
+  detail: string;
+}
+
+/** Derives the externally reported state of a node. */
+export function nodeState(n: NodeStatus): NodeState {
+  if (n.fenced) return 'fenced';
+  if (!n.reachable) return 'down';
+  if (n.lagging) return 'lagging';
+  return 'up';
+}
+
+const EVENT_LOG_SIZE = 500;
+
+export class Topology extends EventEmitter {
+  readonly nodes: NodeStatus[];
+  readonly events: TopologyEvent[] = [];
+  private readonly byId = new Map<string, NodeStatus>();
+
+  /** `upAfter`: consecutive successful probes before a down node returns to rotation. */
+  constructor(
+    specs: readonly NodeSpec[],
+    private readonly upAfter = 2,
+  ) {
+    super();
+    this.nodes = specs.map((spec, i) => ({
+      spec,
+      // Until the first probe answers, assume the first node is the primary (config order).
+      role: i === 0 ? 'primary' : 'replica',
+      roleKnown: false,
+      reachable: true,
+      lagging: false,
+      fenced: false,
+      lagBytes: null,
+      lagMs: null,
+      position: null,
+      timeline: null,
+      outstanding: 0,
+      latency: new Ewma(2000),
+      okStreak: 0,
+      lastError: null,
+      lastProbeAt: null,
+    }));
+    for (const n of this.nodes) this.byId.set(n.spec.id, n);
+  }
+
+  get(id: string): NodeStatus | undefined {
+    return this.byId.get(id);
+  }
+
+  /** The routable primary of a shard: reachable, not fenced, observed (or assumed) primary. */
+  primary(shard?: string): NodeStatus | undefined {
+    for (const n of this.nodes) {
+      if (shard !== undefined && n.spec.shard !== shard) continue;
+      if (n.role === 'primary' && n.reachable && !n.fenced) return n;
+    }
+    return undefined;
+  }
+
+  /** Called by the data path or the monitor when a node fails to answer. Takes effect at once. */
+  markDown(id: string, reason: string): void {
+    const n = this.byId.get(id);
+    if (!n) return;
+    n.okStreak = 0;
+    n.lastError = reason;
+    if (!n.reachable) return;
+    n.reachable = false;
+    this.record(n, 'down', reason);
+  }
+
+  /** Called by the monitor after a successful probe. */
+  markProbeOk(id: string, role: NodeRole): void {
+    const n = this.byId.get(id);
+    if (!n) return;
+    n.lastProbeAt = Date.now();
+    n.lastError = null;
+    if (n.roleKnown && n.role !== role) this.record(n, 'role-change', `${n.role} -> ${role}`);
+    n.role = role;
+    n.roleKnown = true;
+    n.okStreak++;
+    // A node that has never been seen down is up from its first probe; a node that went
+    // down needs `upAfter` answers in a row, so a flapping node does not bounce in and out.
+    if (!n.reachable && n.okStreak >= this.upAfter) {
+      n.reachable = true;
+      this.record(n, 'up', `answered ${n.okStreak} probes in a row`);
+    }
+  }
+
+  /** Records the staleness verdict for a replica. */
+  setLagging(id: string, lagging: boolean): void {
+    const n = this.byId.get(id);
+    if (!n || n.lagging === lagging) return;
+    n.lagging = lagging;
+    const lag = `lag ${n.lagBytes ?? '?'} bytes, ${n.lagMs ?? '?'} ms`;
+    this.record(n, lagging ? 'lagging' : 'caught-up', lag);
+  }
+
+  private record(n: NodeStatus, type: TopologyEvent['type'], detail: string): void {
+    const event: TopologyEvent = { at: Date.now(), node: n.spec.id, type, detail };
+    this.events.push(event);
+    if (this.events.length > EVENT_LOG_SIZE) this.events.splice(0, this.events.length - EVENT_LOG_SIZE);
+    this.emit('event', event);
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Writes a batch of client frames to the backend that runs it, translating what is
+ * per-connection: named statements become shared server-side names (`rws_<hash>`), a
+ * statement the backend has not seen is re-Parsed first, Close of a statement is answered
+ * by the proxy. Every forwarded request is registered with the response tracker.
+ */
+import type { BackendConnection } from './backend-connection.js';
+import type { Classifier } from './classifier/classify.js';
+import {
+  CLOSE_COMPLETE,
+  decodeBindHead,
+  decodeParse,
+  decodeQuery,
+  decodeTarget,
+  encodeBindWithStatement,
+  encodeParse,
+  encodeParseWithName,
+  encodeTarget,
+  FrontendCode,
+  PARSE_COMPLETE,
+} from './protocol/index.js';
+import { Expect, type ResponseTracker } from './response-tracker.js';
+import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
+
+export interface TranslateResult {
+  /** ReadyForQuery answers this batch will produce (Sync, Query, FunctionCall) */
+  readyCount: number;
+  /** session state created by the batch (pins the session), or null */
+  pin: string | null;
+  /** the backend socket refused more data: pause the client until it drains */
+  backendFull: boolean;
+}
+
+export class BatchTranslator {
+  /** extended-protocol messages sent since the last Sync: the backend is mid-batch */
+  unsynced = false;
+  private conn: BackendConnection | null = null;
+  private full = false;
+
+  constructor(
+    private readonly classifier: Classifier,
+    private readonly statements: ClientStatements,
+    private readonly tracker: ResponseTracker,
+  ) {}
+
+  reset(): void {
+    this.unsynced = false;
+    this.conn = null;
+  }
+
+  translate(frames: readonly Buffer[], conn: BackendConnection): TranslateResult {
+    this.conn = conn;
+    this.full = false;
+    let readyCount = 0;
+    let pin: string | null = null;
+    for (const frame of frames) {
+      switch (frame[0]) {
+        case FrontendCode.Query: {
+          const c = this.classifier.classify(decodeQuery(frame));
+          pin ??= c.pin;
+          // A simple Query replaces the unnamed statement; DISCARD/DEALLOCATE drop ours.
+          conn.unnamedKey = null;
+          if (c.resetsPrepared) conn.prepared.clear();
+          this.send(frame);
+          this.tracker.expect(Expect.Query);
+          readyCount++;
+          break;
+        }
+        case FrontendCode.Parse:
+          pin ??= this.parse(frame, conn);
+          break;
+        case FrontendCode.Bind:
+          this.bind(frame, conn);
+          break;
+        case FrontendCode.Describe:
+          this.describe(frame, conn);
+          break;
+        case FrontendCode.Execute:
+          this.send(frame);
+          this.unsynced = true;
+          this.tracker.expect(Expect.Execute);
+          break;
+        case FrontendCode.Close:
+          this.close(frame);
+          break;
+        case FrontendCode.Sync:
+          this.send(frame);
+          this.unsynced = false;
+          this.tracker.expect(Expect.Sync);
+          readyCount++;
+          break;
+        case FrontendCode.FunctionCall:
+          this.send(frame);
+          this.tracker.expect(Expect.Query);
+          readyCount++;
+          break;
+        case FrontendCode.Flush:
+          this.send(frame);
+          break;
+        default: // CopyData, CopyDone, CopyFail: the server is in COPY mode
+          this.send(frame);
+      }
+    }
+    return { readyCount, pin, backendFull: this.full };
+  }
+
+  private send(frame: Buffer): void {
+    if (!this.conn!.write(frame)) this.full = true;
+  }
+
+  private parse(frame: Buffer, conn: BackendConnection): string | null {
+    const msg = decodeParse(frame);
+    const classification = this.classifier.classify(msg.query);
+    const key = statementKey(msg.query, msg.paramTypes);
+    this.unsynced = true;
+    if (msg.statement === '') {
+      this.statements.set('', { key, query: msg.query, paramTypes: Buffer.from(msg.paramTypes), classification });
+      conn.unnamedKey = key;
+      this.send(frame);
+      this.tracker.expectParse(null, false);
+      return classification.pin;
+    }
+    const info: StatementInfo = { key, query: msg.query, paramTypes: Buffer.from(msg.paramTypes), classification };
+    this.statements.set(msg.statement, info);
+    if (conn.prepared.has(key)) {
+      this.tracker.synthesize(PARSE_COMPLETE);
+    } else {
+      conn.prepared.add(key);
+      this.send(encodeParseWithName(frame, msg, key));
+      this.tracker.expectParse(key, false);
+    }
+    return classification.pin;
+  }
+
+  private bind(frame: Buffer, conn: BackendConnection): void {
+    const head = decodeBindHead(frame);
+    const info = this.statements.get(head.statement);
+    this.unsynced = true;
+    if (!info) {
+      // Unknown to us: let the server answer with its own "does not exist" error.
+      this.send(frame);
+    } else if (head.statement === '') {
+      this.ensureUnnamed(info, conn);
+      this.send(frame);
+    } else {
+      this.ensureNamed(info, conn);
+      this.send(encodeBindWithStatement(frame, head, info.key));
+    }
+    this.tracker.expect(Expect.Bind);
+  }
+
+  private describe(frame: Buffer, conn: BackendConnection): void {
+    const target = decodeTarget(frame);
+    const info = target.kind === 'S' ? this.statements.get(target.name) : null;
+    this.unsynced = true;
+    if (!info) {
+      this.send(frame);
+    } else if (target.name === '') {
+      this.ensureUnnamed(info, conn);
+      this.send(frame);
+    } else {
+      this.ensureNamed(info, conn);
+      this.send(encodeTarget(FrontendCode.Describe, 'S', info.key));
+    }
+    this.tracker.expect(Expect.Describe);
+  }
+
+  private close(frame: Buffer): void {
+    const target = decodeTarget(frame);
+    this.unsynced = true;
+    if (target.kind === 'S') {
+      // Server-side statements are shared between clients: forget the client's name only.
+      this.statements.delete(target.name);
+      this.tracker.synthesize(CLOSE_COMPLETE);
+      return;
+    }
+    this.send(frame);
+    this.tracker.expect(Expect.Close);
+  }
+
+  private ensureNamed(info: StatementInfo, conn: BackendConnection): void {
+    if (conn.prepared.has(info.key)) return;
+    conn.prepared.add(info.key);
+    this.send(encodeParse(info.key, info.query, info.paramTypes));
+    this.tracker.expectParse(info.key, true);
+  }
+
+  private ensureUnnamed(info: StatementInfo, conn: BackendConnection): void {
+    if (conn.unnamedKey === info.key) return;
+    conn.unnamedKey = info.key;
+    this.send(encodeParse('', info.query, info.paramTypes));
+    this.tracker.expectParse(null, true);
+  }
+}

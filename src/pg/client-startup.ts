@@ -1,0 +1,168 @@
+/**
+ * The startup phase of a client connection: SSLRequest / GSSENCRequest negotiation,
+ * CancelRequest, the StartupMessage, and authentication (trust or SCRAM-SHA-256).
+ * https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+ */
+import type net from 'node:net';
+import tls from 'node:tls';
+import { ScramError, ScramServer, type ScramVerifier } from './auth/index.js';
+import { RwsplitPgError, SqlState } from './errors.js';
+import {
+  AUTHENTICATION_OK,
+  decodeSaslInitialResponse,
+  decodePasswordMessage,
+  decodeStartupPacket,
+  encodeAuthenticationSasl,
+  encodeAuthenticationSaslContinue,
+  encodeAuthenticationSaslFinal,
+  FrontendCode,
+  PROTOCOL_VERSION_3,
+  SSL_NO,
+} from './protocol/index.js';
+
+/** What the client asked for in its StartupMessage. */
+export interface ClientLogin {
+  user: string;
+  database: string;
+  /** other startup parameters, passed on to backends (application_name, client_encoding, ...) */
+  params: Record<string, string>;
+}
+
+export interface StartupPolicy {
+  authMethod: 'trust' | 'scram-sha-256';
+  /** SCRAM verifier of a user, or null when unknown */
+  verifier(user: string): ScramVerifier | null;
+  tls: tls.SecureContext | null;
+  cancel(processId: number, secretKey: number): void;
+}
+
+/** Events of the startup phase, implemented by the proxy's client connection. */
+export interface StartupHost {
+  readonly socket: net.Socket;
+  write(buf: Buffer): void;
+  /** replace the transport after a TLS handshake was agreed */
+  upgrade(secure: tls.TLSSocket): void;
+  /** the frame reader leaves startup mode (typed frames follow) */
+  typedFramesFollow(): void;
+  authenticated(login: ClientLogin): void;
+  reject(err: RwsplitPgError): void;
+  closeQuietly(): void;
+}
+
+type Phase = 'startup' | 'sasl-initial' | 'sasl-final' | 'done';
+
+export class ClientStartup {
+  private phase: Phase = 'startup';
+  private login: ClientLogin | null = null;
+  private scram: ScramServer | null = null;
+
+  constructor(
+    private readonly host: StartupHost,
+    private readonly policy: StartupPolicy,
+  ) {}
+
+  onFrame(type: number, frame: Buffer): void {
+    try {
+      if (this.phase === 'startup') this.onStartupPacket(frame);
+      else if (this.phase === 'sasl-initial' || this.phase === 'sasl-final') this.onSasl(type, frame);
+      else throw protocolError(`unexpected message type 0x${type.toString(16)} during startup`);
+    } catch (err) {
+      this.phase = 'done';
+      if (err instanceof RwsplitPgError) this.host.reject(err);
+      else if (err instanceof ScramError) this.host.reject(protocolError(`SCRAM exchange failed: ${err.message}`));
+      else this.host.reject(protocolError((err as Error).message));
+    }
+  }
+
+  private onStartupPacket(frame: Buffer): void {
+    const packet = decodeStartupPacket(frame);
+    switch (packet.kind) {
+      case 'ssl':
+        if (this.policy.tls && !(this.host.socket instanceof tls.TLSSocket)) {
+          this.host.write(Buffer.from('S'));
+          this.host.upgrade(new tls.TLSSocket(this.host.socket, { isServer: true, secureContext: this.policy.tls }));
+        } else {
+          this.host.write(SSL_NO);
+        }
+        return;
+      case 'gssenc':
+        this.host.write(SSL_NO); // GSSAPI encryption is not offered
+        return;
+      case 'cancel':
+        this.phase = 'done';
+        this.policy.cancel(packet.processId, packet.secretKey);
+        this.host.closeQuietly();
+        return;
+      case 'startup':
+        this.onStartupMessage(packet.protocolVersion, packet.params);
+    }
+  }
+
+  private onStartupMessage(version: number, params: Map<string, string>): void {
+    this.host.typedFramesFollow();
+    if (version >> 16 !== PROTOCOL_VERSION_3 >> 16) {
+      throw new RwsplitPgError(
+        'UNSUPPORTED_PROTOCOL',
+        SqlState.FeatureNotSupported,
+        `unsupported frontend protocol ${version >> 16}.${version & 0xffff}: rwsplit speaks 3.0`,
+      );
+    }
+    const user = params.get('user');
+    if (!user) throw new RwsplitPgError('NO_USER', SqlState.InvalidAuthorization, 'no PostgreSQL user name specified in startup packet');
+    if (params.has('replication')) {
+      throw new RwsplitPgError(
+        'REPLICATION_UNSUPPORTED',
+        SqlState.FeatureNotSupported,
+        'rwsplit does not proxy replication connections',
+        'Connect replication clients (pg_basebackup, subscribers) to the server directly.',
+      );
+    }
+    const rest: Record<string, string> = {};
+    for (const [k, v] of params) {
+      // `_pq_.` options are protocol extensions that would need NegotiateProtocolVersion.
+      if (k !== 'user' && k !== 'database' && !k.startsWith('_pq_.')) rest[k] = v;
+    }
+    this.login = { user, database: params.get('database') || user, params: rest };
+    if (this.policy.authMethod === 'trust') {
+      this.finish();
+      return;
+    }
+    this.scram = new ScramServer(this.policy.verifier(user));
+    this.phase = 'sasl-initial';
+    this.host.write(encodeAuthenticationSasl(['SCRAM-SHA-256']));
+  }
+
+  private onSasl(type: number, frame: Buffer): void {
+    if (type !== FrontendCode.Password) throw protocolError(`expected a SASL response, got message type 0x${type.toString(16)}`);
+    const scram = this.scram!;
+    if (this.phase === 'sasl-initial') {
+      const { mechanism, data } = decodeSaslInitialResponse(frame);
+      if (mechanism !== 'SCRAM-SHA-256') throw protocolError(`unsupported SASL mechanism "${mechanism}"`);
+      this.phase = 'sasl-final';
+      this.host.write(encodeAuthenticationSaslContinue(scram.handleClientFirst(data)));
+      return;
+    }
+    const final = scram.handleClientFinal(decodePasswordMessage(frame));
+    if (!final) {
+      throw new RwsplitPgError(
+        'AUTH_FAILED',
+        SqlState.InvalidPassword,
+        `password authentication failed for user "${this.login!.user}"`,
+        undefined,
+        'FATAL',
+      );
+    }
+    this.host.write(encodeAuthenticationSaslFinal(final));
+    this.finish();
+  }
+
+  private finish(): void {
+    this.phase = 'done';
+    this.host.write(AUTHENTICATION_OK);
+    this.host.authenticated(this.login!);
+  }
+}
+
+function protocolError(message: string): RwsplitPgError {
+  return new RwsplitPgError('PROTOCOL_VIOLATION', SqlState.ProtocolViolation, message, undefined, 'FATAL');
+}

@@ -1,0 +1,349 @@
+/**
+ * The PostgreSQL side of rwsplit: a TCP server that speaks the wire protocol to clients,
+ * glues codec (protocol/), statement routing (classifier, route-decision), the routing
+ * core (topology, read router) and the backend pools together.
+ */
+import { randomInt } from 'node:crypto';
+import net from 'node:net';
+import type tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { ReadRouter } from '../core/read-router.js';
+import type { NodeStatus, Topology } from '../core/topology.js';
+import type { PgConfig } from '../config/schema.js';
+import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
+import type { BackendLogin } from './backend-connection.js';
+import { BackendPool } from './backend-pool.js';
+import type { Classifier } from './classifier/classify.js';
+import { ClientSession } from './client-session.js';
+import { ClientStartup, type ClientLogin, type StartupHost } from './client-startup.js';
+import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
+import {
+  encodeBackendKeyData,
+  encodeCancelRequest,
+  FrameReader,
+  FrameTooLargeError,
+  ProtocolError,
+  readyForQuery,
+} from './protocol/index.js';
+import type { PgStats, SessionContext } from './session-context.js';
+
+export interface PgProxyDeps {
+  config: PgConfig;
+  topology: Topology;
+  readRouter: ReadRouter;
+  classifier: Classifier;
+  stats: PgStats;
+  log: Logger;
+  tls: tls.SecureContext | null;
+}
+
+export class PgProxy implements SessionContext {
+  readonly classifier: Classifier;
+  readonly topology: Topology;
+  readonly readRouter: ReadRouter;
+  readonly stats: PgStats;
+  readonly retryReads: boolean;
+  readonly maxBatchBytes: number;
+  private readonly server: net.Server;
+  private readonly sessions = new Map<number, ClientSession>();
+  private readonly sockets = new Set<net.Socket>();
+  private readonly pools = new Map<string, BackendPool>();
+  private readonly verifiers = new Map<string, ScramVerifier>();
+  /** ParameterStatus frames per login, replayed to each client at login */
+  private readonly serverParams = new Map<string, Buffer[]>();
+  private reaper: NodeJS.Timeout | null = null;
+  private nextProcessId = 1;
+
+  constructor(private readonly deps: PgProxyDeps) {
+    this.classifier = deps.classifier;
+    this.topology = deps.topology;
+    this.readRouter = deps.readRouter;
+    this.stats = deps.stats;
+    this.retryReads = deps.config.routing.retryReads;
+    this.maxBatchBytes = deps.config.limits.maxBatchBytes;
+    for (const u of deps.config.auth.users) {
+      this.verifiers.set(
+        u.name,
+        u.password.startsWith('SCRAM-SHA-256$') ? parseScramVerifier(u.password) : makeScramVerifier(u.password),
+      );
+    }
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  get clientCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Backend connection counts per node, for metrics and the admin API. */
+  poolStats(): Map<string, { idle: number; active: number; waiting: number }> {
+    const out = new Map<string, { idle: number; active: number; waiting: number }>();
+    for (const pool of this.pools.values()) {
+      const s = pool.stats;
+      const cur = out.get(pool.target.nodeId) ?? { idle: 0, active: 0, waiting: 0 };
+      cur.idle += s.idle;
+      cur.active += s.active;
+      cur.waiting += s.waiting;
+      out.set(pool.target.nodeId, cur);
+    }
+    return out;
+  }
+
+  listen(host: string, port: number): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        this.reaper = setInterval(() => {
+          const now = Date.now();
+          for (const pool of this.pools.values()) pool.reapIdle(now);
+        }, 10_000);
+        this.reaper.unref();
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.reaper) clearInterval(this.reaper);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const bye = new RwsplitPgError('SHUTDOWN', SqlState.AdminShutdown, 'rwsplit is shutting down').toFatalFrame();
+    for (const s of this.sockets) s.end(bye);
+    for (const pool of this.pools.values()) pool.close();
+    setTimeout(() => {
+      for (const s of this.sockets) s.destroy();
+    }, 1000).unref();
+    await closed;
+  }
+
+  // ---- SessionContext ------------------------------------------------------------------
+
+  pool(node: NodeStatus, login: BackendLogin): BackendPool {
+    const key = `${node.spec.id}\0${loginKey(login)}`;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      const { pool: p, limits } = this.deps.config;
+      pool = new BackendPool(
+        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+        login,
+        { ...p, maxFrameBytes: limits.maxFrameBytes },
+        { onNodeFailure: (id, reason) => this.nodeFailed(id, reason) },
+      );
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  nodeFailed(nodeId: string, reason: string): void {
+    this.deps.log.warn({ node: nodeId, reason }, 'node failed on the data path; out of rotation');
+    this.topology.markDown(nodeId, reason);
+  }
+
+  sessionClosed(processId: number): void {
+    this.sessions.delete(processId);
+  }
+
+  // ---- connections -----------------------------------------------------------------------
+
+  private accept(raw: net.Socket): void {
+    if (this.sockets.size >= this.deps.config.limits.maxClients) {
+      raw.end(
+        new RwsplitPgError(
+          'TOO_MANY_CLIENTS',
+          SqlState.TooManyConnections,
+          `sorry, too many clients already (postgres.limits.maxClients = ${this.deps.config.limits.maxClients})`,
+        ).toFatalFrame(),
+      );
+      return;
+    }
+    new ClientConnection(this, raw, this.deps).start();
+  }
+
+  /** Registers a socket so shutdown can reach it. */
+  track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  verifier(user: string): ScramVerifier | null {
+    return this.verifiers.get(user) ?? null;
+  }
+
+  cancel(processId: number, secretKey: number): void {
+    const session = this.sessions.get(processId);
+    const conn = session?.currentBackend;
+    if (!session || session.secretKey !== secretKey || !conn) return;
+    // Cancel goes to the server that runs the query, with that server's own key.
+    const s = net.connect({ host: conn.target.host, port: conn.target.port }, () =>
+      s.end(encodeCancelRequest(conn.processId, conn.secretKey)),
+    );
+    s.on('error', () => s.destroy());
+  }
+
+  /** Opens the session after login: server parameters, our cancel key, ReadyForQuery. */
+  async openSession(client: ClientConnection, login: ClientLogin): Promise<ClientSession> {
+    const backendLogin = this.backendLogin(login);
+    const params = await this.parameterFrames(backendLogin);
+    const processId = this.nextProcessId++ & 0x7fffffff;
+    const secretKey = randomInt(0, 0x7fffffff);
+    const session = new ClientSession(this, client.socket, backendLogin, processId, secretKey);
+    this.sessions.set(processId, session);
+    for (const f of params) client.write(f);
+    client.write(encodeBackendKeyData(processId, secretKey));
+    client.write(readyForQuery(0x49));
+    return session;
+  }
+
+  private backendLogin(login: ClientLogin): BackendLogin {
+    const { backend } = this.deps.config;
+    const user = backend.user ?? login.user;
+    const configured = this.deps.config.auth.users.find((u) => u.name === user)?.password;
+    const password = backend.password ?? (configured && !configured.startsWith('SCRAM-SHA-256$') ? configured : undefined);
+    const out: BackendLogin = { user, database: login.database, params: login.params };
+    if (password !== undefined) out.password = password;
+    return out;
+  }
+
+  /** Server parameters for a login, learned once from a real backend connection. */
+  private async parameterFrames(login: BackendLogin): Promise<Buffer[]> {
+    const key = loginKey(login);
+    const cached = this.serverParams.get(key);
+    if (cached) return cached;
+    const node = this.topology.primary() ?? this.topology.nodes.find((n) => n.reachable && !n.fenced);
+    if (!node) {
+      throw new RwsplitPgError(
+        'NO_NODE',
+        SqlState.CannotConnectNow,
+        'no PostgreSQL node is reachable',
+        'Check the servers listed in postgres.nodes; `rwsplit status` shows what rwsplit sees.',
+        'FATAL',
+      );
+    }
+    const pool = this.pool(node, login);
+    const conn = await pool.acquire();
+    pool.release(conn);
+    this.serverParams.set(key, conn.parameterFrames);
+    return conn.parameterFrames;
+  }
+}
+
+function loginKey(login: BackendLogin): string {
+  const params = Object.keys(login.params)
+    .sort()
+    .map((k) => `${k}=${login.params[k]}`)
+    .join('\0');
+  return `${login.user}\0${login.database}\0${params}`;
+}
+
+/** A client socket through startup into its session; owns the frame reader. */
+class ClientConnection implements StartupHost {
+  socket: net.Socket;
+  private readonly reader: FrameReader;
+  private session: ClientSession | null = null;
+  private readonly startup: ClientStartup;
+  private readonly onData = (chunk: Buffer): void => this.push(chunk);
+  private readonly onFrame = (type: number, frame: Buffer): void => {
+    if (this.session) this.session.onClientFrame(type, frame);
+    else this.startup.onFrame(type, frame);
+  };
+
+  constructor(
+    private readonly proxy: PgProxy,
+    raw: net.Socket,
+    private readonly deps: PgProxyDeps,
+  ) {
+    this.socket = raw;
+    this.reader = new FrameReader({ maxFrameBytes: deps.config.limits.maxFrameBytes, startup: true });
+    this.startup = new ClientStartup(this, {
+      authMethod: deps.config.auth.method,
+      verifier: (u) => proxy.verifier(u),
+      tls: deps.tls,
+      cancel: (pid, key) => proxy.cancel(pid, key),
+    });
+  }
+
+  start(): void {
+    this.proxy.track(this.socket);
+    this.bind(this.socket);
+  }
+
+  private bind(socket: net.Socket): void {
+    socket.on('data', this.onData);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.session?.onClientClose());
+  }
+
+  private push(chunk: Buffer): void {
+    try {
+      this.reader.push(chunk, this.onFrame);
+    } catch (err) {
+      this.protocolFailure(err as Error);
+    }
+  }
+
+  /** A malformed or oversized frame: tell this client why, close it, nobody else notices. */
+  private protocolFailure(err: Error): void {
+    const message =
+      err instanceof FrameTooLargeError
+        ? `message of ${err.length} bytes exceeds the limit of ${err.max} bytes`
+        : err instanceof ProtocolError
+          ? `invalid message: ${err.message}`
+          : `internal error: ${err.message}`;
+    const hint = err instanceof FrameTooLargeError ? 'Raise postgres.limits.maxFrameBytes if such messages are legitimate.' : undefined;
+    this.deps.log.info({ err: err.message }, 'closing a client after a protocol error');
+    const e = new RwsplitPgError('PROTOCOL_VIOLATION', SqlState.ProtocolViolation, message, hint, 'FATAL');
+    this.reader.pause();
+    if (this.session) this.session.fatal(e);
+    else this.reject(e);
+  }
+
+  write(buf: Buffer): void {
+    this.socket.write(buf);
+  }
+
+  upgrade(secure: tls.TLSSocket): void {
+    this.socket.off('data', this.onData);
+    this.socket = secure;
+    this.proxy.track(secure);
+    this.bind(secure);
+  }
+
+  typedFramesFollow(): void {
+    this.reader.startup = false;
+  }
+
+  authenticated(login: ClientLogin): void {
+    this.reader.pause();
+    this.proxy.openSession(this, login).then(
+      (session) => {
+        this.session = session;
+        if (this.socket.destroyed) {
+          session.onClientClose();
+          return;
+        }
+        this.reader.resume();
+      },
+      (err: Error) => this.reject(loginError(err)),
+    );
+  }
+
+  reject(err: RwsplitPgError | Buffer): void {
+    this.socket.end(Buffer.isBuffer(err) ? err : err.toFatalFrame());
+  }
+
+  closeQuietly(): void {
+    this.socket.end();
+  }
+}
+
+/** The backend's own ErrorResponse when it refused the login, else ours. */
+function loginError(err: Error): RwsplitPgError | Buffer {
+  if (err instanceof BackendStartupError && err.frame) return err.frame;
+  if (err instanceof RwsplitPgError) return err;
+  return new RwsplitPgError(
+    'BACKEND_UNAVAILABLE',
+    SqlState.CannotConnectNow,
+    `rwsplit cannot open a server connection: ${err.message}`,
+    undefined,
+    'FATAL',
+  );
+}

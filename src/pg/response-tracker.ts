@@ -1,0 +1,170 @@
+/**
+ * Knows which server response answers which request of a leased backend, so the proxy can
+ * answer some requests itself (ParseComplete for a statement the backend already has,
+ * CloseComplete for a client's Close of a shared statement) and swallow the answers to
+ * requests it injected (a re-Parse), while the client sees exactly the stream a single
+ * server would have sent.
+ *
+ * Completion rules (https://www.postgresql.org/docs/current/protocol-flow.html):
+ * Parse→'1', Bind→'2', Describe→'T'|'n' (statement: after 't'), Execute→'C'|'I'|'s',
+ * Close→'3', Sync/Query/FunctionCall→'Z'. After an ErrorResponse in an extended-protocol
+ * batch the server skips everything up to Sync, so do we. 'N', 'A', 'S' may come anytime.
+ */
+import { BackendCode } from './protocol/index.js';
+
+export const enum Expect {
+  Parse,
+  Bind,
+  Describe,
+  Execute,
+  Close,
+  Sync,
+  Query,
+  /** a Parse the proxy injected: its ParseComplete is not the client's */
+  InjectedParse,
+  /** a simple Query the proxy injected (a deferred BEGIN): swallow up to and including its 'Z' */
+  InjectedQuery,
+  /** a response the proxy makes up; emitted when it reaches the head of the queue */
+  Synthetic,
+}
+
+interface Entry {
+  kind: Expect;
+  /** Synthetic: the bytes to send */
+  bytes: Buffer | null;
+  /** Parse/InjectedParse: statement key added to the backend optimistically, undone if it fails */
+  key: string | null;
+}
+
+/** What the session must do with one backend frame. */
+export const enum Verdict {
+  Forward,
+  Swallow,
+}
+
+export interface TrackerSink {
+  /** sends bytes to the client (synthetic responses) */
+  emit(bytes: Buffer): void;
+  /** a Parse of `key` did not happen on the server (error, or skipped after an error) */
+  parseFailed(key: string | null): void;
+}
+
+const SHARED: Partial<Record<Expect, Entry>> = {};
+function shared(kind: Expect): Entry {
+  let e = SHARED[kind];
+  if (!e) SHARED[kind] = e = { kind, bytes: null, key: null };
+  return e;
+}
+
+export class ResponseTracker {
+  private queue: Entry[] = [];
+  private head = 0;
+  /** Sync/Query entries in the queue: the ReadyForQuery messages still to come */
+  pendingReady = 0;
+
+  constructor(private readonly sink: TrackerSink) {}
+
+  get idle(): boolean {
+    return this.head === this.queue.length;
+  }
+
+  expect(kind: Expect): void {
+    if (kind === Expect.Sync || kind === Expect.Query || kind === Expect.InjectedQuery) this.pendingReady++;
+    this.queue.push(shared(kind));
+  }
+
+  expectParse(key: string | null, injected: boolean): void {
+    this.queue.push({ kind: injected ? Expect.InjectedParse : Expect.Parse, bytes: null, key });
+  }
+
+  synthesize(bytes: Buffer): void {
+    this.queue.push({ kind: Expect.Synthetic, bytes, key: null });
+    this.drainSynthetic();
+  }
+
+  /** Emits synthetic responses that have reached the head of the queue. */
+  drainSynthetic(): void {
+    while (this.head < this.queue.length) {
+      const e = this.queue[this.head]!;
+      if (e.kind !== Expect.Synthetic) break;
+      this.shift();
+      this.sink.emit(e.bytes!);
+    }
+  }
+
+  /** Classifies one backend frame; updates the queue. */
+  onFrame(type: number, frame: Buffer): Verdict {
+    if (type === BackendCode.NoticeResponse || type === BackendCode.NotificationResponse || type === BackendCode.ParameterStatus)
+      return Verdict.Forward;
+    const e = this.queue[this.head];
+    if (!e) return Verdict.Forward; // nothing expected (e.g. a notification on a pinned session)
+    if (type === BackendCode.ErrorResponse) return this.onError(e);
+    if (!completes(e.kind, type, frame)) return e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
+    this.complete(e);
+    const verdict = e.kind === Expect.InjectedParse || e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
+    this.drainSynthetic();
+    return verdict;
+  }
+
+  /** Forgets everything (the backend is gone). */
+  reset(): void {
+    this.queue = [];
+    this.head = 0;
+    this.pendingReady = 0;
+  }
+
+  private onError(e: Entry): Verdict {
+    // In a simple Query the error is one of its results; ReadyForQuery still ends it.
+    if (e.kind === Expect.Query || e.kind === Expect.InjectedQuery) return Verdict.Forward;
+    // Extended protocol: the server now ignores everything up to the next Sync.
+    while (this.head < this.queue.length) {
+      const skipped = this.queue[this.head]!;
+      if (skipped.kind === Expect.Sync) break;
+      if (skipped.kind === Expect.Parse || skipped.kind === Expect.InjectedParse) this.sink.parseFailed(skipped.key);
+      this.shift();
+    }
+    return Verdict.Forward;
+  }
+
+  private complete(e: Entry): void {
+    if (e.kind === Expect.Sync || e.kind === Expect.Query || e.kind === Expect.InjectedQuery) this.pendingReady--;
+    this.shift();
+  }
+
+  private shift(): void {
+    this.head++;
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+function completes(kind: Expect, type: number, frame: Buffer): boolean {
+  switch (kind) {
+    case Expect.Parse:
+    case Expect.InjectedParse:
+      return type === BackendCode.ParseComplete;
+    case Expect.Bind:
+      return type === BackendCode.BindComplete;
+    case Expect.Describe:
+      return type === BackendCode.RowDescription || type === BackendCode.NoData;
+    case Expect.Execute:
+      return (
+        type === BackendCode.CommandComplete ||
+        type === BackendCode.EmptyQueryResponse ||
+        type === BackendCode.PortalSuspended
+      );
+    case Expect.Close:
+      return type === BackendCode.CloseComplete;
+    case Expect.Sync:
+    case Expect.Query:
+    case Expect.InjectedQuery:
+      return type === BackendCode.ReadyForQuery && frame.length >= 6;
+    case Expect.Synthetic:
+      return false;
+  }
+}

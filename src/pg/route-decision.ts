@@ -1,0 +1,76 @@
+/**
+ * Decides where a queued batch of client frames must run: the primary or a read node.
+ * Reads only what routing needs: the text of Query and Parse, the statement a Bind names.
+ */
+import type { Classification, Classifier } from './classifier/classify.js';
+import { decodeBindHead, decodeParse, decodeQuery, FrontendCode } from './protocol/index.js';
+import type { RouteReason } from './session-context.js';
+import type { ClientStatements } from './statement-registry.js';
+
+export interface RouteDecision {
+  target: 'primary' | 'read';
+  reason: RouteReason;
+  /** an autocommit read made only of statements: safe to run again on another node */
+  retryable: boolean;
+}
+
+/**
+ * Order of precedence: a hint; the transaction the batch opens (`BEGIN` → primary,
+ * `BEGIN READ ONLY` or a deferred BEGIN followed by `SET TRANSACTION READ ONLY` → a read
+ * node); session state or any write → primary; otherwise a read node.
+ */
+export function decideRoute(
+  batch: readonly Buffer[],
+  statements: ClientStatements,
+  classifier: Classifier,
+  deferredBegin: boolean,
+): RouteDecision {
+  let hint: Classification['hint'] = null;
+  let tx: Classification['tx'] = null;
+  let firstTx: Classification['tx'] | undefined;
+  let write = false;
+  let pin = false;
+  let retryable = true;
+  for (const frame of batch) {
+    let c: Classification | null = null;
+    switch (frame[0]) {
+      case FrontendCode.Query:
+        c = classifier.classify(decodeQuery(frame));
+        break;
+      case FrontendCode.Parse:
+        c = classifier.classify(decodeParse(frame).query);
+        break;
+      case FrontendCode.Bind:
+        c = statements.get(decodeBindHead(frame).statement)?.classification ?? null;
+        break;
+      case FrontendCode.FunctionCall:
+        write = true;
+        retryable = false;
+        continue;
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        retryable = false;
+        continue;
+      default:
+        continue;
+    }
+    if (!c) continue;
+    if (firstTx === undefined) firstTx = c.tx;
+    hint ??= c.hint;
+    tx ??= c.tx;
+    if (c.pin) pin = true;
+    if (c.route === 'write') write = true;
+  }
+  if (deferredBegin) {
+    const readOnly = firstTx === 'set-tx-read-only';
+    return { target: readOnly ? 'read' : 'primary', reason: readOnly ? 'read-only-transaction' : 'transaction', retryable: false };
+  }
+  if (hint === 'primary') return { target: 'primary', reason: 'hint-primary', retryable: false };
+  if (hint === 'replica') return { target: 'read', reason: 'hint-replica', retryable: retryable && !write && tx === null };
+  if (tx === 'begin') return { target: 'primary', reason: 'transaction', retryable: false };
+  if (tx === 'begin-read-only') return { target: 'read', reason: 'read-only-transaction', retryable: false };
+  if (pin) return { target: 'primary', reason: 'pinned', retryable: false };
+  if (write) return { target: 'primary', reason: 'write', retryable: false };
+  return { target: 'read', reason: 'read', retryable: retryable && tx === null };
+}

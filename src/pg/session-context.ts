@@ -1,0 +1,45 @@
+/**
+ * What a client session needs from the proxy around it. Kept as an interface so the
+ * session module stays free of server, monitor and metrics wiring.
+ */
+import type { NodeStatus, Topology } from '../core/topology.js';
+import type { ReadRouter } from '../core/read-router.js';
+import type { Classifier } from './classifier/classify.js';
+import type { BackendPool } from './backend-pool.js';
+import type { BackendLogin } from './backend-connection.js';
+
+/** Why a batch went where it went; a label of the routing-decision metric. */
+export type RouteReason =
+  | 'read'
+  | 'write'
+  | 'transaction'
+  | 'read-only-transaction'
+  | 'pinned'
+  | 'hint-primary'
+  | 'hint-replica'
+  | 'fallback-primary'
+  | 'retry';
+
+/** Counters and histograms the data path feeds (implemented with prom-client in admin/). */
+export interface PgStats {
+  routed(reason: RouteReason): void;
+  dispatched(nodeId: string): void;
+  answered(nodeId: string, seconds: number): void;
+  retried(nodeId: string): void;
+  clientError(sqlstate: string): void;
+}
+
+export interface SessionContext {
+  readonly classifier: Classifier;
+  readonly topology: Topology;
+  readonly readRouter: ReadRouter;
+  readonly stats: PgStats;
+  readonly retryReads: boolean;
+  readonly maxBatchBytes: number;
+  /** the pool for a node and a login (created on first use) */
+  pool(node: NodeStatus, login: BackendLogin): BackendPool;
+  /** the data path lost a connection to this node unexpectedly */
+  nodeFailed(nodeId: string, reason: string): void;
+  /** a session ended (for the cancel-key registry) */
+  sessionClosed(processId: number): void;
+}
