@@ -10,7 +10,6 @@ import {
   CLOSE_COMPLETE,
   decodeBindHead,
   decodeParse,
-  decodeQuery,
   decodeTarget,
   encodeBindWithStatement,
   encodeParse,
@@ -20,6 +19,7 @@ import {
   PARSE_COMPLETE,
 } from './protocol/index.js';
 import { Expect, type ResponseTracker } from './response-tracker.js';
+import { classifyQuery } from './route-decision.js';
 import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
 
 export interface TranslateResult {
@@ -56,7 +56,7 @@ export class BatchTranslator {
     for (const frame of frames) {
       switch (frame[0]) {
         case FrontendCode.Query: {
-          const c = this.classifier.classify(decodeQuery(frame));
+          const c = classifyQuery(this.classifier, frame);
           pin ??= c.pin;
           // A simple Query replaces the unnamed statement; DISCARD/DEALLOCATE drop ours.
           conn.unnamedKey = null;

@@ -15,14 +15,13 @@ import { RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
   BackendCode,
-  decodeQuery,
   encodeCommandComplete,
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
 import { Expect, ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
-import { decideRoute, type RouteDecision } from './route-decision.js';
+import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import { ClientStatements } from './statement-registry.js';
 
@@ -48,6 +47,8 @@ export class ClientSession implements BackendListener, TrackerSink {
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
   private retryable: { frames: Buffer[]; failed: Set<string> } | null = null;
   private readonly dispatchTimes: number[] = [];
+  /** this session's pool per node id (the login is fixed for the session's life) */
+  private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
   private readonly statements = new ClientStatements();
   private readonly translator: BatchTranslator;
@@ -140,7 +141,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     }
     if (this.tryAnswerWithoutBackend()) return;
     const decision = decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null);
-    this.route(decision, new Set());
+    this.route(decision, null);
   }
 
   /** A write queued behind pipelined reads on a replica waits until that replica is idle. */
@@ -151,7 +152,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     return decision.target === 'primary';
   }
 
-  private route(decision: RouteDecision, failed: Set<string>): void {
+  private route(decision: RouteDecision, failed: Set<string> | null): void {
     let node: NodeStatus | undefined;
     let reason: RouteReason = decision.reason;
     if (decision.target === 'primary') {
@@ -168,7 +169,7 @@ export class ClientSession implements BackendListener, TrackerSink {
         return;
       }
     } else {
-      const pick = this.ctx.readRouter.pick(failed);
+      const pick = this.ctx.readRouter.pick(failed ?? undefined);
       if (!pick.ok) {
         this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
         return;
@@ -176,12 +177,13 @@ export class ClientSession implements BackendListener, TrackerSink {
       node = pick.node;
       if (pick.reason === 'fallback-primary') reason = 'fallback-primary';
     }
-    if (failed.size > 0) reason = 'retry';
+    if (failed) reason = 'retry';
     this.ctx.stats.routed(reason);
     const retry =
       this.ctx.retryReads && decision.target === 'read' && this.deferredBegin === null && decision.retryable;
-    this.retryable = retry ? { frames: this.batch, failed } : null;
-    const pool = this.ctx.pool(node, this.login);
+    this.retryable = retry ? { frames: this.batch, failed: failed ?? new Set() } : null;
+    let pool = this.pools.get(node.spec.id);
+    if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
     const conn = pool.tryAcquire();
     if (conn) {
       this.lease(conn, pool, node);
@@ -252,7 +254,7 @@ export class ClientSession implements BackendListener, TrackerSink {
   private tryAnswerWithoutBackend(): boolean {
     const first = this.batch[0]!;
     if (this.batch.length !== 1 || first[0] !== FrontendCode.Query || this.pinnedBy) return false;
-    const c = this.ctx.classifier.classify(decodeQuery(first));
+    const c = classifyQuery(this.ctx.classifier, first);
     if (c.statementCount !== 1 || c.hint) return false;
     if (this.deferredBegin === null && c.tx === 'begin') {
       // Deferring BEGIN lets the next statement decide the node: `SET TRANSACTION READ ONLY`

@@ -320,7 +320,11 @@ class ClientConnection implements StartupHost {
           session.onClientClose();
           return;
         }
-        this.reader.resume();
+        try {
+          this.reader.resume(); // frames that arrived during login
+        } catch (err) {
+          this.protocolFailure(err as Error);
+        }
       },
       (err: Error) => this.reject(loginError(err)),
     );

@@ -7,6 +7,21 @@ import { decodeBindHead, decodeParse, decodeQuery, FrontendCode } from './protoc
 import type { RouteReason } from './session-context.js';
 import type { ClientStatements } from './statement-registry.js';
 
+let memoFrame: Buffer | null = null;
+let memoClassification: Classification | null = null;
+
+/**
+ * Classifies a Query frame. The same frame is looked at by the router and then by the
+ * translator; a one-entry memo keyed by the frame's identity spares the second decode.
+ */
+export function classifyQuery(classifier: Classifier, frame: Buffer): Classification {
+  if (frame === memoFrame) return memoClassification!;
+  const c = classifier.classify(decodeQuery(frame));
+  memoFrame = frame;
+  memoClassification = c;
+  return c;
+}
+
 export interface RouteDecision {
   target: 'primary' | 'read';
   reason: RouteReason;
@@ -35,7 +50,7 @@ export function decideRoute(
     let c: Classification | null = null;
     switch (frame[0]) {
       case FrontendCode.Query:
-        c = classifier.classify(decodeQuery(frame));
+        c = classifyQuery(classifier, frame);
         break;
       case FrontendCode.Parse:
         c = classifier.classify(decodeParse(frame).query);

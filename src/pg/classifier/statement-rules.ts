@@ -102,8 +102,7 @@ const setRule: Rule = (tokens, start, end) => {
   }
   const what = wordAt(tokens, i);
   if (what === 'transaction') return setTransactionVerdict(tokens, i + 1, end);
-  if (what === 'constraints' && !local) return read();
-  if (local) return read();
+  if (local || what === 'constraints') return read();
   if (what === 'session' && wordAt(tokens, i + 1) === 'characteristics') return verdict('read', 'SET');
   if (what === 'session' && wordAt(tokens, i + 1) === 'authorization') {
     return verdict('read', 'SET SESSION AUTHORIZATION');
@@ -130,13 +129,9 @@ const explainRule: Rule = (tokens, start, end, ctx) => {
     analyze = explainOptionsAnalyze(tokens, i + 1, close);
     i = close + 1;
   } else {
-    for (
-      let w = wordAt(tokens, i);
-      w === 'analyze' || w === 'analyse' || w === 'verbose';
-      w = wordAt(tokens, ++i)
-    ) {
-      if (w !== 'verbose') analyze = true;
-    }
+    // legacy form: EXPLAIN [ANALYZE] [VERBOSE] statement
+    const isOption = (w: string | undefined) => w === 'analyze' || w === 'analyse' || w === 'verbose';
+    for (; isOption(wordAt(tokens, i)); i++) if (wordAt(tokens, i) !== 'verbose') analyze = true;
   }
   if (!analyze) return read();
   const inner = classifyStatement(tokens, i, end, ctx);
@@ -180,6 +175,9 @@ const copyRule: Rule = (tokens, start, end, ctx) => {
   return write();
 };
 
+/** Words between `CREATE [OR REPLACE]` and the object kind that say how the relation persists. */
+const PERSISTENCE = new Set(['global', 'local', 'temp', 'temporary', 'unlogged']);
+
 const TEMP_PINS: ReadonlyMap<string, string> = new Map([
   ['table', 'temp table'],
   ['view', 'temp view'],
@@ -196,11 +194,7 @@ const createRule: Rule = (tokens, start, end, ctx) => {
   let i = start + 1;
   if (wordAt(tokens, i) === 'or' && wordAt(tokens, i + 1) === 'replace') i += 2;
   let temp = false;
-  for (
-    let w = wordAt(tokens, i);
-    w === 'global' || w === 'local' || w === 'temp' || w === 'temporary' || w === 'unlogged';
-    w = wordAt(tokens, ++i)
-  ) {
+  for (let w = wordAt(tokens, i); w !== undefined && PERSISTENCE.has(w); w = wordAt(tokens, ++i)) {
     if (w === 'temp' || w === 'temporary') temp = true;
   }
   const object = wordAt(tokens, i) ?? '';
