@@ -4,7 +4,8 @@
  * synchronously if the benchmark itself exits first, so nothing outlives a run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -26,6 +27,7 @@ export interface BenchChildSpec {
 }
 
 const live = new Set<BenchChild>();
+const runDirs = new Set<string>();
 let exitHookInstalled = false;
 
 function killQuietly(pid: number, signal: NodeJS.Signals): void {
@@ -126,6 +128,7 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const child of live) child.killSync();
+    for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
   });
 }
 
@@ -137,5 +140,13 @@ export function makeRunDir(prefix: string, runAs: RunAs): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   chmodSync(dir, 0o755);
   chownToRunAs(dir, runAs);
+  runDirs.add(dir);
+  installExitHook();
   return dir;
+}
+
+/** Removes a directory made by {@link makeRunDir} (once its program has stopped). */
+export async function removeRunDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  runDirs.delete(dir);
 }

@@ -2,7 +2,8 @@
  * What the benchmark ran on, recorded next to the figures: a ratio only means something
  * together with the core count (client, proxies and servers share the cores) and versions.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 import { pgBinary } from '../src/cluster/pg-binaries.js';
@@ -21,18 +22,16 @@ export interface MachineInfo {
   pgpool: string;
 }
 
+/** First line a command prints (pgpool writes its version to stderr). */
 function firstLine(file: string, args: string[]): string {
-  try {
-    const out = execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.trim().split('\n')[0] ?? '';
-  } catch (err) {
-    return `unknown (${err instanceof Error ? err.message : String(err)})`;
-  }
+  const res = spawnSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (res.error !== undefined) return `unknown (${res.error.message})`;
+  return `${res.stdout}\n${res.stderr}`.trim().split('\n')[0] ?? '';
 }
 
 function osName(): string {
   try {
-    const release = execFileSync('cat', ['/etc/os-release'], { encoding: 'utf8' });
+    const release = readFileSync('/etc/os-release', 'utf8');
     return /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1] ?? os.type();
   } catch {
     return os.type();

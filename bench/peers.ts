@@ -5,7 +5,6 @@
  * Their settings are the anchor settings of /work/shared/anchors/ANCHORS.md.
  */
 import { writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -15,7 +14,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../src/cluster/free-port.js';
 import type { PgNodeHandle } from '../src/cluster/pg-cluster.js';
 import { pgChildEnv, type RunAs } from '../src/cluster/run-as.js';
-import { BenchChild, makeRunDir } from './bench-child.js';
+import { BenchChild, makeRunDir, removeRunDir } from './bench-child.js';
 
 export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
 export const PGPOOL_BIN = '/usr/sbin/pgpool';
@@ -75,7 +74,7 @@ async function waitReady(
 function stopper(child: BenchChild, signal: NodeJS.Signals, dir: string): () => Promise<void> {
   return async () => {
     await child.stop(signal);
-    await rm(dir, { recursive: true, force: true });
+    await removeRunDir(dir);
   };
 }
 

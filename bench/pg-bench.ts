@@ -225,9 +225,10 @@ async function startCluster(cleanup: Cleanup): Promise<PgCluster> {
   return cluster;
 }
 
+const abort = new AbortController();
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  const abort = new AbortController();
   installSignalHandlers(abort);
   execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'ensure-system-deps.sh'), 'pgbouncer', 'pgpool2'], {
     stdio: 'inherit',
@@ -274,6 +275,11 @@ function peerSettings(): Record<string, string> {
 }
 
 main().catch((err: unknown) => {
+  if (abort.signal.aborted) {
+    console.error('bench: interrupted; everything it started is stopped, no results written');
+    process.exitCode = 130;
+    return;
+  }
   console.error(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exitCode = 1;
 });

@@ -2,9 +2,11 @@
  * `rwsplit demo`: a real local cluster (PostgreSQL primary + replicas), the proxy and the
  * admin server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Rwsplit } from '../app.js';
+import { ClusterError } from '../cluster/errors.js';
 import { PgCluster } from '../cluster/pg-cluster.js';
 import { validateConfig } from '../config/load.js';
 import { waitForSignal } from './main.js';
@@ -20,7 +22,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = path.resolve(opts.dir, 'postgres');
   mkdirSync(path.dirname(dir), { recursive: true });
   console.log(`rwsplit demo: starting PostgreSQL (1 primary, ${opts.replicas} replicas) in ${dir} ...`);
-  const cluster = await PgCluster.start({ dir, replicas: opts.replicas });
+  const cluster = await startCluster(dir, opts.replicas);
   let app: Rwsplit | null = null;
   try {
     const config = validateConfig(
@@ -43,6 +45,23 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     await cluster.stop();
   }
   console.log('rwsplit demo: stopped');
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which cannot enter a private home
+ * directory (/root is 0700). Rather than fail, the demo then keeps its data under the
+ * system temp directory and says so.
+ */
+async function startCluster(dir: string, replicas: number): Promise<PgCluster> {
+  try {
+    return await PgCluster.start({ dir, replicas });
+  } catch (err) {
+    if (!(err instanceof ClusterError) || err.code !== 'DIR_NOT_ACCESSIBLE') throw err;
+    const fallback = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-demo-'));
+    chmodSync(fallback, 0o755);
+    console.log(`rwsplit demo: ${err.message}\nrwsplit demo: using ${fallback} instead`);
+    return PgCluster.start({ dir: path.join(fallback, 'postgres'), replicas });
+  }
 }
 
 function printEndpoints(cluster: PgCluster, opts: DemoOptions): void {
