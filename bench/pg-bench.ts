@@ -46,6 +46,14 @@ const SCALE = 10;
 const REPLICAS = 2;
 const CLUSTER_SETTINGS = { shared_buffers: '256MB', max_connections: '300' };
 
+const USAGE =
+  'usage: node dist/bench/pg-bench.js [--seconds N] [--warmup N] [--out DIR] [--contenders a,b,…]';
+
+/** A bad command line: reported with the usage line, exit code 2. */
+class UsageError extends Error {
+  readonly code = 'BENCH_USAGE';
+}
+
 interface Options {
   seconds: number;
   warmupSeconds: number;
@@ -56,11 +64,21 @@ interface Options {
 function positiveInt(name: string, text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0)
-    throw new Error(`${name} must be a whole number of seconds, got '${text}'`);
+    throw new UsageError(`${name} must be a whole number of seconds, got '${text}'`);
   return n;
 }
 
 function parseOptions(argv: string[]): Options {
+  try {
+    return parseOptionsOrThrow(argv);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    // node:util parseArgs errors (unknown option, missing value)
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function parseOptionsOrThrow(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -71,11 +89,11 @@ function parseOptions(argv: string[]): Options {
     },
   });
   const seconds = positiveInt('--seconds', values.seconds ?? process.env['BENCH_SECONDS'] ?? '12');
-  if (seconds < 1) throw new Error('--seconds must be at least 1');
+  if (seconds < 1) throw new UsageError('--seconds must be at least 1');
   const contenders = values.contenders.split(',').map((c) => c.trim()) as Contender[];
   const unknown = contenders.filter((c) => !ALL_CONTENDERS.includes(c));
   if (unknown.length > 0)
-    throw new Error(`unknown contender(s) ${unknown.join(', ')}; use ${ALL_CONTENDERS}`);
+    throw new UsageError(`unknown contender(s) ${unknown.join(', ')}; use ${ALL_CONTENDERS}`);
   if (!contenders.includes('direct')) contenders.unshift('direct'); // ratios need it
   return {
     seconds,
@@ -275,6 +293,11 @@ function peerSettings(): Record<string, string> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    console.error(`bench: ${err.message}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
   if (abort.signal.aborted) {
     console.error('bench: interrupted; everything it started is stopped, no results written');
     process.exitCode = 130;

@@ -35,7 +35,14 @@ export class Rwsplit {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
     const topology = new Topology(
-      pgc.nodes.map((n) => ({ id: n.id, kind: 'postgres', shard: 'default', host: n.host, port: n.port, weight: n.weight })),
+      pgc.nodes.map((n) => ({
+        id: n.id,
+        kind: 'postgres',
+        shard: 'default',
+        host: n.host,
+        port: n.port,
+        weight: n.weight,
+      })),
       pgc.monitor.upAfter,
     );
     topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
@@ -53,7 +60,9 @@ export class Rwsplit {
       primaryReads: pgc.routing.primaryReads,
       whenAllLagging: pgc.staleness.whenAllLagging,
     });
-    const classifier = new Classifier(pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {});
+    const classifier = new Classifier(
+      pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {},
+    );
     const proxy = new PgProxy({
       config: pgc,
       topology,
@@ -68,7 +77,9 @@ export class Rwsplit {
     proxyRef = proxy;
     const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
     const monitorPassword =
-      pgc.monitor.password ?? pgc.backend.password ?? pgc.auth.users.find((u) => u.name === monitorUser)?.password;
+      pgc.monitor.password ??
+      pgc.backend.password ??
+      pgc.auth.users.find((u) => u.name === monitorUser)?.password;
     const monitor = new PgMonitor(
       topology,
       staleness,
@@ -77,7 +88,9 @@ export class Rwsplit {
         timeoutMs: pgc.monitor.timeoutMs,
         database: pgc.monitor.database,
         user: monitorUser,
-        ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$') ? { password: monitorPassword } : {}),
+        ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$')
+          ? { password: monitorPassword }
+          : {}),
         onLag: (id, ms) => metrics.lagSample(id, ms),
       },
       log,

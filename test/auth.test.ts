@@ -11,7 +11,13 @@ for (const method of ['scram-sha-256', 'md5'] as const) {
       stack = await startStack({
         cluster: { replicas: 1, password: 'backend-secret', authMethod: method },
         postgres: {
-          auth: { method: 'scram-sha-256', users: [{ name: 'postgres', password: 'backend-secret' }, { name: 'app', password: 'app-secret' }] },
+          auth: {
+            method: 'scram-sha-256',
+            users: [
+              { name: 'postgres', password: 'backend-secret' },
+              { name: 'app', password: 'app-secret' },
+            ],
+          },
           backend: { user: 'postgres', password: 'backend-secret' },
         },
       });
@@ -21,7 +27,10 @@ for (const method of ['scram-sha-256', 'md5'] as const) {
     test('the right password logs in and queries reach both node kinds', async () => {
       const c = await stack.client({ user: 'app', password: 'app-secret' });
       assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1);
-      assert.equal((await c.query('SELECT count(*)::int AS n FROM pg_class /* rwsplit:primary */')).rows.length, 1);
+      assert.equal(
+        (await c.query('SELECT count(*)::int AS n FROM pg_class /* rwsplit:primary */')).rows.length,
+        1,
+      );
     });
 
     test('a wrong password gets SQLSTATE 28P01', async () => {

@@ -24,7 +24,10 @@ function configFile(name: string, body: string): string {
 
 describe('rwsplit start: config validation', () => {
   test('an unknown key is named, with exit code 2', () => {
-    const f = configFile('unknown.yaml', 'postgres:\n  nodes:\n    - { id: a, host: 127.0.0.1, port: 5 }\n  pool:\n    sise: 3\n');
+    const f = configFile(
+      'unknown.yaml',
+      'postgres:\n  nodes:\n    - { id: a, host: 127.0.0.1, port: 5 }\n  pool:\n    sise: 3\n',
+    );
     const r = runCli(['start', '--config', f]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unknown key sise in postgres\.pool/);
@@ -48,7 +51,10 @@ describe('rwsplit start: config validation', () => {
   });
 
   test('an unknown balance strategy lists the accepted ones', () => {
-    const f = configFile('enum.yaml', 'postgres:\n  nodes:\n    - { id: a, host: 127.0.0.1 }\n  routing:\n    balance: random\n');
+    const f = configFile(
+      'enum.yaml',
+      'postgres:\n  nodes:\n    - { id: a, host: 127.0.0.1 }\n  routing:\n    balance: random\n',
+    );
     const r = runCli(['start', '--config', f]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /postgres\.routing\.balance: .*round-robin/);
@@ -60,9 +66,24 @@ describe('rwsplit demo', () => {
     const [pgPort, httpPort] = await freePorts(2);
     // A private directory (mode 0700, like /root) makes the demo fall back to the temp dir.
     const dir = path.join(tmp, 'demo');
-    const child = spawn(process.execPath, [bin, 'demo', '--dir', dir, '--replicas', '1', '--pg-port', String(pgPort), '--http-port', String(httpPort)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'demo',
+        '--dir',
+        dir,
+        '--replicas',
+        '1',
+        '--pg-port',
+        String(pgPort),
+        '--http-port',
+        String(httpPort),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -181,6 +181,18 @@ describe('PgCluster, async replication, default options', () => {
     assert.equal(await scalar<string>(replica, 'SELECT count(*) AS v FROM t'), '3');
   });
 
+  test('a postmaster killed with signal() loses its pid and restart() brings the node back', async () => {
+    const replica = byId(cluster, 'pg-replica1');
+    const oldPid = replica.pid;
+    cluster.signal(replica.id, 'SIGKILL');
+    await eventually('pid cleared', async () => replica.pid === undefined);
+    assert.ok(oldPid !== undefined && processGone(oldPid));
+    await cluster.restart(replica.id);
+    assert.equal(await scalar<boolean>(replica, 'SELECT pg_is_in_recovery() AS v'), true);
+    await cluster.waitForReplication();
+    assert.equal(await scalar<string>(replica, 'SELECT count(*) AS v FROM t'), '3');
+  });
+
   test('a killed and restarted primary recovers its data and the replicas stream from it again', async () => {
     await cluster.kill('pg-primary');
     await assert.rejects(
@@ -263,42 +275,64 @@ describe('PgCluster, synchronous replication with a password', () => {
 });
 
 describe('PgCluster options', () => {
-  test('a given dir, fixed-size settings, md5 auth, one replica and a log callback', async () => {
+  test('a given dir (kept, then reused), settings, md5 auth, one replica and a log callback', async () => {
     const parent = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-cluster-test-'));
     chmodSync(parent, 0o755); // the postgres user must traverse it when we are root
     const dir = path.join(parent, 'cluster');
     const lines: string[] = [];
-    const cluster = await PgCluster.start({
-      dir,
-      replicas: 1,
-      settings: { max_connections: '50' },
-      password: 'pw',
-      authMethod: 'md5',
-      log: (nodeId, line) => lines.push(`${nodeId}: ${line}`),
-    });
     try {
-      assert.equal(cluster.dir, dir);
-      assert.equal(cluster.replicas.length, 1);
-      for (const node of cluster.nodes) {
-        assert.equal(await scalar<string>(node, `SELECT current_setting('max_connections') AS v`), '50');
+      const cluster = await PgCluster.start({
+        dir,
+        replicas: 1,
+        settings: { max_connections: '50' },
+        password: 'pw',
+        authMethod: 'md5',
+        log: (nodeId, line) => lines.push(`${nodeId}: ${line}`),
+      });
+      try {
+        assert.equal(cluster.dir, dir);
+        assert.equal(cluster.replicas.length, 1);
+        for (const node of cluster.nodes) {
+          assert.equal(await scalar<string>(node, `SELECT current_setting('max_connections') AS v`), '50');
+        }
+        const rules = await query<{ auth_method: string }>(
+          cluster.primary,
+          `SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE type = 'host'`,
+        );
+        assert.deepEqual(rules, [{ auth_method: 'md5' }]);
+        const stored = await scalar<string>(
+          cluster.primary,
+          `SELECT rolpassword AS v FROM pg_authid WHERE rolname = 'postgres'`,
+        );
+        assert.match(stored, /^md5[0-9a-f]{32}$/);
+        assert.ok(
+          lines.some((l) => l.startsWith('pg-primary: ') && l.includes('ready to accept connections')),
+        );
+        assert.ok(lines.some((l) => l.startsWith('pg-replica1: ')));
+        await query(cluster.primary, 'CREATE TABLE from_first_run (id int)');
+      } finally {
+        await cluster.stop();
       }
-      const rules = await query<{ auth_method: string }>(
-        cluster.primary,
-        `SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE type = 'host'`,
-      );
-      assert.deepEqual(rules, [{ auth_method: 'md5' }]);
-      const stored = await scalar<string>(
-        cluster.primary,
-        `SELECT rolpassword AS v FROM pg_authid WHERE rolname = 'postgres'`,
-      );
-      assert.match(stored, /^md5[0-9a-f]{32}$/);
-      assert.ok(lines.some((l) => l.startsWith('pg-primary: ') && l.includes('ready to accept connections')));
-      assert.ok(lines.some((l) => l.startsWith('pg-replica1: ')));
+      assert.ok(existsSync(path.join(dir, 'pg-primary', 'PG_VERSION')), 'a caller-given dir is kept');
+
+      // Starting again in the same dir (the demo's --dir) replaces the previous run's nodes.
+      const again = await PgCluster.start({ dir, replicas: 1 });
+      try {
+        const [row] = await query<{ t: string | null }>(
+          again.primary,
+          `SELECT to_regclass('from_first_run') AS t`,
+        );
+        assert.equal(row?.t, null);
+        assert.equal(
+          await scalar<boolean>(again.replicas[0] ?? again.primary, 'SELECT pg_is_in_recovery() AS v'),
+          true,
+        );
+      } finally {
+        await again.stop();
+      }
     } finally {
-      await cluster.stop();
+      rmSync(parent, { recursive: true, force: true });
     }
-    assert.ok(existsSync(dir), 'a caller-given dir is kept');
-    rmSync(parent, { recursive: true, force: true });
   });
 
   test('rejects impossible options before starting anything', async () => {

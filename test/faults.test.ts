@@ -5,7 +5,11 @@ import { pgbench, summary } from './support/pgbench.js';
 import { startStack, waitFor, type Stack } from './support/stack.js';
 
 /** Connects a raw socket, sends `bytes`, and resolves with what came back before the proxy closed it. */
-function sendRaw(port: number, parts: Buffer[], timeoutMs = 5000): Promise<{ reply: Buffer; closed: boolean }> {
+function sendRaw(
+  port: number,
+  parts: Buffer[],
+  timeoutMs = 5000,
+): Promise<{ reply: Buffer; closed: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -54,7 +58,10 @@ describe('faults: a dead replica and hostile clients', () => {
   test('garbage, a malformed startup packet and a 2 GiB message close only their own connections', async () => {
     const load = pgbench(stack.pgPort, ['-n', '-S', '-c', '16', '-j', '2', '-T', '5']);
     await new Promise((r) => setTimeout(r, 1000));
-    const garbage = await sendRaw(stack.pgPort, [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.alloc(64, 0xff)]);
+    const garbage = await sendRaw(stack.pgPort, [
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+      Buffer.alloc(64, 0xff),
+    ]);
     assert.ok(garbage.closed, 'garbage connection closed');
     const badStartup = Buffer.alloc(8);
     badStartup.writeInt32BE(8, 0);
@@ -84,12 +91,18 @@ describe('faults: a dead replica and hostile clients', () => {
     assert.equal(r.code, 0, summary(r));
     assert.equal(r.failed, 0, summary(r));
     assert.doesNotMatch(r.output, /aborted|error/i, summary(r));
-    const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as { id: string; state: string }[];
+    const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
+      id: string;
+      state: string;
+    }[];
     assert.equal(nodes.find((n) => n.id === victim.id)?.state, 'down');
     // It comes back into rotation once it answers again.
     await stack.cluster.restart(victim.id);
     await waitFor(`${victim.id} back up`, async () => {
-      const again = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as { id: string; state: string }[];
+      const again = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
+        id: string;
+        state: string;
+      }[];
       return again.find((n) => n.id === victim.id)?.state === 'up';
     });
   });

@@ -8,7 +8,9 @@ async function commitsPerNode(stack: Stack): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const n of stack.cluster.nodes) {
     const c = await stack.direct(n.id);
-    const r = await c.query<{ n: string }>("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = 'postgres'");
+    const r = await c.query<{ n: string }>(
+      "SELECT xact_commit AS n FROM pg_stat_database WHERE datname = 'postgres'",
+    );
     out.set(n.id, Number(r.rows[0]!.n));
     await c.end();
   }

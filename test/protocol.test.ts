@@ -10,7 +10,19 @@ import { startStack, waitFor, whereRuns, type Stack } from './support/stack.js';
 /** Runs psql against the proxy (asynchronously: the proxy runs in this process). */
 function psql(stack: Stack, args: string[], input?: string): Promise<{ status: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(pgBinary('psql'), ['-X', '-q', '-h', '127.0.0.1', '-p', String(stack.pgPort), '-U', 'postgres', '-d', 'postgres', ...args]);
+    const child = spawn(pgBinary('psql'), [
+      '-X',
+      '-q',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(stack.pgPort),
+      '-U',
+      'postgres',
+      '-d',
+      'postgres',
+      ...args,
+    ]);
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -33,18 +45,30 @@ describe('protocol features through the proxy', () => {
   test('node-postgres: parameters and named prepared statements on whichever backend runs them', async () => {
     const clients = await Promise.all([stack.client(), stack.client(), stack.client()]);
     for (const [i, c] of clients.entries()) {
-      await c.query({ name: 'ins', text: 'INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2', values: [i, `v${i}`] });
+      await c.query({
+        name: 'ins',
+        text: 'INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2',
+        values: [i, `v${i}`],
+      });
     }
     await stack.cluster.waitForReplication();
     const seen = new Set<string>();
     for (let round = 0; round < 10; round++) {
       for (const [i, c] of clients.entries()) {
-        const r = await c.query({ name: 'get', text: 'SELECT v, inet_server_port() AS port FROM kv WHERE k = $1', values: [i] });
+        const r = await c.query({
+          name: 'get',
+          text: 'SELECT v, inet_server_port() AS port FROM kv WHERE k = $1',
+          values: [i],
+        });
         assert.equal(r.rows[0].v, `v${i}`);
         seen.add(stack.nodeByPort.get(Number(r.rows[0].port))!);
       }
     }
-    assert.equal(seen.size, 2, `the named statement ran on both replicas (re-Parsed where unknown): ${[...seen]}`);
+    assert.equal(
+      seen.size,
+      2,
+      `the named statement ran on both replicas (re-Parsed where unknown): ${[...seen]}`,
+    );
     // Two clients using one name for different queries do not collide.
     const [a, b] = clients;
     const ra = await a!.query({ name: 'same', text: 'SELECT 1 AS x' });
@@ -54,10 +78,16 @@ describe('protocol features through the proxy', () => {
 
   test('an error inside a pipelined extended batch is reported and the session goes on', async () => {
     const c = await stack.client();
-    await assert.rejects(c.query({ name: 'bad', text: 'SELECT 1/$1::int AS x', values: [0] }), /division by zero/);
+    await assert.rejects(
+      c.query({ name: 'bad', text: 'SELECT 1/$1::int AS x', values: [0] }),
+      /division by zero/,
+    );
     const r = await c.query({ name: 'bad', text: 'SELECT 1/$1::int AS x', values: [1] });
     assert.equal(r.rows[0].x, 1);
-    await assert.rejects(c.query('SELECT * FROM no_such_table'), (e: { code?: string }) => e.code === '42P01');
+    await assert.rejects(
+      c.query('SELECT * FROM no_such_table'),
+      (e: { code?: string }) => e.code === '42P01',
+    );
     assert.equal((await c.query('SELECT 2 AS y')).rows[0].y, 2);
   });
 
@@ -87,7 +117,11 @@ describe('protocol features through the proxy', () => {
     await sender.query("SELECT pg_notify('news', 'second')");
     await waitFor('two notifications', () => got.length === 2);
     assert.deepEqual(got, ['news:first', 'news:second']);
-    assert.equal(await whereRuns(stack, listener), stack.cluster.primary.id, 'LISTEN pinned the session to the primary');
+    assert.equal(
+      await whereRuns(stack, listener),
+      stack.cluster.primary.id,
+      'LISTEN pinned the session to the primary',
+    );
   });
 
   test('CancelRequest reaches the backend that runs the query', async () => {
@@ -95,7 +129,9 @@ describe('protocol features through the proxy', () => {
     const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
     const slow = c.query('SELECT pg_sleep(20)');
     await new Promise((r) => setTimeout(r, 500));
-    const s = net.connect({ host: '127.0.0.1', port: stack.pgPort }, () => s.end(encodeCancelRequest(processID, secretKey)));
+    const s = net.connect({ host: '127.0.0.1', port: stack.pgPort }, () =>
+      s.end(encodeCancelRequest(processID, secretKey)),
+    );
     const started = Date.now();
     await assert.rejects(slow, (e: { code?: string }) => e.code === '57014');
     assert.ok(Date.now() - started < 10_000);
@@ -106,7 +142,9 @@ describe('protocol features through the proxy', () => {
     const c = await stack.client();
     const { processID } = c as unknown as { processID: number };
     const q = c.query('SELECT pg_sleep(1) AS done');
-    const s = net.connect({ host: '127.0.0.1', port: stack.pgPort }, () => s.end(encodeCancelRequest(processID, 12345)));
+    const s = net.connect({ host: '127.0.0.1', port: stack.pgPort }, () =>
+      s.end(encodeCancelRequest(processID, 12345)),
+    );
     const r = await q;
     assert.equal(r.rowCount, 1);
   });

@@ -22,7 +22,8 @@ describe('read/write routing through the proxy', () => {
     }
     const replicas = stack.cluster.replicas.map((r) => r.id);
     assert.deepEqual([...counts.keys()].sort(), [...replicas].sort(), `reads went to ${[...counts.keys()]}`);
-    for (const r of replicas) assert.equal(counts.get(r), 50, `round-robin gives each replica 50, got ${counts.get(r)}`);
+    for (const r of replicas)
+      assert.equal(counts.get(r), 50, `round-robin gives each replica 50, got ${counts.get(r)}`);
   });
 
   test('reads inside BEGIN … COMMIT land on the primary', async () => {
@@ -40,13 +41,17 @@ describe('read/write routing through the proxy', () => {
       "UPDATE items SET v = 'b' RETURNING inet_server_port() AS port",
       "WITH moved AS (UPDATE items SET v = 'c' RETURNING id) SELECT inet_server_port() AS port FROM moved",
       'SELECT inet_server_port() AS port FROM items FOR UPDATE',
-      'SELECT inet_server_port() AS port, nextval(\'seq\')',
+      "SELECT inet_server_port() AS port, nextval('seq')",
       'CREATE TABLE ddl_probe AS SELECT inet_server_port() AS port',
     ];
     for (const sql of statements.slice(0, 5)) assert.equal(await whereRuns(stack, c, sql), primary, sql);
     await c.query(statements[5]!);
     const r = await c.query<{ port: number }>('SELECT port FROM ddl_probe /* rwsplit:primary */');
-    assert.equal(stack.nodeByPort.get(Number(r.rows[0]!.port)), primary, 'CREATE TABLE AS ran on the primary');
+    assert.equal(
+      stack.nodeByPort.get(Number(r.rows[0]!.port)),
+      primary,
+      'CREATE TABLE AS ran on the primary',
+    );
   });
 
   test('read-only transactions run on one replica', async () => {
@@ -55,7 +60,8 @@ describe('read/write routing through the proxy', () => {
     await c.query('BEGIN READ ONLY');
     const first = await whereRuns(stack, c);
     assert.ok(replicas.has(first), `BEGIN READ ONLY ran on ${first}`);
-    for (let i = 0; i < 10; i++) assert.equal(await whereRuns(stack, c), first, 'same replica all transaction long');
+    for (let i = 0; i < 10; i++)
+      assert.equal(await whereRuns(stack, c), first, 'same replica all transaction long');
     await c.query('COMMIT');
 
     await c.query('BEGIN');
@@ -71,16 +77,23 @@ describe('read/write routing through the proxy', () => {
     await c.query('BEGIN');
     const res = await c.query('COMMIT');
     assert.equal(res.command, 'COMMIT');
-    assert.ok(stack.cluster.replicas.some((r) => r.id) && (await whereRuns(stack, c)) !== stack.cluster.primary.id);
+    assert.ok(
+      stack.cluster.replicas.some((r) => r.id) && (await whereRuns(stack, c)) !== stack.cluster.primary.id,
+    );
   });
 
   test('hints override the classifier', async () => {
     const c = await stack.client();
-    assert.equal(await whereRuns(stack, c, 'SELECT inet_server_port() AS port /* rwsplit:primary */'), stack.cluster.primary.id);
-    const replicas = stack.cluster.replicas.map((r) => r.id);
-    const onReplica = await whereRuns(stack, c, "/* rwsplit:replica */ SELECT inet_server_port() AS port, nextval('seq')").catch(
-      (e: Error) => e.message,
+    assert.equal(
+      await whereRuns(stack, c, 'SELECT inet_server_port() AS port /* rwsplit:primary */'),
+      stack.cluster.primary.id,
     );
+    const replicas = stack.cluster.replicas.map((r) => r.id);
+    const onReplica = await whereRuns(
+      stack,
+      c,
+      "/* rwsplit:replica */ SELECT inet_server_port() AS port, nextval('seq')",
+    ).catch((e: Error) => e.message);
     // nextval on a replica fails: proof that the hint was obeyed over the classifier.
     assert.match(onReplica, /read-only transaction|recovery/);
     assert.ok(replicas.length === 2);

@@ -15,7 +15,9 @@ describe('bounded staleness with a replica whose replay is paused', () => {
 
   before(async () => {
     stack = await startStack({
-      postgres: { staleness: { maxLagBytes: 1024 * 1024, maxLagMs: null, breachesToLeave: 2, samplesToReturn: 2 } },
+      postgres: {
+        staleness: { maxLagBytes: 1024 * 1024, maxLagMs: null, breachesToLeave: 2, samplesToReturn: 2 },
+      },
     });
     const c = await stack.client();
     await c.query('CREATE TABLE filler (id int, pad text)');
@@ -29,15 +31,22 @@ describe('bounded staleness with a replica whose replay is paused', () => {
     await replica.query('SELECT pg_wal_replay_pause()');
     const writer = await stack.client();
     await writer.query("INSERT INTO filler SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g");
-    await waitFor(`${paused!.id} to be reported lagging`, async () => (await nodes()).find((n) => n.id === paused!.id)?.state === 'lagging');
+    await waitFor(
+      `${paused!.id} to be reported lagging`,
+      async () => (await nodes()).find((n) => n.id === paused!.id)?.state === 'lagging',
+    );
     const row = (await nodes()).find((n) => n.id === paused!.id)!;
     assert.ok(row.lagBytes! > 1024 * 1024, `lag ${row.lagBytes}`);
 
     const reader = await stack.client();
-    for (let i = 0; i < 40; i++) assert.equal(await whereRuns(stack, reader), other!.id, 'reads avoid the lagging replica');
+    for (let i = 0; i < 40; i++)
+      assert.equal(await whereRuns(stack, reader), other!.id, 'reads avoid the lagging replica');
 
     await replica.query('SELECT pg_wal_replay_resume()');
-    await waitFor(`${paused!.id} back in rotation`, async () => (await nodes()).find((n) => n.id === paused!.id)?.state === 'up');
+    await waitFor(
+      `${paused!.id} back in rotation`,
+      async () => (await nodes()).find((n) => n.id === paused!.id)?.state === 'up',
+    );
     const seen = new Set<string>();
     for (let i = 0; i < 10; i++) seen.add(await whereRuns(stack, reader));
     assert.ok(seen.has(paused!.id), 'the caught-up replica serves reads again');
@@ -48,7 +57,10 @@ describe('bounded staleness with a replica whose replay is paused', () => {
     for (const r of replicas) await r.query('SELECT pg_wal_replay_pause()');
     const writer = await stack.client();
     await writer.query("INSERT INTO filler SELECT g, repeat('y', 200) FROM generate_series(1, 20000) g");
-    await waitFor('both replicas lagging', async () => (await nodes()).filter((n) => n.state === 'lagging').length === 2);
+    await waitFor(
+      'both replicas lagging',
+      async () => (await nodes()).filter((n) => n.state === 'lagging').length === 2,
+    );
     const reader = await stack.client();
     assert.equal(await whereRuns(stack, reader), stack.cluster.primary.id);
     for (const r of replicas) await r.query('SELECT pg_wal_replay_resume()');

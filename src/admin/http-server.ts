@@ -91,9 +91,19 @@ export class AdminServer {
       case '/healthz':
         return send(res, 200, 'text/plain', 'ok\n');
       case '/':
-        return send(res, 200, 'text/html; charset=utf-8', statusPage(nodeReports(this.topology, this.pools())));
+        return send(
+          res,
+          200,
+          'text/html; charset=utf-8',
+          statusPage(nodeReports(this.topology, this.pools())),
+        );
       default:
-        return send(res, 404, 'text/plain', `no such endpoint ${path}; try /api/nodes, /api/events or /metrics\n`);
+        return send(
+          res,
+          404,
+          'text/plain',
+          `no such endpoint ${path}; try /api/nodes, /api/events or /metrics\n`,
+        );
     }
   }
 }

@@ -64,7 +64,12 @@ export class Metrics implements PgStats {
       buckets: [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     });
-    const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void): void => {
+    const gauge = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      collect: (g: client.Gauge) => void,
+    ): void => {
       new client.Gauge({
         name,
         help,
@@ -76,15 +81,25 @@ export class Metrics implements PgStats {
         },
       });
     };
-    gauge('rwsplit_node_up', '1 when the node is in rotation (state up), else 0', ['node', 'kind', 'role', 'state'], (g) => {
-      for (const n of topology.nodes) {
-        const state = nodeState(n);
-        g.set({ node: n.spec.id, kind: n.spec.kind, role: n.role, state }, state === 'up' ? 1 : 0);
-      }
-    });
-    gauge('rwsplit_replication_lag_bytes', 'Replica lag behind the primary in bytes of WAL', ['node'], (g) => {
-      for (const n of topology.nodes) if (n.lagBytes !== null) g.set({ node: n.spec.id }, n.lagBytes);
-    });
+    gauge(
+      'rwsplit_node_up',
+      '1 when the node is in rotation (state up), else 0',
+      ['node', 'kind', 'role', 'state'],
+      (g) => {
+        for (const n of topology.nodes) {
+          const state = nodeState(n);
+          g.set({ node: n.spec.id, kind: n.spec.kind, role: n.role, state }, state === 'up' ? 1 : 0);
+        }
+      },
+    );
+    gauge(
+      'rwsplit_replication_lag_bytes',
+      'Replica lag behind the primary in bytes of WAL',
+      ['node'],
+      (g) => {
+        for (const n of topology.nodes) if (n.lagBytes !== null) g.set({ node: n.spec.id }, n.lagBytes);
+      },
+    );
     gauge('rwsplit_replication_lag_seconds', 'Replica lag behind the primary in seconds', ['node'], (g) => {
       for (const n of topology.nodes) if (n.lagMs !== null) g.set({ node: n.spec.id }, n.lagMs / 1000);
     });
@@ -94,13 +109,18 @@ export class Metrics implements PgStats {
     gauge('rwsplit_pg_client_connections', 'Client connections open', [], (g) => {
       g.set(pools()?.clientCount ?? 0);
     });
-    gauge('rwsplit_pg_backend_connections', 'Backend connections per node and state', ['node', 'state'], (g) => {
-      for (const [node, s] of pools()?.poolStats() ?? []) {
-        g.set({ node, state: 'idle' }, s.idle);
-        g.set({ node, state: 'active' }, s.active);
-        g.set({ node, state: 'waiting' }, s.waiting);
-      }
-    });
+    gauge(
+      'rwsplit_pg_backend_connections',
+      'Backend connections per node and state',
+      ['node', 'state'],
+      (g) => {
+        for (const [node, s] of pools()?.poolStats() ?? []) {
+          g.set({ node, state: 'idle' }, s.idle);
+          g.set({ node, state: 'active' }, s.active);
+          g.set({ node, state: 'waiting' }, s.waiting);
+        }
+      },
+    );
   }
 
   routed(reason: RouteReason): void {

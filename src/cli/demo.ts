@@ -27,7 +27,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   try {
     const config = validateConfig(
       {
-        listen: { postgres: { host: '127.0.0.1', port: opts.pgPort }, http: { host: '127.0.0.1', port: opts.httpPort } },
+        listen: {
+          postgres: { host: '127.0.0.1', port: opts.pgPort },
+          http: { host: '127.0.0.1', port: opts.httpPort },
+        },
         postgres: {
           nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
           monitor: { intervalMs: 500 },

@@ -10,7 +10,8 @@ import { printStatus } from './status.js';
 
 function portOption(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port number 1-65535');
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new InvalidArgumentError('expected a port number 1-65535');
   return n;
 }
 

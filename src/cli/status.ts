@@ -15,7 +15,14 @@ export function formatNodeTable(nodes: readonly NodeReport[]): string {
     `${n.connections.active}/${n.connections.active + n.connections.idle}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export async function printStatus(base: string): Promise<void> {
@@ -24,7 +31,9 @@ export async function printStatus(base: string): Promise<void> {
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(5000) });
   } catch (err) {
-    throw new Error(`cannot reach rwsplit's admin server at ${base} (${(err as Error).message}); is it running? pass --http URL`);
+    throw new Error(
+      `cannot reach rwsplit's admin server at ${base} (${(err as Error).message}); is it running? pass --http URL`,
+    );
   }
   if (!res.ok) throw new Error(`${url} answered ${res.status}`);
   console.log(formatNodeTable((await res.json()) as NodeReport[]));

@@ -17,6 +17,7 @@ export type ClusterErrorCode =
   | 'REPLICATION_TIMEOUT'
   | 'UNKNOWN_NODE'
   | 'NODE_NOT_RUNNING'
+  | 'OLD_PROCESSES_ALIVE'
   | 'STALE_POSTMASTER';
 
 /** An error of the local cluster launcher; the message says what to do about it. */

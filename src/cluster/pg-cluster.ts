@@ -83,6 +83,8 @@ const STREAMING_TIMEOUT_MS = 30_000;
 const POLL_MS = 50;
 /** Attempts to start a node on a fresh port when its free port got taken meanwhile. */
 const PORT_ATTEMPTS = 3;
+/** How long a restart waits for the children of a postmaster that died by signal to exit. */
+const OLD_PROCESSES_WAIT_MS = 10_000;
 
 /** Clusters that still have processes, killed synchronously if the test process exits. */
 const live = new Set<PgCluster>();
@@ -130,15 +132,6 @@ export class PgCluster {
       const standbyName = index === 0 ? undefined : `replica${index}`;
       const id = standbyName === undefined ? 'pg-primary' : `pg-${standbyName}`;
       const dataDir = path.join(dirs.dir, id);
-      const handle: PgNodeHandle = {
-        id,
-        role: index === 0 ? 'primary' : 'replica',
-        host: '127.0.0.1',
-        port,
-        dataDir,
-        pid: undefined,
-        connectionString: connectionString(port, options.password),
-      };
       const postmaster = new Postmaster({
         id,
         dataDir,
@@ -148,6 +141,18 @@ export class PgCluster {
         runAs,
         onLine: log !== undefined ? (line) => log(id, line) : this.fileLogger(dataDir),
       });
+      const handle: PgNodeHandle = {
+        id,
+        role: index === 0 ? 'primary' : 'replica',
+        host: '127.0.0.1',
+        port,
+        dataDir,
+        // Live: undefined as soon as the postmaster exits, however it died.
+        get pid() {
+          return postmaster.pid;
+        },
+        connectionString: connectionString(port, options.password),
+      };
       this.nodes.push(handle);
       this.runtimes.set(id, { handle, postmaster, standbyName });
     });
@@ -254,20 +259,29 @@ export class PgCluster {
     await this.startNode(replica, true);
   }
 
-  /** Starts a node; on a first start with OS-chosen ports, retries on a new port if its port was taken. */
+  /**
+   * Starts a node. Retries on a fresh port when its OS-chosen port was taken meanwhile (first
+   * start only: afterwards clients know the port), and while processes of a crashed
+   * predecessor still hold its shared memory.
+   */
   private async startNode(runtime: NodeRuntime, firstStart: boolean): Promise<void> {
     const { handle, postmaster } = runtime;
+    const portMayChange = firstStart && this.options.fixedPorts === undefined;
+    const deadline = Date.now() + OLD_PROCESSES_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         await postmaster.start(handle.port, this.localTarget(handle));
-        handle.pid = postmaster.pid;
         return;
       } catch (err) {
-        const retry = err instanceof ClusterError && err.code === 'PORT_IN_USE';
-        if (!retry || !firstStart || this.options.fixedPorts !== undefined || attempt >= PORT_ATTEMPTS)
+        const code = err instanceof ClusterError ? err.code : undefined;
+        if (code === 'PORT_IN_USE' && portMayChange && attempt < PORT_ATTEMPTS) {
+          handle.port = await freePort();
+          handle.connectionString = connectionString(handle.port, this.options.password);
+        } else if (code === 'OLD_PROCESSES_ALIVE' && Date.now() < deadline) {
+          await delay(100);
+        } else {
           throw err;
-        handle.port = await freePort();
-        handle.connectionString = connectionString(handle.port, this.options.password);
+        }
       }
     }
   }
@@ -314,7 +328,6 @@ export class PgCluster {
   async kill(nodeId: string): Promise<void> {
     const { handle, postmaster } = this.runtime(nodeId);
     await postmaster.kill();
-    handle.pid = undefined;
     await waitPortRefuses(handle.port);
   }
 
@@ -325,7 +338,6 @@ export class PgCluster {
   async restart(nodeId: string): Promise<void> {
     const runtime = this.runtime(nodeId);
     if (runtime.postmaster.running) await runtime.postmaster.stop();
-    runtime.handle.pid = undefined;
     await this.startNode(runtime, false);
   }
 
@@ -387,12 +399,7 @@ export class PgCluster {
   }
 
   private async shutdown(): Promise<void> {
-    await Promise.all(
-      [...this.runtimes.values()].map(async ({ handle, postmaster }) => {
-        await postmaster.stop();
-        handle.pid = undefined;
-      }),
-    );
+    await Promise.all([...this.runtimes.values()].map(({ postmaster }) => postmaster.stop()));
     live.delete(this);
     await Promise.all(this.logStreams.map((s) => new Promise<void>((resolve) => s.end(() => resolve()))));
     if (this.dirs.ownsSocketDir) await rm(this.dirs.socketDir, { recursive: true, force: true });

@@ -77,6 +77,7 @@ export class Postmaster {
     });
     this.child = child;
     this.alive = true;
+    this.tail.length = 0; // start-up errors are judged on this run's lines only
     this.exited = new Promise((resolve) => {
       const onGone = (): void => {
         if (this.child === child) this.alive = false;
@@ -131,7 +132,13 @@ export class Postmaster {
     // Let the last log lines arrive: they say why it exited.
     await settlesWithin(this.closed, 1000);
     const tail = this.logTail();
-    const code = /Address already in use/i.test(tail) ? 'PORT_IN_USE' : 'NODE_EXITED';
+    // Messages from PostgreSQL's pqcomm.c (bind) and ipc/shmem start-up (a crashed
+    // postmaster's children still attached to its shared memory).
+    const code = /Address already in use/i.test(tail)
+      ? 'PORT_IN_USE'
+      : /pre-existing shared memory block .* is still in use/.test(tail)
+        ? 'OLD_PROCESSES_ALIVE'
+        : 'NODE_EXITED';
     return new ClusterError(code, `${this.opts.id} exited during start-up; log tail:\n${tail}`);
   }
 

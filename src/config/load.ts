@@ -55,7 +55,8 @@ function describeIssue(error: z.ZodError, source: string): string {
 function checkCrossFields(config: Config, source: string): void {
   const ids = new Set<string>();
   for (const [i, node] of config.postgres.nodes.entries()) {
-    if (ids.has(node.id)) throw new ConfigError(`${source}: postgres.nodes.${i}.id: duplicate node id "${node.id}"`);
+    if (ids.has(node.id))
+      throw new ConfigError(`${source}: postgres.nodes.${i}.id: duplicate node id "${node.id}"`);
     ids.add(node.id);
   }
   const { auth } = config.postgres;
@@ -66,6 +67,8 @@ function checkCrossFields(config: Config, source: string): void {
   }
   const { postgres: pgListen, http: httpListen } = config.listen;
   if (pgListen.port !== 0 && pgListen.port === httpListen.port && pgListen.host === httpListen.host) {
-    throw new ConfigError(`${source}: listen.http.port: same address as listen.postgres; choose another port`);
+    throw new ConfigError(
+      `${source}: listen.http.port: same address as listen.postgres; choose another port`,
+    );
   }
 }

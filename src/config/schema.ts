@@ -63,7 +63,9 @@ export const configSchema = z.strictObject({
       .default({ size: 20, acquireTimeoutMs: 5000, connectTimeoutMs: 3000, idleTimeoutMs: 300_000 }),
     routing: z
       .strictObject({
-        balance: z.enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency']).default('round-robin'),
+        balance: z
+          .enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency'])
+          .default('round-robin'),
         primaryReads: z.enum(['never', 'fallback', 'always']).default('fallback'),
         writeFunctions: z.array(z.string().min(1)).optional(),
         retryReads: z.boolean().default(true),
@@ -71,7 +73,12 @@ export const configSchema = z.strictObject({
       .default({ balance: 'round-robin', primaryReads: 'fallback', retryReads: true }),
     staleness: z
       .strictObject({
-        maxLagBytes: z.number().int().min(0).nullable().default(16 * 1024 * 1024),
+        maxLagBytes: z
+          .number()
+          .int()
+          .min(0)
+          .nullable()
+          .default(16 * 1024 * 1024),
         maxLagMs: z.number().int().min(0).nullable().default(10_000),
         whenAllLagging: z.enum(['fallback', 'error']).default('fallback'),
         breachesToLeave: z.number().int().min(1).default(2),
@@ -113,11 +120,6 @@ export const configSchema = z.strictObject({
       })
       .default({ maxFrameBytes: 64 * 1024 * 1024, maxClients: 10_000, maxBatchBytes: 1024 * 1024 }),
   }),
-  admin: z
-    .strictObject({
-      token: z.string().min(8).optional(),
-    })
-    .default({}),
   logging: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

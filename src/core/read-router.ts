@@ -42,8 +42,13 @@ export class ReadRouter {
       }
     }
     if (list.length > 0) {
-      const chosen = list.length === 1 ? list[0]! : (this.balancer.pick(list) as Candidate & { status: NodeStatus });
-      return { ok: true, node: chosen.status, reason: chosen.status.role === 'primary' ? 'primary-read' : 'replica' };
+      const chosen =
+        list.length === 1 ? list[0]! : (this.balancer.pick(list) as Candidate & { status: NodeStatus });
+      return {
+        ok: true,
+        node: chosen.status,
+        reason: chosen.status.role === 'primary' ? 'primary-read' : 'replica',
+      };
     }
     return this.noReplica(primary, exclude);
   }

@@ -78,7 +78,11 @@ export class BackendConnection {
   }
 
   /** Connects, authenticates and waits for the first ReadyForQuery. */
-  static connect(target: BackendTarget, login: BackendLogin, opts: BackendOptions): Promise<BackendConnection> {
+  static connect(
+    target: BackendTarget,
+    login: BackendLogin,
+    opts: BackendOptions,
+  ): Promise<BackendConnection> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
       const conn = new BackendConnection(target, socket, opts);
@@ -106,10 +110,24 @@ export class BackendConnection {
       );
       socket.on('connect', () => socket.write(encodeStartupMessage(startup.startupParams())));
       socket.on('error', (err) =>
-        fail(new BackendStartupError(`cannot reach ${target.nodeId} (${target.host}:${target.port}): ${err.message}`, target.nodeId, null, true)),
+        fail(
+          new BackendStartupError(
+            `cannot reach ${target.nodeId} (${target.host}:${target.port}): ${err.message}`,
+            target.nodeId,
+            null,
+            true,
+          ),
+        ),
       );
       socket.on('close', () =>
-        fail(new BackendStartupError(`${target.nodeId} closed the connection during startup`, target.nodeId, null, true)),
+        fail(
+          new BackendStartupError(
+            `${target.nodeId} closed the connection during startup`,
+            target.nodeId,
+            null,
+            true,
+          ),
+        ),
       );
       const onData = (chunk: Buffer): void => {
         try {
@@ -125,7 +143,11 @@ export class BackendConnection {
             }
           });
         } catch (err) {
-          fail(err instanceof BackendStartupError ? err : new BackendStartupError(String((err as Error).message), target.nodeId, null, true));
+          fail(
+            err instanceof BackendStartupError
+              ? err
+              : new BackendStartupError(String((err as Error).message), target.nodeId, null, true),
+          );
         }
       };
       socket.on('data', onData);
@@ -241,12 +263,16 @@ class StartupExchange {
         this.socket.write(encodePasswordMessage(this.password('password')));
         return;
       case 5:
-        this.socket.write(encodePasswordMessage(md5PasswordResponse(this.login.user, this.password('md5'), data)));
+        this.socket.write(
+          encodePasswordMessage(md5PasswordResponse(this.login.user, this.password('md5'), data)),
+        );
         return;
       case 10: {
         const mechanisms = decodeSaslMechanisms(data);
         if (!mechanisms.includes('SCRAM-SHA-256')) {
-          throw this.failure(`offers only SASL mechanisms ${mechanisms.join(', ')}; rwsplit supports SCRAM-SHA-256`);
+          throw this.failure(
+            `offers only SASL mechanisms ${mechanisms.join(', ')}; rwsplit supports SCRAM-SHA-256`,
+          );
         }
         this.scram = new ScramClient(this.password('SCRAM-SHA-256'));
         this.socket.write(encodeSaslInitialResponse('SCRAM-SHA-256', this.scram.clientFirstMessage()));
@@ -273,6 +299,11 @@ class StartupExchange {
   }
 
   private failure(what: string): BackendStartupError {
-    return new BackendStartupError(`${this.conn.target.nodeId} ${what}`, this.conn.target.nodeId, null, false);
+    return new BackendStartupError(
+      `${this.conn.target.nodeId} ${what}`,
+      this.conn.target.nodeId,
+      null,
+      false,
+    );
   }
 }

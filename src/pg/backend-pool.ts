@@ -140,7 +140,8 @@ export class BackendPool {
       return conn;
     } catch (err) {
       this.total--;
-      if (err instanceof BackendStartupError && err.nodeFailure) this.hooks.onNodeFailure(this.target.nodeId, err.message);
+      if (err instanceof BackendStartupError && err.nodeFailure)
+        this.hooks.onNodeFailure(this.target.nodeId, err.message);
       this.wakeWaiterWithNewConnection();
       throw err;
     }

@@ -114,13 +114,23 @@ export class BatchTranslator {
     const key = statementKey(msg.query, msg.paramTypes);
     this.unsynced = true;
     if (msg.statement === '') {
-      this.statements.set('', { key, query: msg.query, paramTypes: Buffer.from(msg.paramTypes), classification });
+      this.statements.set('', {
+        key,
+        query: msg.query,
+        paramTypes: Buffer.from(msg.paramTypes),
+        classification,
+      });
       conn.unnamedKey = key;
       this.send(frame);
       this.tracker.expectParse(null, false);
       return classification.pin;
     }
-    const info: StatementInfo = { key, query: msg.query, paramTypes: Buffer.from(msg.paramTypes), classification };
+    const info: StatementInfo = {
+      key,
+      query: msg.query,
+      paramTypes: Buffer.from(msg.paramTypes),
+      classification,
+    };
     this.statements.set(msg.statement, info);
     if (conn.prepared.has(key)) {
       this.tracker.synthesize(PARSE_COMPLETE);

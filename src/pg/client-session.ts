@@ -13,12 +13,7 @@ import type { BackendConnection, BackendListener, BackendLogin } from './backend
 import type { BackendPool } from './backend-pool.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
-import {
-  BackendCode,
-  encodeCommandComplete,
-  FrontendCode,
-  readyForQuery,
-} from './protocol/index.js';
+import { BackendCode, encodeCommandComplete, FrontendCode, readyForQuery } from './protocol/index.js';
 import { Expect, ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
@@ -116,14 +111,18 @@ export class ClientSession implements BackendListener, TrackerSink {
     const conn = this.backend;
     if (!conn) return;
     if (this.isBackendReusable()) this.releaseBackend();
-    else this.dropBackend(this.pinnedBy ? `session pinned by ${this.pinnedBy} ended` : 'client left mid-transaction');
+    else
+      this.dropBackend(
+        this.pinnedBy ? `session pinned by ${this.pinnedBy} ended` : 'client left mid-transaction',
+      );
   }
 
   private queue(frame: Buffer): void {
     this.batch.push(frame);
     this.batchBytes += frame.length;
     // Bounded memory: stop reading the client while we cannot forward what it sends.
-    if ((this.acquiring || this.waitingForIdle) && this.batchBytes >= this.ctx.maxBatchBytes) this.socket.pause();
+    if ((this.acquiring || this.waitingForIdle) && this.batchBytes >= this.ctx.maxBatchBytes)
+      this.socket.pause();
   }
 
   // ---- routing -----------------------------------------------------------------------
@@ -140,7 +139,12 @@ export class ClientSession implements BackendListener, TrackerSink {
       return;
     }
     if (this.tryAnswerWithoutBackend()) return;
-    const decision = decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null);
+    const decision = decideRoute(
+      this.batch,
+      this.statements,
+      this.ctx.classifier,
+      this.deferredBegin !== null,
+    );
     this.route(decision, null);
   }
 
@@ -171,7 +175,9 @@ export class ClientSession implements BackendListener, TrackerSink {
     } else {
       const pick = this.ctx.readRouter.pick(failed ?? undefined);
       if (!pick.ok) {
-        this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
+        this.failBatch(
+          new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint),
+        );
         return;
       }
       node = pick.node;

@@ -69,7 +69,8 @@ export class ClientStartup {
     } catch (err) {
       this.phase = 'done';
       if (err instanceof RwsplitPgError) this.host.reject(err);
-      else if (err instanceof ScramError) this.host.reject(protocolError(`SCRAM exchange failed: ${err.message}`));
+      else if (err instanceof ScramError)
+        this.host.reject(protocolError(`SCRAM exchange failed: ${err.message}`));
       else this.host.reject(protocolError((err as Error).message));
     }
   }
@@ -80,7 +81,9 @@ export class ClientStartup {
       case 'ssl':
         if (this.policy.tls && !(this.host.socket instanceof tls.TLSSocket)) {
           this.host.write(Buffer.from('S'));
-          this.host.upgrade(new tls.TLSSocket(this.host.socket, { isServer: true, secureContext: this.policy.tls }));
+          this.host.upgrade(
+            new tls.TLSSocket(this.host.socket, { isServer: true, secureContext: this.policy.tls }),
+          );
         } else {
           this.host.write(SSL_NO);
         }
@@ -108,7 +111,12 @@ export class ClientStartup {
       );
     }
     const user = params.get('user');
-    if (!user) throw new RwsplitPgError('NO_USER', SqlState.InvalidAuthorization, 'no PostgreSQL user name specified in startup packet');
+    if (!user)
+      throw new RwsplitPgError(
+        'NO_USER',
+        SqlState.InvalidAuthorization,
+        'no PostgreSQL user name specified in startup packet',
+      );
     if (params.has('replication')) {
       throw new RwsplitPgError(
         'REPLICATION_UNSUPPORTED',
@@ -133,7 +141,8 @@ export class ClientStartup {
   }
 
   private onSasl(type: number, frame: Buffer): void {
-    if (type !== FrontendCode.Password) throw protocolError(`expected a SASL response, got message type 0x${type.toString(16)}`);
+    if (type !== FrontendCode.Password)
+      throw protocolError(`expected a SASL response, got message type 0x${type.toString(16)}`);
     const scram = this.scram!;
     if (this.phase === 'sasl-initial') {
       const { mechanism, data } = decodeSaslInitialResponse(frame);

@@ -124,7 +124,10 @@ export class PgMonitor {
     let timer: NodeJS.Timeout | undefined;
     try {
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${this.opts.timeoutMs} ms`)),
+          this.opts.timeoutMs,
+        );
       });
       if (!client) {
         client = this.newClient(n);
@@ -143,7 +146,9 @@ export class PgMonitor {
       this.clients.delete(id);
       client?.end().catch(() => undefined);
       // A stopped (SIGSTOPped) server never answers `end`; drop the socket outright.
-      (client as unknown as { connection?: { stream?: { destroy(): void } } } | undefined)?.connection?.stream?.destroy();
+      (
+        client as unknown as { connection?: { stream?: { destroy(): void } } } | undefined
+      )?.connection?.stream?.destroy();
       const reason = `probe failed: ${(err as Error).message}`;
       if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
       this.topology.markDown(id, reason);

@@ -29,7 +29,10 @@ export class OutputCoalescer {
     const b = this.buf;
     if (b === null) return;
     this.buf = null;
-    const data = this.start === b.byteOffset && this.end === b.byteOffset + b.length ? b : Buffer.from(b.buffer, this.start, this.end - this.start);
+    const data =
+      this.start === b.byteOffset && this.end === b.byteOffset + b.length
+        ? b
+        : Buffer.from(b.buffer, this.start, this.end - this.start);
     if (!this.out.write(data)) this.full = true;
   }
 }

@@ -64,7 +64,9 @@ export class PgProxy implements SessionContext {
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
-        u.password.startsWith('SCRAM-SHA-256$') ? parseScramVerifier(u.password) : makeScramVerifier(u.password),
+        u.password.startsWith('SCRAM-SHA-256$')
+          ? parseScramVerifier(u.password)
+          : makeScramVerifier(u.password),
       );
     }
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
@@ -106,7 +108,11 @@ export class PgProxy implements SessionContext {
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    const bye = new RwsplitPgError('SHUTDOWN', SqlState.AdminShutdown, 'rwsplit is shutting down').toFatalFrame();
+    const bye = new RwsplitPgError(
+      'SHUTDOWN',
+      SqlState.AdminShutdown,
+      'rwsplit is shutting down',
+    ).toFatalFrame();
     for (const s of this.sockets) s.end(bye);
     for (const pool of this.pools.values()) pool.close();
     setTimeout(() => {
@@ -197,7 +203,8 @@ export class PgProxy implements SessionContext {
     const { backend } = this.deps.config;
     const user = backend.user ?? login.user;
     const configured = this.deps.config.auth.users.find((u) => u.name === user)?.password;
-    const password = backend.password ?? (configured && !configured.startsWith('SCRAM-SHA-256$') ? configured : undefined);
+    const password =
+      backend.password ?? (configured && !configured.startsWith('SCRAM-SHA-256$') ? configured : undefined);
     const out: BackendLogin = { user, database: login.database, params: login.params };
     if (password !== undefined) out.password = password;
     return out;
@@ -288,7 +295,10 @@ class ClientConnection implements StartupHost {
         : err instanceof ProtocolError
           ? `invalid message: ${err.message}`
           : `internal error: ${err.message}`;
-    const hint = err instanceof FrameTooLargeError ? 'Raise postgres.limits.maxFrameBytes if such messages are legitimate.' : undefined;
+    const hint =
+      err instanceof FrameTooLargeError
+        ? 'Raise postgres.limits.maxFrameBytes if such messages are legitimate.'
+        : undefined;
     this.deps.log.info({ err: err.message }, 'closing a client after a protocol error');
     const e = new RwsplitPgError('PROTOCOL_VIOLATION', SqlState.ProtocolViolation, message, hint, 'FATAL');
     this.reader.pause();

@@ -94,14 +94,20 @@ export class ResponseTracker {
 
   /** Classifies one backend frame; updates the queue. */
   onFrame(type: number, frame: Buffer): Verdict {
-    if (type === BackendCode.NoticeResponse || type === BackendCode.NotificationResponse || type === BackendCode.ParameterStatus)
+    if (
+      type === BackendCode.NoticeResponse ||
+      type === BackendCode.NotificationResponse ||
+      type === BackendCode.ParameterStatus
+    )
       return Verdict.Forward;
     const e = this.queue[this.head];
     if (!e) return Verdict.Forward; // nothing expected (e.g. a notification on a pinned session)
     if (type === BackendCode.ErrorResponse) return this.onError(e);
-    if (!completes(e.kind, type, frame)) return e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
+    if (!completes(e.kind, type, frame))
+      return e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
     this.complete(e);
-    const verdict = e.kind === Expect.InjectedParse || e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
+    const verdict =
+      e.kind === Expect.InjectedParse || e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
     this.drainSynthetic();
     return verdict;
   }
@@ -120,14 +126,16 @@ export class ResponseTracker {
     while (this.head < this.queue.length) {
       const skipped = this.queue[this.head]!;
       if (skipped.kind === Expect.Sync) break;
-      if (skipped.kind === Expect.Parse || skipped.kind === Expect.InjectedParse) this.sink.parseFailed(skipped.key);
+      if (skipped.kind === Expect.Parse || skipped.kind === Expect.InjectedParse)
+        this.sink.parseFailed(skipped.key);
       this.shift();
     }
     return Verdict.Forward;
   }
 
   private complete(e: Entry): void {
-    if (e.kind === Expect.Sync || e.kind === Expect.Query || e.kind === Expect.InjectedQuery) this.pendingReady--;
+    if (e.kind === Expect.Sync || e.kind === Expect.Query || e.kind === Expect.InjectedQuery)
+      this.pendingReady--;
     this.shift();
   }
 

@@ -79,10 +79,15 @@ export function decideRoute(
   }
   if (deferredBegin) {
     const readOnly = firstTx === 'set-tx-read-only';
-    return { target: readOnly ? 'read' : 'primary', reason: readOnly ? 'read-only-transaction' : 'transaction', retryable: false };
+    return {
+      target: readOnly ? 'read' : 'primary',
+      reason: readOnly ? 'read-only-transaction' : 'transaction',
+      retryable: false,
+    };
   }
   if (hint === 'primary') return { target: 'primary', reason: 'hint-primary', retryable: false };
-  if (hint === 'replica') return { target: 'read', reason: 'hint-replica', retryable: retryable && !write && tx === null };
+  if (hint === 'replica')
+    return { target: 'read', reason: 'hint-replica', retryable: retryable && !write && tx === null };
   if (tx === 'begin') return { target: 'primary', reason: 'transaction', retryable: false };
   if (tx === 'begin-read-only') return { target: 'read', reason: 'read-only-transaction', retryable: false };
   if (pin) return { target: 'primary', reason: 'pinned', retryable: false };

@@ -2,5 +2,8 @@
 import { pino, type Logger } from 'pino';
 
 export function createLogger(level: string): Logger {
-  return pino({ level: process.env.RWSPLIT_LOG_LEVEL ?? level, base: { app: 'rwsplit' } }, pino.destination(2));
+  return pino(
+    { level: process.env.RWSPLIT_LOG_LEVEL ?? level, base: { app: 'rwsplit' } },
+    pino.destination(2),
+  );
 }

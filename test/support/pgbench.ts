@@ -12,9 +12,13 @@ export interface PgbenchResult {
 
 export function pgbench(port: number, args: string[]): Promise<PgbenchResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(pgBinary('pgbench'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args, 'postgres'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      pgBinary('pgbench'),
+      ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args, 'postgres'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));

@@ -58,7 +58,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     pgPort,
     httpPort: app.httpAddress!.port,
     nodeByPort: new Map(cluster.nodes.map((n) => [n.port, n.id])),
-    client: (o = {}) => connect({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres', ...o }),
+    client: (o = {}) =>
+      connect({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres', ...o }),
     direct: (nodeId) => {
       const n = cluster.nodes.find((x) => x.id === nodeId)!;
       return connect({ host: '127.0.0.1', port: n.port, user: 'postgres', database: 'postgres' });
@@ -72,14 +73,22 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 }
 
 /** Runs `sql` and returns the node id of the server that answered (via inet_server_port()). */
-export async function whereRuns(stack: Stack, client: pg.Client, sql = 'SELECT inet_server_port() AS port'): Promise<string> {
+export async function whereRuns(
+  stack: Stack,
+  client: pg.Client,
+  sql = 'SELECT inet_server_port() AS port',
+): Promise<string> {
   const res = await client.query<{ port: number }>(sql);
   const port = Number(res.rows[0]!.port);
   return stack.nodeByPort.get(port) ?? `unknown port ${port}`;
 }
 
 /** Polls `check` until it returns true or the time runs out (then throws with `what`). */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Runs the compiled test files with node's built-in runner: unit tests (next to the code,
+// dist/src/**/*.test.js) and integration tests against real servers (dist/test/*.test.js).
+// Node 20's runner takes no globs, so the files are listed here.
+// Usage: node scripts/run-tests.js [unit|integration] [extra node --test flags]
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+function find(dir) {
+  let out = [];
+  let entries = [];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of entries) {
+    const p = path.join(dir, name);
+    if (statSync(p).isDirectory()) out = out.concat(find(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out.sort();
+}
+
+const which = process.argv[2] === 'unit' || process.argv[2] === 'integration' ? process.argv[2] : 'all';
+const extra = process.argv.slice(which === 'all' ? 2 : 3);
+const files = [
+  ...(which !== 'integration' ? find('dist/src') : []),
+  ...(which !== 'unit' ? find('dist/test') : []),
+];
+if (files.length === 0) {
+  console.error('no compiled test files found: run `npm run build` first');
+  process.exit(1);
+}
+// Two files at a time: each integration file starts its own PostgreSQL cluster, and the
+// machines this runs on have two cores.
+const concurrency = process.env.RWSPLIT_TEST_CONCURRENCY ?? '2';
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...extra, ...files], {
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);
