@@ -2,7 +2,7 @@
  * `rwsplit demo`: a real local cluster (PostgreSQL primary + replicas), the proxy and the
  * admin server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything.
  */
-import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Rwsplit } from '../app.js';
@@ -22,7 +22,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = path.resolve(opts.dir, 'postgres');
   mkdirSync(path.dirname(dir), { recursive: true });
   console.log(`rwsplit demo: starting PostgreSQL (1 primary, ${opts.replicas} replicas) in ${dir} ...`);
-  const cluster = await startCluster(dir, opts.replicas);
+  const { cluster, scratch } = await startCluster(dir, opts.replicas);
   let app: Rwsplit | null = null;
   try {
     const config = validateConfig(
@@ -46,6 +46,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   } finally {
     await app?.stop();
     await cluster.stop();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
   console.log('rwsplit demo: stopped');
 }
@@ -55,15 +56,21 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
  * directory (/root is 0700). Rather than fail, the demo then keeps its data under the
  * system temp directory and says so.
  */
-async function startCluster(dir: string, replicas: number): Promise<PgCluster> {
+async function startCluster(
+  dir: string,
+  replicas: number,
+): Promise<{ cluster: PgCluster; scratch: string | null }> {
   try {
-    return await PgCluster.start({ dir, replicas });
+    return { cluster: await PgCluster.start({ dir, replicas }), scratch: null };
   } catch (err) {
     if (!(err instanceof ClusterError) || err.code !== 'DIR_NOT_ACCESSIBLE') throw err;
     const fallback = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-demo-'));
     chmodSync(fallback, 0o755);
     console.log(`rwsplit demo: ${err.message}\nrwsplit demo: using ${fallback} instead`);
-    return PgCluster.start({ dir: path.join(fallback, 'postgres'), replicas });
+    return {
+      cluster: await PgCluster.start({ dir: path.join(fallback, 'postgres'), replicas }),
+      scratch: fallback,
+    };
   }
 }
 

@@ -3,7 +3,7 @@
  * machine's binaries in a temporary directory on free ports. Used by `rwsplit demo` and by
  * every integration test (DESIGN.md, "Testing doctrine").
  */
-import { createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { createWriteStream, fchownSync, openSync, rmSync, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -199,7 +199,13 @@ export class PgCluster {
     return (line) => {
       if (stream === undefined) {
         // Opened on the first line, when initdb or pg_basebackup has made the data dir.
-        stream = createWriteStream(path.join(dataDir, NODE_LOG_FILE), { flags: 'a' });
+        // Owned by the PostgreSQL user: pg_basebackup, running as that user, copies the
+        // primary's data dir with this file in it (a root-only file would fail the copy).
+        const fd = openSync(path.join(dataDir, NODE_LOG_FILE), 'a', 0o600);
+        if (this.runAs.uid !== undefined && this.runAs.gid !== undefined) {
+          fchownSync(fd, this.runAs.uid, this.runAs.gid);
+        }
+        stream = createWriteStream('', { fd });
         stream.on('error', () => {}); // e.g. the dir removed under us: logging is best effort
         this.logStreams.push(stream);
       }
