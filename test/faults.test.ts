@@ -82,6 +82,34 @@ describe('faults: a dead replica and hostile clients', () => {
     assert.ok(r.processed > 0);
   });
 
+  test('SIGSTOP of a replica under load: reads move to the other nodes, zero failed transactions', async () => {
+    const victim = stack.cluster.replicas[1]!;
+    const load = pgbench(stack.pgPort, ['-n', '-S', '-c', '16', '-j', '2', '-T', '6']);
+    await new Promise((r) => setTimeout(r, 1500));
+    stack.cluster.signalTree(victim.id, 'SIGSTOP');
+    try {
+      await waitFor(`${victim.id} reported down`, async () => {
+        const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
+          id: string;
+          state: string;
+        }[];
+        return nodes.find((n) => n.id === victim.id)?.state === 'down';
+      });
+      const r = await load;
+      assert.equal(r.code, 0, summary(r));
+      assert.equal(r.failed, 0, summary(r));
+    } finally {
+      stack.cluster.signalTree(victim.id, 'SIGCONT');
+    }
+    await waitFor(`${victim.id} back up`, async () => {
+      const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
+        id: string;
+        state: string;
+      }[];
+      return nodes.find((n) => n.id === victim.id)?.state === 'up';
+    });
+  });
+
   test('kill -9 of a replica under 16 select-only clients: zero failed transactions', async () => {
     const victim = stack.cluster.replicas[0]!;
     const load = pgbench(stack.pgPort, ['-n', '-S', '-c', '16', '-j', '2', '-T', '10']);

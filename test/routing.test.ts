@@ -111,6 +111,31 @@ describe('read/write routing through the proxy', () => {
     assert.equal((await t.query('SELECT count(*)::int AS n FROM scratch')).rows[0].n, 1);
   });
 
+  test('/metrics reports per-node queries, routing reasons and latency histograms', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${stack.httpPort}/metrics`)).text();
+    for (const r of stack.cluster.replicas) {
+      const m = new RegExp(`rwsplit_pg_queries_total\\{node="${r.id}"\\} (\\d+)`).exec(text);
+      assert.ok(m && Number(m[1]) >= 50, `queries counted for ${r.id}`);
+    }
+    assert.match(text, /rwsplit_pg_route_decisions_total\{reason="read"\} \d+/);
+    assert.match(text, /rwsplit_pg_route_decisions_total\{reason="write"\} \d+/);
+    assert.match(text, /rwsplit_pg_route_decisions_total\{reason="transaction"\} \d+/);
+    assert.match(text, /rwsplit_pg_query_duration_seconds_bucket\{le="[\d.]+",node="pg-primary"\} \d+/);
+    assert.match(text, /rwsplit_replication_lag_bytes\{node="pg-replica1"\} \d+/);
+    assert.match(text, /rwsplit_replication_lag_observed_seconds_count\{node="pg-replica1"\} \d+/);
+    const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as Record<
+      string,
+      unknown
+    >[];
+    assert.equal(nodes.length, 3);
+    for (const n of nodes) {
+      for (const key of ['id', 'kind', 'shard', 'role', 'host', 'port', 'state', 'lagBytes', 'lagMs'])
+        assert.ok(key in n, key);
+      assert.equal(n.kind, 'postgres');
+      assert.equal(n.state, 'up');
+    }
+  });
+
   test('a read of a row just written by another session eventually sees it (sanity of the data path)', async () => {
     const c = await stack.client();
     await c.query("INSERT INTO items (v) VALUES ('visible')");

@@ -23,6 +23,7 @@ import { pgBinary } from './pg-binaries.js';
 import type { AuthMethod } from './pg-config.js';
 import { quorumStandbyNames } from './pg-config.js';
 import { Postmaster, waitPortRefuses } from './postmaster.js';
+import { childPids, signalQuietly } from './process-tree.js';
 import { resolvePgRunAs, type RunAs } from './run-as.js';
 import { queryRows, withClient, type SqlTarget } from './sql.js';
 
@@ -328,6 +329,18 @@ export class PgCluster {
   /** Sends a signal to a node's postmaster (e.g. 'SIGKILL', 'SIGSTOP', 'SIGCONT'). */
   signal(nodeId: string, sig: NodeJS.Signals): void {
     this.runtime(nodeId).postmaster.signal(sig);
+  }
+
+  /**
+   * Sends a signal to a node's postmaster and every child of it (its backends, WAL
+   * sender/receiver, …): `SIGSTOP` then freezes the whole server, as a partition or a
+   * hung machine would, and `SIGCONT` thaws it.
+   */
+  signalTree(nodeId: string, sig: NodeJS.Signals): void {
+    const pid = this.runtime(nodeId).handle.pid;
+    if (pid === undefined) throw new ClusterError('NODE_NOT_RUNNING', `${nodeId} is not running`);
+    for (const child of childPids(pid)) signalQuietly(child, sig);
+    signalQuietly(pid, sig);
   }
 
   /** kill -9 a node (its postmaster and that postmaster's children) and wait until its port refuses connections. */

@@ -122,6 +122,11 @@ export class BackendPool {
     }
   }
 
+  /** Closes every idle connection (their node went down: they are probably dead too). */
+  dropIdle(): void {
+    for (const conn of this.idle.splice(0)) conn.destroy('node is down');
+  }
+
   close(): void {
     this.closing = true;
     for (const w of this.waiters.splice(0)) {

@@ -13,7 +13,13 @@ import type { BackendConnection, BackendListener, BackendLogin } from './backend
 import type { BackendPool } from './backend-pool.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
-import { BackendCode, encodeCommandComplete, FrontendCode, readyForQuery } from './protocol/index.js';
+import {
+  BackendCode,
+  decodeErrorFields,
+  encodeCommandComplete,
+  FrontendCode,
+  readyForQuery,
+} from './protocol/index.js';
 import { Expect, ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
@@ -316,6 +322,14 @@ export class ClientSession implements BackendListener, TrackerSink {
   // ---- backend side ------------------------------------------------------------------
 
   onBackendFrame(type: number, frame: Buffer): void {
+    if (type === BackendCode.ErrorResponse && this.retryable && isServerGoingAway(frame)) {
+      // The server is shutting down or lost its postmaster: a node failure, not an answer.
+      // Nothing reached the client yet, so the read runs again elsewhere (onBackendClose).
+      this.backend?.destroy(
+        `${this.node?.spec.id ?? 'server'} is terminating: ${decodeErrorFields(frame).get('M') ?? ''}`,
+      );
+      return;
+    }
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) this.onReady(frame);
     if (verdict === Verdict.Forward) {
@@ -411,6 +425,16 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.dispatch();
   }
 
+  /**
+   * The monitor found this node dead (a probe timed out, e.g. a SIGSTOPped server). A read
+   * still waiting there with nothing sent to the client yet moves to another node now
+   * rather than waiting for a server that may never answer.
+   */
+  nodeDown(nodeId: string): void {
+    if (this.node?.spec.id === nodeId && this.retryable && this.backend)
+      this.backend.destroy(`${nodeId} is down`);
+  }
+
   // ---- TrackerSink ---------------------------------------------------------------------
 
   emit(bytes: Buffer): void {
@@ -458,6 +482,14 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.socket.end();
     this.onClientClose();
   }
+}
+
+/** FATAL/PANIC with an operator-intervention or connection SQLSTATE (57P01 admin shutdown, …). */
+function isServerGoingAway(frame: Buffer): boolean {
+  const fields = decodeErrorFields(frame);
+  const severity = fields.get('V') ?? fields.get('S');
+  const code = fields.get('C') ?? '';
+  return (severity === 'FATAL' || severity === 'PANIC') && (code.startsWith('57P') || code.startsWith('08'));
 }
 
 function asClientError(err: Error, node: NodeStatus): RwsplitPgError {

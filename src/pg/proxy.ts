@@ -8,7 +8,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ReadRouter } from '../core/read-router.js';
-import type { NodeStatus, Topology } from '../core/topology.js';
+import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
@@ -70,6 +70,11 @@ export class PgProxy implements SessionContext {
       );
     }
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    deps.topology.on('event', (e: TopologyEvent) => {
+      if (e.type !== 'down') return;
+      for (const session of this.sessions.values()) session.nodeDown(e.node);
+      for (const pool of this.pools.values()) if (pool.target.nodeId === e.node) pool.dropIdle();
+    });
   }
 
   get clientCount(): number {
