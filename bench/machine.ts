@@ -20,6 +20,8 @@ export interface MachineInfo {
   pgbench: string;
   pgbouncer: string;
   pgpool: string;
+  /** 1/5/15-minute load averages before the cluster started: other work on the box skews TPS. */
+  loadAverageAtStart: number[];
 }
 
 /** First line a command prints (pgpool writes its version to stderr). */
@@ -39,7 +41,12 @@ function osName(): string {
 }
 
 /** Collects {@link MachineInfo}; `postgresVersion` is the primary's `SELECT version()`. */
-export function machineInfo(postgresVersion: string, pgbouncerBin: string, pgpoolBin: string): MachineInfo {
+export function machineInfo(
+  postgresVersion: string,
+  pgbouncerBin: string,
+  pgpoolBin: string,
+  loadAverageAtStart: number[],
+): MachineInfo {
   return {
     nproc: Number(firstLine('nproc', [])) || os.availableParallelism(),
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -51,5 +58,6 @@ export function machineInfo(postgresVersion: string, pgbouncerBin: string, pgpoo
     pgbench: firstLine(pgBinary('pgbench'), ['--version']),
     pgbouncer: firstLine(pgbouncerBin, ['--version']),
     pgpool: firstLine(pgpoolBin, ['--version']),
+    loadAverageAtStart: loadAverageAtStart.map((l) => Math.round(l * 100) / 100),
   };
 }

@@ -9,6 +9,7 @@
  * `BENCH_SECONDS` in the environment sets the default duration.
  */
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -253,6 +254,7 @@ async function main(): Promise<void> {
   });
   const cleanup = new Cleanup();
   const started = Date.now();
+  const loadAtStart = os.loadavg();
   try {
     const cluster = await startCluster(cleanup);
     abort.signal.throwIfAborted();
@@ -265,7 +267,7 @@ async function main(): Promise<void> {
     const report = {
       date: new Date().toISOString(),
       durationSeconds: opts.seconds,
-      machine: machineInfo(row?.version ?? 'unknown', PGBOUNCER_BIN, PGPOOL_BIN),
+      machine: machineInfo(row?.version ?? 'unknown', PGBOUNCER_BIN, PGPOOL_BIN, loadAtStart),
       cluster: { replicas: REPLICAS, scale: SCALE, settings: CLUSTER_SETTINGS },
       pgbench: { common: COMMON_ARGS, workloads: WORKLOAD_ARGS, warmupSeconds: opts.warmupSeconds },
       peers: peerSettings(),

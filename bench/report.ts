@@ -130,7 +130,8 @@ Written by \`npm run bench\` (bench/pg-bench.ts) on ${report.date}; raw numbers 
 \`pg-bench.json\`. See bench/README.md for how to read this.
 
 **Machine:** ${m.nproc} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, ${m.kernel}; Node ${m.node}.
-Client, proxies and all three servers share these cores over loopback.
+Client, proxies and all three servers share these cores over loopback. Load average before the
+run: ${m.loadAverageAtStart.join(' / ')} (1 / 5 / 15 min).
 
 **Software:** ${m.postgres}; ${m.pgbench}; ${m.pgbouncer}; ${m.pgpool}.
 

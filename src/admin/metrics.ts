@@ -6,6 +6,7 @@ import client from 'prom-client';
 import type { Topology } from '../core/topology.js';
 import { nodeState } from '../core/topology.js';
 import type { PgStats, RouteReason } from '../pg/session-context.js';
+import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
 
 export interface PoolStatsSource {
   readonly clientCount: number;
@@ -14,56 +15,56 @@ export interface PoolStatsSource {
 
 export class Metrics implements PgStats {
   readonly registry = new client.Registry();
-  private readonly queries: client.Counter<'node'>;
-  private readonly decisions: client.Counter<'reason'>;
-  private readonly retries: client.Counter<'node'>;
-  private readonly clientErrors: client.Counter<'sqlstate'>;
-  private readonly duration: client.Histogram<'node'>;
-  private readonly lagObserved: client.Histogram<'node'>;
-  private readonly queryChildren = new Map<string, client.Counter.Internal>();
-  private readonly durationChildren = new Map<string, client.Histogram.Internal<'node'>>();
-  private readonly decisionChildren = new Map<string, client.Counter.Internal>();
+  private readonly queries: CellCounter;
+  private readonly decisions: CellCounter;
+  private readonly retries: CellCounter;
+  private readonly clientErrors: CellCounter;
+  private readonly duration: CellHistogram;
+  private readonly lagObserved: CellHistogram;
+  private readonly queryCells = new Map<string, { n: number }>();
+  private readonly decisionCells = new Map<string, { n: number }>();
+  private readonly durationCells = new Map<string, HistogramCell>();
 
   constructor(topology: Topology, pools: () => PoolStatsSource | null) {
     const registers = [this.registry];
-    this.queries = new client.Counter({
-      name: 'rwsplit_pg_queries_total',
-      help: 'Batches (Query or Sync-terminated extended-protocol groups) sent to each node',
-      labelNames: ['node'],
+    this.queries = new CellCounter(
+      'rwsplit_pg_queries_total',
+      'Batches (Query or Sync-terminated extended-protocol groups) sent to each node',
+      'node',
       registers,
-    });
-    this.decisions = new client.Counter({
-      name: 'rwsplit_pg_route_decisions_total',
-      help: 'Routing decisions by reason',
-      labelNames: ['reason'],
+    );
+    this.decisions = new CellCounter(
+      'rwsplit_pg_route_decisions_total',
+      'Routing decisions by reason',
+      'reason',
       registers,
-    });
-    this.retries = new client.Counter({
-      name: 'rwsplit_pg_read_retries_total',
-      help: 'Autocommit reads retried on another node after this node failed before answering',
-      labelNames: ['node'],
+    );
+    this.retries = new CellCounter(
+      'rwsplit_pg_read_retries_total',
+      'Autocommit reads retried on another node after this node failed before answering',
+      'node',
       registers,
-    });
-    this.clientErrors = new client.Counter({
-      name: 'rwsplit_pg_client_errors_total',
-      help: 'Errors rwsplit itself sent to clients, by SQLSTATE',
-      labelNames: ['sqlstate'],
+    );
+    this.clientErrors = new CellCounter(
+      'rwsplit_pg_client_errors_total',
+      'Errors rwsplit itself sent to clients, by SQLSTATE',
+      'sqlstate',
       registers,
-    });
-    this.duration = new client.Histogram({
-      name: 'rwsplit_pg_query_duration_seconds',
-      help: 'Time from sending a batch to a node to its ReadyForQuery',
-      labelNames: ['node'],
-      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
-    this.lagObserved = new client.Histogram({
-      name: 'rwsplit_replication_lag_observed_seconds',
-      help: 'Replica time lag as observed by each monitor probe',
-      labelNames: ['node'],
-      buckets: [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
-      registers,
-    });
+    );
+    this.duration = new CellHistogram(
+      'rwsplit_pg_query_duration_seconds',
+      'Time from sending a batch to a node to its ReadyForQuery',
+      'node',
+      [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      this.registry,
+    );
+    this.lagObserved = new CellHistogram(
+      'rwsplit_replication_lag_observed_seconds',
+      'Replica time lag as observed by each monitor probe',
+      'node',
+      [0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      this.registry,
+    );
     const gauge = (
       name: string,
       help: string,
@@ -124,32 +125,32 @@ export class Metrics implements PgStats {
   }
 
   routed(reason: RouteReason): void {
-    let c = this.decisionChildren.get(reason);
-    if (!c) this.decisionChildren.set(reason, (c = this.decisions.labels(reason)));
-    c.inc();
+    let c = this.decisionCells.get(reason);
+    if (!c) this.decisionCells.set(reason, (c = this.decisions.cell(reason)));
+    c.n++;
   }
 
   dispatched(nodeId: string): void {
-    let c = this.queryChildren.get(nodeId);
-    if (!c) this.queryChildren.set(nodeId, (c = this.queries.labels(nodeId)));
-    c.inc();
+    let c = this.queryCells.get(nodeId);
+    if (!c) this.queryCells.set(nodeId, (c = this.queries.cell(nodeId)));
+    c.n++;
   }
 
   answered(nodeId: string, seconds: number): void {
-    let h = this.durationChildren.get(nodeId);
-    if (!h) this.durationChildren.set(nodeId, (h = this.duration.labels(nodeId)));
+    let h = this.durationCells.get(nodeId);
+    if (!h) this.durationCells.set(nodeId, (h = this.duration.cell(nodeId)));
     h.observe(seconds);
   }
 
   retried(nodeId: string): void {
-    this.retries.labels(nodeId).inc();
+    this.retries.cell(nodeId).n++;
   }
 
   clientError(sqlstate: string): void {
-    this.clientErrors.labels(sqlstate).inc();
+    this.clientErrors.cell(sqlstate).n++;
   }
 
   lagSample(nodeId: string, lagMs: number): void {
-    this.lagObserved.labels(nodeId).observe(lagMs / 1000);
+    this.lagObserved.cell(nodeId).observe(lagMs / 1000);
   }
 }

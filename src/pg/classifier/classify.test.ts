@@ -6,7 +6,7 @@ import {
   MAX_CACHED_TEXT_LENGTH,
   type Classification,
 } from './classify.js';
-import { LruCache } from './cache.js';
+import { GenerationalCache } from './cache.js';
 import { findHint, lex } from './lexer.js';
 
 const classifier = new Classifier();
@@ -371,23 +371,25 @@ describe('cache', () => {
     assert.deepEqual(local.classify(long), first);
   });
 
-  test('LRU eviction by entry count keeps recently used entries', () => {
-    const cache = new LruCache<number>(2, 1000);
-    cache.set('a', 1);
-    cache.set('b', 2);
-    assert.equal(cache.get('a'), 1); // a is now the most recent
-    cache.set('c', 3);
-    assert.deepEqual([cache.get('a'), cache.get('b'), cache.get('c'), cache.size], [1, undefined, 3, 2]);
+  test('a statement used in every generation stays cached; one-off texts are dropped', () => {
+    const cache = new GenerationalCache<number>(4, 1000); // two generations of 2
+    cache.set('hot', 1);
+    for (let i = 0; i < 20; i++) {
+      cache.set(`one-off ${i}`, i);
+      assert.equal(cache.get('hot'), 1, `hot survives rotation ${i}`);
+    }
+    assert.equal(cache.get('one-off 0'), undefined);
+    assert.ok(cache.size <= 4, `size ${cache.size}`);
   });
 
-  test('LRU eviction by total key length', () => {
-    const cache = new LruCache<number>(100, 10);
+  test('the key-length budget bounds memory and refuses oversized keys', () => {
+    const cache = new GenerationalCache<number>(100, 20); // 10 characters per generation
     cache.set('aaaa', 1);
     cache.set('bbbb', 2);
-    cache.set('cccc', 3);
-    assert.deepEqual([cache.get('aaaa'), cache.get('bbbb'), cache.get('cccc')], [undefined, 2, 3]);
+    cache.set('cccc', 3); // young is full: rotate
+    assert.deepEqual([cache.get('aaaa'), cache.get('bbbb')], [1, 2]);
     cache.set('x'.repeat(11), 4);
-    assert.equal(cache.size, 2);
+    assert.equal(cache.get('x'.repeat(11)), undefined);
     cache.clear();
     assert.equal(cache.size, 0);
   });

@@ -45,7 +45,7 @@
  *
  * @module
  */
-import { LruCache } from './cache.js';
+import { GenerationalCache } from './cache.js';
 import { lex } from './lexer.js';
 import type { RuleContext } from './query-rules.js';
 import { classifyStatement } from './statement-rules.js';
@@ -102,13 +102,13 @@ const DEFAULT_CACHE_SIZE = 10_000;
 
 /** Classifies SQL texts, caching results per exact text. */
 export class Classifier {
-  private readonly cache: LruCache<Classification>;
+  private readonly cache: GenerationalCache<Classification>;
   private readonly ctx: RuleContext;
 
   constructor(opts: ClassifierOptions = {}) {
     const names = opts.writeFunctions ?? DEFAULT_WRITE_FUNCTIONS;
     this.ctx = { writeFunctions: new Set(names.map((name) => name.toLowerCase())) };
-    this.cache = new LruCache(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MAX_CACHED_CHARS);
+    this.cache = new GenerationalCache(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MAX_CACHED_CHARS);
   }
 
   /** Classifies `sql`; a repeated text returns the cached (frozen) result. */
