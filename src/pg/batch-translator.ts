@@ -22,6 +22,9 @@ import { Expect, type ResponseTracker } from './response-tracker.js';
 import { classifyQuery } from './route-decision.js';
 import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
 
+/** Batches up to this size are copied into one buffer and sent with a single write. */
+const COPY_LIMIT = 16 * 1024;
+
 export interface TranslateResult {
   /** ReadyForQuery answers this batch will produce (Sync, Query, FunctionCall) */
   readyCount: number;
@@ -36,6 +39,8 @@ export class BatchTranslator {
   unsynced = false;
   private conn: BackendConnection | null = null;
   private full = false;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
 
   constructor(
     private readonly classifier: Classifier,
@@ -46,6 +51,15 @@ export class BatchTranslator {
   reset(): void {
     this.unsynced = false;
     this.conn = null;
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Queues a simple Query the proxy makes (a deferred BEGIN) ahead of the next batch; its answer is swallowed. */
+  injectQuery(frame: Buffer, conn: BackendConnection): void {
+    this.conn = conn;
+    this.send(frame);
+    this.tracker.expect(Expect.InjectedQuery);
   }
 
   translate(frames: readonly Buffer[], conn: BackendConnection): TranslateResult {
@@ -101,11 +115,42 @@ export class BatchTranslator {
           this.send(frame);
       }
     }
+    this.flush();
     return { readyCount, pin, backendFull: this.full };
   }
 
+  /**
+   * Collects the outgoing bytes; `flush` writes them with one system call. Frames that sit
+   * next to each other in the client's chunk are joined without copying; a batch of a few
+   * small pieces (a rewritten Bind, then Execute and Sync) is copied into one buffer, which
+   * costs far less than a writev of several.
+   */
   private send(frame: Buffer): void {
-    if (!this.conn!.write(frame)) this.full = true;
+    const last = this.pending[this.pending.length - 1];
+    if (last !== undefined && last.buffer === frame.buffer && last.byteOffset + last.length === frame.byteOffset) {
+      this.pending[this.pending.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + frame.length);
+    } else {
+      this.pending.push(frame);
+    }
+    this.pendingBytes += frame.length;
+  }
+
+  private flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    const conn = this.conn!;
+    let ok: boolean;
+    if (pending.length === 1) ok = conn.write(pending[0]!);
+    else if (this.pendingBytes <= COPY_LIMIT) ok = conn.write(Buffer.concat(pending, this.pendingBytes));
+    else {
+      conn.socket.cork();
+      ok = true;
+      for (const b of pending) ok = conn.write(b) && ok;
+      conn.socket.uncork();
+    }
+    if (!ok) this.full = true;
+    this.pending = [];
+    this.pendingBytes = 0;
   }
 
   private parse(frame: Buffer, conn: BackendConnection): string | null {

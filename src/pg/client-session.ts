@@ -20,7 +20,7 @@ import {
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
-import { Expect, ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
+import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
@@ -233,8 +233,8 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.node = node;
     this.socket.resume();
     if (this.deferredBegin) {
-      conn.write(this.deferredBegin);
-      this.tracker.expect(Expect.InjectedQuery);
+      // Goes ahead of the batch, in the same write; its answer is swallowed.
+      this.translator.injectQuery(this.deferredBegin, conn);
       this.deferredBegin = null;
     }
     this.sendBatch(conn);
@@ -244,10 +244,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     const frames = this.batch;
     this.batch = [];
     this.batchBytes = 0;
-    const many = frames.length > 1;
-    if (many) conn.socket.cork();
     const result = this.translator.translate(frames, conn);
-    if (many) conn.socket.uncork();
     if (result.pin && !this.pinnedBy) this.pinnedBy = result.pin;
     const node = this.node!;
     for (let i = 0; i < result.readyCount; i++) {
@@ -331,15 +328,18 @@ export class ClientSession implements BackendListener, TrackerSink {
       return;
     }
     const verdict = this.tracker.onFrame(type, frame);
-    if (type === BackendCode.ReadyForQuery) this.onReady(frame);
+    if (type === BackendCode.ReadyForQuery) {
+      this.txStatus = frame[5]!;
+      if (verdict === Verdict.Forward) this.onReady();
+    }
     if (verdict === Verdict.Forward) {
       this.retryable = null;
       this.out.push(frame);
     }
   }
 
-  private onReady(frame: Buffer): void {
-    this.txStatus = frame[5]!;
+  /** A ReadyForQuery for the client: one dispatched batch is answered. */
+  private onReady(): void {
     const started = this.dispatchTimes.shift();
     const node = this.node;
     if (started !== undefined && node) {
