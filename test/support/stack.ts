@@ -24,6 +24,8 @@ export interface StackOptions {
   cluster?: PgClusterOptions;
   /** merged into the `postgres` section of the config */
   postgres?: Record<string, unknown>;
+  /** balancer weight per node, primary first (default 1 each) */
+  weights?: number[];
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -33,7 +35,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const config = validateConfig({
       listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
       postgres: {
-        nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
+        nodes: cluster.nodes.map((n, i) => ({
+          id: n.id,
+          host: n.host,
+          port: n.port,
+          weight: opts.weights?.[i] ?? 1,
+        })),
         monitor: { intervalMs: 200, timeoutMs: 1000 },
         ...opts.postgres,
       },
