@@ -76,6 +76,21 @@ describe('protocol features through the proxy', () => {
     assert.deepEqual([ra.rows[0], rb.rows[0]], [{ x: 1 }, { y: 'two' }]);
   });
 
+  test('server-side statements per backend are bounded: the oldest are closed and re-Parsed on use', async () => {
+    const c = await stack.client();
+    await c.query('BEGIN'); // one backend for the whole test
+    for (let i = 0; i < 1100; i++) {
+      const r = await c.query({ name: `s${i}`, text: `SELECT ${i}::int AS i`, values: [] });
+      assert.equal(r.rows[0].i, i);
+    }
+    const count = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_prepared_statements');
+    assert.ok(count.rows[0]!.n <= 1000, `${count.rows[0]!.n} statements kept on the server`);
+    assert.ok(count.rows[0]!.n >= 900, 'recent statements are kept');
+    const again = await c.query({ name: 's0', text: 'SELECT 0::int AS i', values: [] });
+    assert.equal(again.rows[0].i, 0, 'an evicted statement is re-Parsed transparently');
+    await c.query('COMMIT');
+  });
+
   test('an error inside a pipelined extended batch is reported and the session goes on', async () => {
     const c = await stack.client();
     await assert.rejects(

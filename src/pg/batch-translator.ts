@@ -22,6 +22,9 @@ import { Expect, type ResponseTracker } from './response-tracker.js';
 import { classifyQuery } from './route-decision.js';
 import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
 
+/** Server-side prepared statements kept per backend connection before the oldest is closed. */
+export const MAX_STATEMENTS_PER_BACKEND = 1000;
+
 /** Batches up to this size are copied into one buffer and sent with a single write. */
 const COPY_LIMIT = 16 * 1024;
 
@@ -127,8 +130,16 @@ export class BatchTranslator {
    */
   private send(frame: Buffer): void {
     const last = this.pending[this.pending.length - 1];
-    if (last !== undefined && last.buffer === frame.buffer && last.byteOffset + last.length === frame.byteOffset) {
-      this.pending[this.pending.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + frame.length);
+    if (
+      last !== undefined &&
+      last.buffer === frame.buffer &&
+      last.byteOffset + last.length === frame.byteOffset
+    ) {
+      this.pending[this.pending.length - 1] = Buffer.from(
+        last.buffer,
+        last.byteOffset,
+        last.length + frame.length,
+      );
     } else {
       this.pending.push(frame);
     }
@@ -180,6 +191,7 @@ export class BatchTranslator {
     if (conn.prepared.has(key)) {
       this.tracker.synthesize(PARSE_COMPLETE);
     } else {
+      this.makeRoom(conn);
       conn.prepared.add(key);
       this.send(encodeParseWithName(frame, msg, key));
       this.tracker.expectParse(key, false);
@@ -235,9 +247,23 @@ export class BatchTranslator {
 
   private ensureNamed(info: StatementInfo, conn: BackendConnection): void {
     if (conn.prepared.has(info.key)) return;
+    this.makeRoom(conn);
     conn.prepared.add(info.key);
     this.send(encodeParse(info.key, info.query, info.paramTypes));
     this.tracker.expectParse(info.key, true);
+  }
+
+  /**
+   * Bounds the statements kept on one server connection (server memory): past the limit the
+   * oldest one is closed first, with a Close whose answer is swallowed. A client that uses it
+   * again simply gets it re-Parsed.
+   */
+  private makeRoom(conn: BackendConnection): void {
+    if (conn.prepared.size < MAX_STATEMENTS_PER_BACKEND) return;
+    const oldest = conn.prepared.values().next().value as string;
+    conn.prepared.delete(oldest);
+    this.send(encodeTarget(FrontendCode.Close, 'S', oldest));
+    this.tracker.expectInjectedClose(oldest);
   }
 
   private ensureUnnamed(info: StatementInfo, conn: BackendConnection): void {

@@ -449,6 +449,10 @@ export class ClientSession implements BackendListener, TrackerSink {
     else conn.prepared.delete(key);
   }
 
+  closeSkipped(key: string): void {
+    this.backend?.prepared.add(key);
+  }
+
   // ---- endings -------------------------------------------------------------------------
 
   private releaseBackend(): void {

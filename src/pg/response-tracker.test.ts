@@ -9,7 +9,11 @@ const ERROR = frame(BackendCode.ErrorResponse);
 function setup(): { tracker: ResponseTracker; emitted: Buffer[]; failed: (string | null)[] } {
   const emitted: Buffer[] = [];
   const failed: (string | null)[] = [];
-  const tracker = new ResponseTracker({ emit: (b) => emitted.push(b), parseFailed: (k) => failed.push(k) });
+  const tracker = new ResponseTracker({
+    emit: (b) => emitted.push(b),
+    parseFailed: (k) => failed.push(k),
+    closeSkipped: (k) => failed.push(`close ${k}`),
+  });
   return { tracker, emitted, failed };
 }
 
@@ -62,6 +66,19 @@ describe('ResponseTracker', () => {
     );
     assert.equal(tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49)), Verdict.Forward);
     assert.equal(tracker.idle, true);
+  });
+
+  test('an injected Close is swallowed, and reported when an error made the server skip it', () => {
+    const { tracker, failed } = setup();
+    tracker.expectInjectedClose('rws_old');
+    tracker.expect(Expect.Sync);
+    assert.equal(tracker.onFrame(BackendCode.CloseComplete, CLOSE_COMPLETE), Verdict.Swallow);
+    tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49));
+    tracker.expect(Expect.Bind);
+    tracker.expectInjectedClose('rws_older');
+    tracker.expect(Expect.Sync);
+    tracker.onFrame(BackendCode.ErrorResponse, ERROR);
+    assert.deepEqual(failed, ['close rws_older']);
   });
 
   test('an error inside a simple Query does not end it; ReadyForQuery does', () => {

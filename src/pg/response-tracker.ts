@@ -24,6 +24,8 @@ export const enum Expect {
   InjectedParse,
   /** a simple Query the proxy injected (a deferred BEGIN): swallow up to and including its 'Z' */
   InjectedQuery,
+  /** a Close the proxy injected to evict a server-side statement: swallow its CloseComplete */
+  InjectedClose,
   /** a response the proxy makes up; emitted when it reaches the head of the queue */
   Synthetic,
 }
@@ -47,6 +49,8 @@ export interface TrackerSink {
   emit(bytes: Buffer): void;
   /** a Parse of `key` did not happen on the server (error, or skipped after an error) */
   parseFailed(key: string | null): void;
+  /** an injected Close of `key` was skipped after an error: the statement still exists */
+  closeSkipped(key: string): void;
 }
 
 const SHARED: Partial<Record<Expect, Entry>> = {};
@@ -75,6 +79,11 @@ export class ResponseTracker {
 
   expectParse(key: string | null, injected: boolean): void {
     this.queue.push({ kind: injected ? Expect.InjectedParse : Expect.Parse, bytes: null, key });
+  }
+
+  /** A Close of `key` injected by the proxy (statement eviction). */
+  expectInjectedClose(key: string): void {
+    this.queue.push({ kind: Expect.InjectedClose, bytes: null, key });
   }
 
   synthesize(bytes: Buffer): void {
@@ -107,7 +116,9 @@ export class ResponseTracker {
       return e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
     this.complete(e);
     const verdict =
-      e.kind === Expect.InjectedParse || e.kind === Expect.InjectedQuery ? Verdict.Swallow : Verdict.Forward;
+      e.kind === Expect.InjectedParse || e.kind === Expect.InjectedQuery || e.kind === Expect.InjectedClose
+        ? Verdict.Swallow
+        : Verdict.Forward;
     this.drainSynthetic();
     return verdict;
   }
@@ -128,6 +139,7 @@ export class ResponseTracker {
       if (skipped.kind === Expect.Sync) break;
       if (skipped.kind === Expect.Parse || skipped.kind === Expect.InjectedParse)
         this.sink.parseFailed(skipped.key);
+      if (skipped.kind === Expect.InjectedClose) this.sink.closeSkipped(skipped.key!);
       this.shift();
     }
     return Verdict.Forward;
@@ -167,6 +179,7 @@ function completes(kind: Expect, type: number, frame: Buffer): boolean {
         type === BackendCode.PortalSuspended
       );
     case Expect.Close:
+    case Expect.InjectedClose:
       return type === BackendCode.CloseComplete;
     case Expect.Sync:
     case Expect.Query:
