@@ -43,6 +43,8 @@ export class ClientSession implements BackendListener, TrackerSink {
   /** a lone BEGIN answered by the proxy and not yet sent (see tryDeferBegin) */
   private deferredBegin: Buffer | null = null;
   private acquiring = false;
+  /** frames of the batch the last routing decision covered (more may queue while acquiring) */
+  private routedCount = 0;
   /** a batch that needs the primary waits for the current (replica) backend to go idle */
   private waitingForIdle = false;
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
@@ -193,6 +195,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.ctx.stats.routed(reason);
     const retry =
       this.ctx.retryReads && decision.target === 'read' && this.deferredBegin === null && decision.retryable;
+    this.routedCount = this.batch.length;
     this.retryable = retry ? { frames: this.batch, failed: failed ?? new Set() } : null;
     let pool = this.pools.get(node.spec.id);
     if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
@@ -202,6 +205,8 @@ export class ClientSession implements BackendListener, TrackerSink {
       return;
     }
     this.acquiring = true;
+    // Frames keep queuing while we wait: the retry copy must hold only the routed ones.
+    if (this.retryable) this.retryable.frames = this.batch.slice();
     pool.acquire().then(
       (c) => {
         this.acquiring = false;
@@ -237,13 +242,22 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.translator.injectQuery(this.deferredBegin, conn);
       this.deferredBegin = null;
     }
-    this.sendBatch(conn);
+    // Frames that queued while the connection was being acquired were not part of the
+    // routing decision: send what was decided, then route the rest (dispatch checks them).
+    this.sendBatch(conn, this.routedCount);
+    if (this.batch.length > 0) this.dispatch();
   }
 
-  private sendBatch(conn: BackendConnection): void {
-    const frames = this.batch;
-    this.batch = [];
-    this.batchBytes = 0;
+  private sendBatch(conn: BackendConnection, count = this.batch.length): void {
+    let frames = this.batch;
+    if (count >= frames.length) {
+      this.batch = [];
+      this.batchBytes = 0;
+    } else {
+      frames = this.batch.slice(0, count);
+      this.batch = this.batch.slice(count);
+      this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
+    }
     const result = this.translator.translate(frames, conn);
     if (result.pin && !this.pinnedBy) this.pinnedBy = result.pin;
     const node = this.node!;
