@@ -27,6 +27,8 @@ import {
 } from './protocol/index.js';
 import type { PgStats, SessionContext } from './session-context.js';
 
+const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+
 export interface PgProxyDeps {
   config: PgConfig;
   topology: Topology;
@@ -136,7 +138,9 @@ export class PgProxy implements SessionContext {
       pool = new BackendPool(
         { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
         login,
-        { ...p, maxFrameBytes: limits.maxFrameBytes },
+        // Servers are trusted and a DataRow may legitimately be large: their frames are bounded
+        // by PostgreSQL's own limit (1 GiB, MaxAllocSize), not by the client limit.
+        { ...p, maxFrameBytes: Math.max(limits.maxFrameBytes, SERVER_MAX_FRAME_BYTES) },
         { onNodeFailure: (id, reason) => this.nodeFailed(id, reason) },
       );
       this.pools.set(key, pool);
