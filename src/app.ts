@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import type { Config } from './config/schema.js';
+import { ClusterView } from './core/cluster-view.js';
 import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
 import { Topology } from './core/topology.js';
@@ -53,8 +54,9 @@ export class Rwsplit {
       samplesToReturn: pgc.staleness.samplesToReturn,
       returnRatio: pgc.staleness.returnRatio,
     });
-    let proxyRef: PgProxy | null = null;
-    const metrics = new Metrics(topology, () => proxyRef);
+    const view = new ClusterView();
+    view.addTopology(topology);
+    const metrics = new Metrics(view);
     const readRouter = new ReadRouter(topology, {
       balance: pgc.routing.balance,
       primaryReads: pgc.routing.primaryReads,
@@ -74,7 +76,7 @@ export class Rwsplit {
         ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
         : null,
     });
-    proxyRef = proxy;
+    view.addConnections(proxy);
     const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
     const monitorPassword =
       pgc.monitor.password ??
@@ -95,7 +97,7 @@ export class Rwsplit {
       },
       log,
     );
-    const admin = new AdminServer(topology, metrics, () => proxyRef);
+    const admin = new AdminServer(view, metrics);
     const app = new Rwsplit(config, topology, proxy, monitor, admin, log);
     await monitor.start();
     try {

@@ -4,8 +4,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { nodeState, type Topology } from '../core/topology.js';
-import type { Metrics, PoolStatsSource } from './metrics.js';
+import type { ClusterView } from '../core/cluster-view.js';
+import { nodeState } from '../core/topology.js';
+import type { Metrics } from './metrics.js';
 
 /** One row of `GET /api/nodes` (the contract in DESIGN.md, plus details). */
 export interface NodeReport {
@@ -26,9 +27,9 @@ export interface NodeReport {
   connections: { idle: number; active: number; waiting: number };
 }
 
-export function nodeReports(topology: Topology, pools: PoolStatsSource | null): NodeReport[] {
-  const stats = pools?.poolStats() ?? new Map<string, { idle: number; active: number; waiting: number }>();
-  return topology.nodes.map((n) => ({
+export function nodeReports(view: ClusterView): NodeReport[] {
+  const stats = view.connectionStats();
+  return view.nodes.map((n) => ({
     id: n.spec.id,
     kind: n.spec.kind,
     shard: n.spec.shard,
@@ -51,9 +52,8 @@ export class AdminServer {
   private readonly server: http.Server;
 
   constructor(
-    private readonly topology: Topology,
+    private readonly view: ClusterView,
     private readonly metrics: Metrics,
-    private readonly pools: () => PoolStatsSource | null,
   ) {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: Error) => {
@@ -83,20 +83,15 @@ export class AdminServer {
     if (req.method !== 'GET') return send(res, 405, 'text/plain', 'only GET is supported here\n');
     switch (path) {
       case '/api/nodes':
-        return send(res, 200, 'application/json', JSON.stringify(nodeReports(this.topology, this.pools())));
+        return send(res, 200, 'application/json', JSON.stringify(nodeReports(this.view)));
       case '/api/events':
-        return send(res, 200, 'application/json', JSON.stringify(this.topology.events));
+        return send(res, 200, 'application/json', JSON.stringify(this.view.events));
       case '/metrics':
         return send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
       case '/healthz':
         return send(res, 200, 'text/plain', 'ok\n');
       case '/':
-        return send(
-          res,
-          200,
-          'text/html; charset=utf-8',
-          statusPage(nodeReports(this.topology, this.pools())),
-        );
+        return send(res, 200, 'text/html; charset=utf-8', statusPage(nodeReports(this.view)));
       default:
         return send(
           res,

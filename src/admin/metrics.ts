@@ -3,15 +3,10 @@
  * are bound once so the per-query path does no label lookups.
  */
 import client from 'prom-client';
-import type { Topology } from '../core/topology.js';
+import type { ClusterView } from '../core/cluster-view.js';
 import { nodeState } from '../core/topology.js';
 import type { PgStats, RouteReason } from '../pg/session-context.js';
 import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
-
-export interface PoolStatsSource {
-  readonly clientCount: number;
-  poolStats(): Map<string, { idle: number; active: number; waiting: number }>;
-}
 
 export class Metrics implements PgStats {
   readonly registry = new client.Registry();
@@ -25,7 +20,7 @@ export class Metrics implements PgStats {
   private readonly decisionCells = new Map<string, { n: number }>();
   private readonly durationCells = new Map<string, HistogramCell>();
 
-  constructor(topology: Topology, pools: () => PoolStatsSource | null) {
+  constructor(view: ClusterView) {
     const registers = [this.registry];
     this.queries = new CellCounter(
       'rwsplit_pg_queries_total',
@@ -87,7 +82,7 @@ export class Metrics implements PgStats {
       '1 when the node is in rotation (state up), else 0',
       ['node', 'kind', 'role', 'state'],
       (g) => {
-        for (const n of topology.nodes) {
+        for (const n of view.nodes) {
           const state = nodeState(n);
           g.set({ node: n.spec.id, kind: n.spec.kind, role: n.role, state }, state === 'up' ? 1 : 0);
         }
@@ -98,30 +93,25 @@ export class Metrics implements PgStats {
       'Replica lag behind the primary in bytes of WAL',
       ['node'],
       (g) => {
-        for (const n of topology.nodes) if (n.lagBytes !== null) g.set({ node: n.spec.id }, n.lagBytes);
+        for (const n of view.nodes) if (n.lagBytes !== null) g.set({ node: n.spec.id }, n.lagBytes);
       },
     );
     gauge('rwsplit_replication_lag_seconds', 'Replica lag behind the primary in seconds', ['node'], (g) => {
-      for (const n of topology.nodes) if (n.lagMs !== null) g.set({ node: n.spec.id }, n.lagMs / 1000);
+      for (const n of view.nodes) if (n.lagMs !== null) g.set({ node: n.spec.id }, n.lagMs / 1000);
     });
-    gauge('rwsplit_pg_outstanding_requests', 'Batches in flight per node', ['node'], (g) => {
-      for (const n of topology.nodes) g.set({ node: n.spec.id }, n.outstanding);
+    gauge('rwsplit_outstanding_requests', 'Requests in flight per node', ['node'], (g) => {
+      for (const n of view.nodes) g.set({ node: n.spec.id }, n.outstanding);
     });
-    gauge('rwsplit_pg_client_connections', 'Client connections open', [], (g) => {
-      g.set(pools()?.clientCount ?? 0);
+    gauge('rwsplit_client_connections', 'Client connections open, per protocol', ['protocol'], (g) => {
+      for (const [protocol, n] of view.clientCounts()) g.set({ protocol }, n);
     });
-    gauge(
-      'rwsplit_pg_backend_connections',
-      'Backend connections per node and state',
-      ['node', 'state'],
-      (g) => {
-        for (const [node, s] of pools()?.poolStats() ?? []) {
-          g.set({ node, state: 'idle' }, s.idle);
-          g.set({ node, state: 'active' }, s.active);
-          g.set({ node, state: 'waiting' }, s.waiting);
-        }
-      },
-    );
+    gauge('rwsplit_backend_connections', 'Backend connections per node and state', ['node', 'state'], (g) => {
+      for (const [node, s] of view.connectionStats()) {
+        g.set({ node, state: 'idle' }, s.idle);
+        g.set({ node, state: 'active' }, s.active);
+        g.set({ node, state: 'waiting' }, s.waiting);
+      }
+    });
   }
 
   routed(reason: RouteReason): void {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { ReadRouter } from '../core/read-router.js';
+import type { ConnectionStatsSource } from '../core/cluster-view.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
@@ -39,7 +40,8 @@ export interface PgProxyDeps {
   tls: tls.SecureContext | null;
 }
 
-export class PgProxy implements SessionContext {
+export class PgProxy implements SessionContext, ConnectionStatsSource {
+  readonly kind = 'postgres';
   readonly classifier: Classifier;
   readonly topology: Topology;
   readonly readRouter: ReadRouter;
