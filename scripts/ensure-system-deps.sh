@@ -6,7 +6,7 @@
 # says exactly what to install.
 set -euo pipefail
 
-extra_pkgs=("$@")
+extra_pkgs=(redis-server redis-tools nutcracker "$@")
 
 pg_bindir() {
   if command -v pg_config >/dev/null 2>&1; then

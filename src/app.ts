@@ -7,8 +7,11 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import { AdminActionError, type ReloadPlan } from './admin/actions.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
+import { applyReload } from './admin/reload.js';
+import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ClusterView } from './core/cluster-view.js';
 import { ReadRouter } from './core/read-router.js';
@@ -17,22 +20,29 @@ import { Topology } from './core/topology.js';
 import { Classifier } from './pg/classifier/classify.js';
 import { PgMonitor } from './pg/monitor.js';
 import { PgProxy } from './pg/proxy.js';
+import { RedisService } from './redis/redis-service.js';
 import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
   pgAddress: AddressInfo | null = null;
   httpAddress: AddressInfo | null = null;
+  /** the Redis proxy, when the config has a `redis` section */
+  redis: RedisService | null = null;
 
   private constructor(
-    readonly config: Config,
+    /** the configuration in effect (a reload replaces the keys it applies live) */
+    public config: Config,
     readonly topology: Topology,
     readonly proxy: PgProxy,
     readonly monitor: PgMonitor,
     readonly admin: AdminServer,
     readonly log: Logger,
+    private readonly staleness: StalenessTracker,
+    /** the file `config` came from, when it did: `POST /api/reload` re-reads it */
+    readonly configPath: string | null,
   ) {}
 
-  static async start(config: Config, opts: { log?: Logger } = {}): Promise<Rwsplit> {
+  static async start(config: Config, opts: { log?: Logger; configPath?: string } = {}): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
     const topology = new Topology(
@@ -97,11 +107,18 @@ export class Rwsplit {
       },
       log,
     );
-    const admin = new AdminServer(view, metrics);
-    const app = new Rwsplit(config, topology, proxy, monitor, admin, log);
+    let app: Rwsplit | null = null;
+    const admin = new AdminServer(view, metrics, {
+      token: config.admin.token ?? null,
+      log,
+      ...(opts.configPath ? { reload: () => app!.reload() } : {}),
+    });
+    app = new Rwsplit(config, topology, proxy, monitor, admin, log, staleness, opts.configPath ?? null);
     await monitor.start();
     try {
       app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+      if (config.redis)
+        app.redis = await RedisService.start(config.redis, config.listen.redis, view, metrics.registry, log);
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
     } catch (err) {
       await app.stop();
@@ -111,7 +128,29 @@ export class Rwsplit {
     return app;
   }
 
+  /**
+   * Re-reads the config file and applies what can change live (docs/CONFIG.md,
+   * "Reloading"); throws ConfigError, changing nothing, when the file is invalid.
+   */
+  reload(): ReloadPlan {
+    if (!this.configPath)
+      throw new AdminActionError('RELOAD_UNAVAILABLE', 'this instance was not started from a config file');
+    const next = loadConfigFile(this.configPath);
+    const { config, plan } = applyReload(this.config, next, {
+      staleness: this.staleness,
+      log: this.log,
+      setAdminToken: (t) => this.admin.setToken(t),
+    });
+    this.config = config;
+    return plan;
+  }
+
   async stop(): Promise<void> {
-    await Promise.allSettled([this.proxy.close(), this.admin.close(), this.monitor.stop()]);
+    await Promise.allSettled([
+      this.proxy.close(),
+      this.admin.close(),
+      this.monitor.stop(),
+      this.redis?.stop(),
+    ]);
   }
 }

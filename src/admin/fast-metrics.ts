@@ -5,29 +5,42 @@
  */
 import client from 'prom-client';
 
-/** A counter with one label whose children are plain number cells. */
+/**
+ * A counter whose children are plain number cells, with one label or a few. A child is
+ * keyed by its label values joined with NUL, a byte no label value here contains.
+ */
 export class CellCounter {
   private readonly cells = new Map<string, { n: number }>();
 
-  constructor(name: string, help: string, label: string, registers: client.Registry[]) {
+  constructor(name: string, help: string, label: string | readonly string[], registers: client.Registry[]) {
+    const labels = typeof label === 'string' ? [label] : label;
     const cells = this.cells;
     new client.Counter({
       name,
       help,
-      labelNames: [label],
+      labelNames: labels,
       registers,
       collect() {
         this.reset();
-        for (const [value, cell] of cells) this.inc({ [label]: value }, cell.n);
+        for (const [key, cell] of cells) {
+          const values = key.split('\0');
+          this.inc(Object.fromEntries(labels.map((l, i) => [l, values[i] ?? ''])), cell.n);
+        }
       },
     });
   }
 
-  /** The cell for one label value; keep it and do `cell.n++`. */
-  cell(value: string): { n: number } {
-    let c = this.cells.get(value);
-    if (!c) this.cells.set(value, (c = { n: 0 }));
+  /** The cell for one set of label values (in constructor order); keep it and do `cell.n++`. */
+  cell(...values: string[]): { n: number } {
+    const key = values.join('\0');
+    let c = this.cells.get(key);
+    if (!c) this.cells.set(key, (c = { n: 0 }));
     return c;
+  }
+
+  /** Every child as [label values, count]. */
+  *entries(): IterableIterator<[string[], number]> {
+    for (const [key, cell] of this.cells) yield [key.split('\0'), cell.n];
   }
 }
 
@@ -36,7 +49,7 @@ export class HistogramCell {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
-  constructor(private readonly bounds: readonly number[]) {
+  constructor(readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length);
   }
 
@@ -108,4 +121,36 @@ export class CellHistogram {
   reset(): void {
     this.cells.clear();
   }
+
+  /** Every child as [label value, cell]; the cells are live, copy what must not move. */
+  entries(): IterableIterator<[string, HistogramCell]> {
+    return this.cells.entries();
+  }
+}
+
+/**
+ * Estimates the q-quantile (0..1) of observations from per-bucket counts, as Prometheus'
+ * `histogram_quantile()` does: find the bucket holding the rank and interpolate linearly
+ * inside it (the first bucket starts at 0). Observations above the last bound (counted in
+ * `total` but in no bucket) give the last bound, the most that can honestly be said.
+ * Returns null when there are no observations.
+ */
+export function bucketQuantile(
+  bounds: readonly number[],
+  counts: ArrayLike<number>,
+  total: number,
+  q: number,
+): number | null {
+  if (total <= 0) return null;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < bounds.length; i++) {
+    const inBucket = counts[i] ?? 0;
+    if (below + inBucket >= rank && inBucket > 0) {
+      const lower = i === 0 ? 0 : bounds[i - 1]!;
+      return lower + (bounds[i]! - lower) * ((rank - below) / inBucket);
+    }
+    below += inBucket;
+  }
+  return bounds[bounds.length - 1] ?? null;
 }

@@ -1,66 +1,98 @@
 /**
- * The admin HTTP server: `GET /api/nodes` (JSON, the node table), `GET /api/events`,
- * `GET /metrics` (Prometheus text), `GET /healthz`, and a minimal status page at `/`.
+ * The admin HTTP server. Read endpoints: `GET /api/nodes`, `/api/shards`, `/api/events`,
+ * `/api/stats`, `/api/stream` (Server-Sent Events), `/metrics` (Prometheus text),
+ * `/healthz`, and the dashboard at `/`. Actions (`POST /api/nodes/:id/drain|undrain`,
+ * `POST /api/reload`) need `Authorization: Bearer <admin.token>`.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ConfigError } from '../config/load.js';
 import type { ClusterView } from '../core/cluster-view.js';
-import { nodeState } from '../core/topology.js';
+import { AdminActionError, ViewDrainer, type AdminActions, type ReloadPlan } from './actions.js';
+import { loadDashboardAssets, type Asset } from './dashboard/assets.js';
+import { EventLog, type AdminEventType, type LogEvent } from './event-log.js';
+import { LiveStats, type NodeRates } from './live-stats.js';
 import type { Metrics } from './metrics.js';
+import { nodeReports, shardReports, statsReport, type NodeReport } from './reports.js';
+import { EventStream } from './sse.js';
 
-/** One row of `GET /api/nodes` (the contract in DESIGN.md, plus details). */
-export interface NodeReport {
-  id: string;
-  kind: 'postgres' | 'redis';
-  shard: string;
-  role: 'primary' | 'replica';
-  host: string;
-  port: number;
-  state: 'up' | 'down' | 'lagging' | 'fenced';
-  lagBytes: number | null;
-  lagMs: number | null;
-  timeline: number | null;
-  position: string | null;
-  outstanding: number;
-  latencyMs: number | null;
-  lastError: string | null;
-  connections: { idle: number; active: number; waiting: number };
+export { nodeReports, type NodeReport } from './reports.js';
+
+/** What `GET /api/stream` pushes every second (event `snapshot`). */
+export interface Snapshot {
+  at: number;
+  /** when the rates were sampled; a snapshot sent for an event repeats the last sample */
+  sampleAt: number;
+  nodes: Array<NodeReport & { rates: NodeRates | null }>;
+  clients: Record<string, number>;
 }
 
-export function nodeReports(view: ClusterView): NodeReport[] {
-  const stats = view.connectionStats();
-  return view.nodes.map((n) => ({
-    id: n.spec.id,
-    kind: n.spec.kind,
-    shard: n.spec.shard,
-    role: n.role,
-    host: n.spec.host,
-    port: n.spec.port,
-    state: nodeState(n),
-    lagBytes: n.lagBytes,
-    lagMs: n.lagMs,
-    timeline: n.timeline,
-    position: n.position,
-    outstanding: n.outstanding,
-    latencyMs: Number.isFinite(n.latency.value) ? Math.round(n.latency.value * 1000) / 1000 : null,
-    lastError: n.lastError,
-    connections: stats.get(n.spec.id) ?? { idle: 0, active: 0, waiting: 0 },
-  }));
+export interface AdminServerOptions {
+  /** `admin.token`; null or absent: actions answer 403 */
+  token?: string | null;
+  /** `POST /api/reload`; absent: answered 409 (the instance was not started from a file) */
+  reload?: () => ReloadPlan;
+  /** replaces the default drain/undrain over the view */
+  actions?: Partial<AdminActions>;
+  log?: Logger;
+  /** snapshot period of `/api/stream` (default 1000 ms) */
+  sampleIntervalMs?: number;
 }
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void> | void;
 
 export class AdminServer {
+  /** The event log (topology events and admin actions); `on('event')` for new ones. */
+  readonly events: EventLog;
   private readonly server: http.Server;
+  private readonly stream = new EventStream();
+  private readonly live: LiveStats;
+  private readonly actions: AdminActions;
+  private readonly assets: Map<string, Asset>;
+  private tokenHash: Buffer | null = null;
 
   constructor(
     private readonly view: ClusterView,
     private readonly metrics: Metrics,
+    private readonly opts: AdminServerOptions = {},
   ) {
+    this.setToken(opts.token ?? null);
+    this.events = new EventLog(view);
+    this.live = new LiveStats(view, metrics);
+    this.assets = loadDashboardAssets();
+    const drainer = new ViewDrainer(view);
+    this.actions = {
+      drain: (id) => drainer.drain(id),
+      undrain: (id) => drainer.undrain(id),
+      reload: () => {
+        if (!opts.reload)
+          throw new AdminActionError(
+            'RELOAD_UNAVAILABLE',
+            'this instance was not started from a config file (rwsplit start --config FILE): nothing to reload',
+          );
+        return opts.reload();
+      },
+      ...opts.actions,
+    };
+    this.events.on('event', (e: LogEvent) => {
+      this.stream.broadcast('event', e);
+      // A state change shows at once, not at the next tick.
+      if (this.stream.size > 0) this.stream.broadcast('snapshot', this.snapshot());
+    });
     this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: Error) => {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(`internal error: ${err.message}\n`);
+      Promise.resolve(this.handle(req, res)).catch((err: Error) => {
+        if (res.headersSent) return void res.destroy();
+        sendJson(res, 500, { error: 'INTERNAL', message: err.message });
       });
     });
+  }
+
+  /** Replaces the token actions need (config reload); null refuses every action. */
+  setToken(token: string | null): void {
+    // Compared as SHA-256 digests: equal lengths for timingSafeEqual, whatever was sent.
+    this.tokenHash = token === null ? null : sha256(token);
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -68,61 +100,173 @@ export class AdminServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
+        const ms = this.opts.sampleIntervalMs ?? 1000;
+        this.live.start(ms, () => {
+          if (this.stream.size > 0) this.stream.broadcast('snapshot', this.snapshot());
+        });
         resolve(this.server.address() as AddressInfo);
       });
     });
   }
 
   close(): Promise<void> {
+    this.live.stop();
+    this.stream.closeAll();
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') return send(res, 405, 'text/plain', 'only GET is supported here\n');
-    switch (path) {
-      case '/api/nodes':
-        return send(res, 200, 'application/json', JSON.stringify(nodeReports(this.view)));
-      case '/api/events':
-        return send(res, 200, 'application/json', JSON.stringify(this.view.events));
-      case '/metrics':
-        return send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics());
-      case '/healthz':
-        return send(res, 200, 'text/plain', 'ok\n');
-      case '/':
-        return send(res, 200, 'text/html; charset=utf-8', statusPage(nodeReports(this.view)));
-      default:
-        return send(
-          res,
-          404,
-          'text/plain',
-          `no such endpoint ${path}; try /api/nodes, /api/events or /metrics\n`,
-        );
+  /** The body of one `snapshot` stream message. */
+  snapshot(): Snapshot {
+    const sample = this.live.latest;
+    return {
+      at: Date.now(),
+      sampleAt: sample.at,
+      nodes: nodeReports(this.view).map((n) => ({ ...n, rates: sample.nodes[n.id] ?? null })),
+      clients: Object.fromEntries(this.view.clientCounts()),
+    };
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    if (req.method === 'POST') {
+      req.resume();
+      const action = this.postRoute(url.pathname);
+      if (!action) return sendError(res, 404, 'NOT_FOUND', `no action at ${url.pathname}`);
+      if (!this.authorized(req, res)) return;
+      return this.runAction(res, action);
     }
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return sendError(res, 405, 'METHOD_NOT_ALLOWED', 'use GET, or POST for actions');
+    const handler = this.getRoutes()[url.pathname];
+    if (handler) return handler(req, res, url);
+    const asset = this.assets.get(url.pathname);
+    if (asset) return sendAsset(res, asset);
+    return sendError(
+      res,
+      404,
+      'NOT_FOUND',
+      `no such endpoint ${url.pathname}; try /, /api/nodes, /api/shards, /api/events, /api/stats, /api/stream or /metrics`,
+    );
+  }
+
+  private getRoutes(): Record<string, Handler> {
+    return {
+      '/api/nodes': (_q, res) => sendJson(res, 200, nodeReports(this.view)),
+      '/api/shards': (_q, res) => sendJson(res, 200, shardReports(nodeReports(this.view))),
+      '/api/events': (_q, res, url) => {
+        const since = url.searchParams.get('since');
+        if (since !== null && !/^\d+$/.test(since))
+          return sendError(res, 400, 'BAD_REQUEST', 'since must be a time in milliseconds since the epoch');
+        sendJson(res, 200, this.events.list(since === null ? undefined : Number(since)));
+      },
+      '/api/stats': (_q, res) => sendJson(res, 200, statsReport(this.view, this.metrics)),
+      '/api/stream': (req, res) =>
+        this.stream.open(req, res, [
+          ['snapshot', this.snapshot()],
+          ['events', this.events.list()],
+        ]),
+      '/metrics': async (_q, res) =>
+        send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics()),
+      '/healthz': (_q, res) => send(res, 200, 'text/plain', 'ok\n'),
+    };
+  }
+
+  /** The action a POST path names, as a function answering the response body. */
+  private postRoute(path: string): (() => object) | null {
+    if (path === '/api/reload') return () => this.reload();
+    const m = /^\/api\/nodes\/([^/]+)\/(drain|undrain)$/.exec(path);
+    if (!m) return null;
+    const id = decodeURIComponent(m[1]!);
+    if (m[2] === 'drain')
+      return () => {
+        const changed = this.actions.drain(id);
+        if (changed) this.record(id, 'drained', 'drained by an operator: no new requests');
+        return { node: id, drained: true, changed };
+      };
+    return () => {
+      const changed = this.actions.undrain(id);
+      if (changed) this.record(id, 'undrained', 'back in rotation (undrained by an operator)');
+      return { node: id, drained: false, changed };
+    };
+  }
+
+  private reload(): ReloadPlan {
+    let plan: ReloadPlan;
+    try {
+      plan = this.actions.reload();
+    } catch (err) {
+      if (err instanceof ConfigError) this.record(null, 'config-reload-failed', err.message);
+      throw err;
+    }
+    const parts = [
+      `applied: ${plan.applied.join(', ') || 'nothing changed'}`,
+      ...(plan.needsRestart.length ? [`needs a restart: ${plan.needsRestart.join(', ')}`] : []),
+    ];
+    this.record(null, 'config-reload', parts.join('; '));
+    return plan;
+  }
+
+  private runAction(res: http.ServerResponse, action: () => object): void {
+    try {
+      sendJson(res, 200, action());
+    } catch (err) {
+      if (err instanceof AdminActionError) return sendError(res, err.status, err.code, err.message);
+      if (err instanceof ConfigError) return sendError(res, 400, err.code, err.message);
+      throw err;
+    }
+  }
+
+  private record(node: string | null, type: AdminEventType, detail: string): void {
+    const e = this.events.record(node, type, detail);
+    this.opts.log?.info(e, node ? `node ${node} ${e.type}` : e.type);
+  }
+
+  /** Answers 403/401 itself and returns false when the request may not act. */
+  private authorized(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if (this.tokenHash === null) {
+      sendError(
+        res,
+        403,
+        'ACTIONS_DISABLED',
+        'admin actions are disabled: set admin.token in the config file (at least 16 characters) and send it as Authorization: Bearer <token>',
+      );
+      return false;
+    }
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m || !timingSafeEqual(sha256(m[1]!), this.tokenHash)) {
+      res.setHeader('www-authenticate', 'Bearer realm="rwsplit"');
+      sendError(res, 401, 'UNAUTHORIZED', 'send the admin token as Authorization: Bearer <admin.token>');
+      return false;
+    }
+    return true;
   }
 }
 
-function send(res: http.ServerResponse, status: number, type: string, body: string): void {
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function send(res: http.ServerResponse, status: number, type: string, body: string | Buffer): void {
   res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
   res.end(body);
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  send(res, status, 'application/json', JSON.stringify(body));
 }
 
-/** A plain status page; the live dashboard is a later piece of work. */
-function statusPage(nodes: NodeReport[]): string {
-  const rows = nodes
-    .map(
-      (n) =>
-        `<tr><td>${escapeHtml(n.id)}</td><td>${n.kind}</td><td>${n.role}</td><td>${n.host}:${n.port}</td>` +
-        `<td class="${n.state}">${n.state}</td><td>${n.lagBytes ?? ''}</td><td>${n.lagMs ?? ''}</td></tr>`,
-    )
-    .join('');
-  return `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>rwsplit</title>
-<style>body{font:14px system-ui;margin:2em}td,th{padding:4px 10px;text-align:left}.up{color:#080}.down{color:#c00}.lagging{color:#c80}.fenced{color:#888}</style>
-<h1>rwsplit</h1><table><tr><th>node</th><th>kind</th><th>role</th><th>address</th><th>state</th><th>lag bytes</th><th>lag ms</th></tr>${rows}</table>
-<p><a href="/api/nodes">/api/nodes</a> · <a href="/api/events">/api/events</a> · <a href="/metrics">/metrics</a></p>`;
+function sendError(res: http.ServerResponse, status: number, error: string, message: string): void {
+  sendJson(res, status, { error, message });
+}
+
+function sendAsset(res: http.ServerResponse, asset: Asset): void {
+  res.writeHead(asset.status, {
+    'content-type': asset.type,
+    'cache-control': 'no-cache',
+    'x-content-type-options': 'nosniff',
+    // The page loads only its own scripts, styles and stream: no inline code, no CDN.
+    'content-security-policy': "default-src 'self'; img-src 'self' data:",
+  });
+  res.end(asset.body);
 }

@@ -8,9 +8,23 @@ import { nodeState } from '../core/topology.js';
 import type { PgStats, RouteReason } from '../pg/session-context.js';
 import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
 
+/** Which side of the split a dispatched batch was routed to: `read` (a read route) or `write` (the primary's traffic). */
+export type QueryKind = 'read' | 'write';
+
+/** What the admin API reports per node, read from the cells (no scrape). */
+export interface NodeTotals {
+  queries: number;
+  /** null until the proxy reports the kind of its batches (`dispatched(node, kind)`) */
+  reads: number | null;
+  writes: number | null;
+  /** the node's latency histogram; live, copy what must not move */
+  latency: HistogramCell | null;
+}
+
 export class Metrics implements PgStats {
   readonly registry = new client.Registry();
   private readonly queries: CellCounter;
+  private readonly queriesByKind: CellCounter;
   private readonly decisions: CellCounter;
   private readonly retries: CellCounter;
   private readonly clientErrors: CellCounter;
@@ -19,6 +33,7 @@ export class Metrics implements PgStats {
   private readonly queryCells = new Map<string, { n: number }>();
   private readonly decisionCells = new Map<string, { n: number }>();
   private readonly durationCells = new Map<string, HistogramCell>();
+  private readonly kindCells = new Map<string, Record<QueryKind, { n: number }>>();
 
   constructor(view: ClusterView) {
     const registers = [this.registry];
@@ -26,6 +41,12 @@ export class Metrics implements PgStats {
       'rwsplit_pg_queries_total',
       'Batches (Query or Sync-terminated extended-protocol groups) sent to each node',
       'node',
+      registers,
+    );
+    this.queriesByKind = new CellCounter(
+      'rwsplit_pg_queries_by_kind_total',
+      'Batches sent to each node, by the side of the split they were routed as (read or write)',
+      ['node', 'kind'],
       registers,
     );
     this.decisions = new CellCounter(
@@ -120,10 +141,18 @@ export class Metrics implements PgStats {
     c.n++;
   }
 
-  dispatched(nodeId: string): void {
+  /** One batch sent to a node; `kind`, when the caller knows it, feeds the read/write split. */
+  dispatched(nodeId: string, kind?: QueryKind): void {
     let c = this.queryCells.get(nodeId);
     if (!c) this.queryCells.set(nodeId, (c = this.queries.cell(nodeId)));
     c.n++;
+    if (kind === undefined) return;
+    let k = this.kindCells.get(nodeId);
+    if (!k) {
+      k = { read: this.queriesByKind.cell(nodeId, 'read'), write: this.queriesByKind.cell(nodeId, 'write') };
+      this.kindCells.set(nodeId, k);
+    }
+    k[kind].n++;
   }
 
   answered(nodeId: string, seconds: number): void {
@@ -142,5 +171,23 @@ export class Metrics implements PgStats {
 
   lagSample(nodeId: string, lagMs: number): void {
     this.lagObserved.cell(nodeId).observe(lagMs / 1000);
+  }
+
+  /** Routing decisions so far, by reason. */
+  decisionCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [[reason], n] of this.decisions.entries()) out[reason!] = n;
+    return out;
+  }
+
+  /** Totals of one node (zeros for a node that has seen no traffic). */
+  nodeTotals(nodeId: string): NodeTotals {
+    const kinds = this.kindCells.get(nodeId);
+    return {
+      queries: this.queryCells.get(nodeId)?.n ?? 0,
+      reads: kinds ? kinds.read.n : null,
+      writes: kinds ? kinds.write.n : null,
+      latency: this.durationCells.get(nodeId) ?? null,
+    };
   }
 }

@@ -1,11 +1,12 @@
 /**
- * The `rwsplit` command line: `demo`, `start --config FILE`, `status`.
+ * The `rwsplit` command line: `demo`, `start --config FILE`, `status`, `events`.
  * Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { Rwsplit } from '../app.js';
 import { runDemo } from './demo.js';
+import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
 
 function portOption(value: string): number {
@@ -45,7 +46,7 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--config <file>', 'YAML configuration file (see docs/CONFIG.md)')
     .action(async (opts: { config: string }) => {
       const config = loadConfigFile(opts.config);
-      const app = await Rwsplit.start(config);
+      const app = await Rwsplit.start(config, { configPath: opts.config });
       await waitForSignal();
       await app.stop();
     });
@@ -56,6 +57,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
     .action(async (opts: { http: string }) => {
       await printStatus(opts.http);
+    });
+
+  program
+    .command('events')
+    .description('print the recent event log of a running rwsplit (node down/up, lag, drains, reloads)')
+    .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
+    .option('--since <when>', 'only events after this: epoch milliseconds, or a duration ago (90s, 5m, 2h)', (v: string) => sinceOption(v))
+    .action(async (opts: { http: string; since?: number }) => {
+      await printEvents(opts.http, opts.since);
     });
 
   try {

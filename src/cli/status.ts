@@ -1,5 +1,5 @@
 /** `rwsplit status`: fetches /api/nodes from a running instance and prints a table. */
-import type { NodeReport } from '../admin/http-server.js';
+import type { NodeReport } from '../admin/reports.js';
 
 export function formatNodeTable(nodes: readonly NodeReport[]): string {
   const header = ['NODE', 'KIND', 'SHARD', 'ROLE', 'ADDRESS', 'STATE', 'LAG BYTES', 'LAG MS', 'CONNS'];

@@ -18,7 +18,10 @@ export type ClusterErrorCode =
   | 'UNKNOWN_NODE'
   | 'NODE_NOT_RUNNING'
   | 'OLD_PROCESSES_ALIVE'
-  | 'STALE_POSTMASTER';
+  | 'STALE_POSTMASTER'
+  | 'REDIS_BINARY_MISSING'
+  | 'REDIS_ERROR_REPLY'
+  | 'NODE_UNREACHABLE';
 
 /** An error of the local cluster launcher; the message says what to do about it. */
 export class ClusterError extends Error {

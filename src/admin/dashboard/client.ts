@@ -1,0 +1,188 @@
+/**
+ * The dashboard's browser script, served as /assets/dashboard.js. Plain JavaScript for any
+ * current browser, no build step; it lives in a string so `tsc` ships it in dist/. (It uses
+ * no template literals of its own, so this file needs no escaping.)
+ *
+ * It opens `GET /api/stream` (Server-Sent Events): `snapshot` every second (nodes, their
+ * state, lag and rates) redraws the topology and appends one point to each chart; `events`
+ * (the whole log, on connect) and `event` (each new entry) fill the timeline.
+ */
+export const DASHBOARD_JS = String.raw`(function () {
+  'use strict';
+  var WINDOW = 180; // points per chart: 3 minutes at one a second
+  var COLORS = ['#2563eb', '#16a34a', '#db2777', '#ea580c', '#7c3aed', '#0891b2', '#65a30d', '#b45309', '#4b5563'];
+  var CHARTS = [
+    { key: 'reads', title: 'reads/s', pick: function (n) { return n.rates ? n.rates.readsPerSec : null; } },
+    { key: 'writes', title: 'writes/s', pick: function (n) { return n.rates ? n.rates.writesPerSec : null; } },
+    { key: 'lag', title: 'replication lag (ms)', pick: function (n) { return n.role === 'replica' ? n.lagMs : null; } },
+    { key: 'p50', title: 'latency p50 (ms)', pick: function (n) { return n.rates ? n.rates.p50Ms : null; } },
+    { key: 'p99', title: 'latency p99 (ms)', pick: function (n) { return n.rates ? n.rates.p99Ms : null; } },
+  ];
+  var MAX_EVENTS = 200;
+  var st = { ids: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null, events: [] };
+
+  /** Builds an element; text goes in as text nodes, never as HTML. */
+  function h(tag, attrs, children) {
+    var el = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === 'class') el.className = attrs[k];
+      else el.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) {
+      if (c !== null && c !== undefined) el.appendChild(typeof c === 'string' ? document.createTextNode(c) : c);
+    });
+    return el;
+  }
+
+  function num(v, unit) {
+    if (v === null || v === undefined) return '–';
+    var s = v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+    return s + (unit || '');
+  }
+  function bytes(v) {
+    if (v === null || v === undefined) return '–';
+    if (v < 1024) return v + ' B';
+    if (v < 1048576) return (v / 1024).toFixed(1) + ' KiB';
+    return (v / 1048576).toFixed(1) + ' MiB';
+  }
+  function two(n) { return n < 10 ? '0' + n : String(n); }
+  function clock(ms) {
+    var d = new Date(ms);
+    return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds());
+  }
+
+  function nodeCard(n) {
+    var r = n.rates;
+    var rows = [
+      ['lag', n.role === 'replica' ? bytes(n.lagBytes) + ' · ' + num(n.lagMs, ' ms') : '–'],
+      ['reads/s', r ? num(r.readsPerSec) : '–'],
+      ['writes/s', r ? num(r.writesPerSec) : '–'],
+      ['p50 / p99', r ? num(r.p50Ms) + ' / ' + num(r.p99Ms, ' ms') : '–'],
+      ['backends', n.connections.active + ' active, ' + n.connections.idle + ' idle'],
+    ];
+    var dl = h('dl', null, []);
+    rows.forEach(function (row) {
+      dl.appendChild(h('dt', null, [row[0]]));
+      dl.appendChild(h('dd', { 'data-field': row[0] }, [row[1]]));
+    });
+    return h('div', { class: 'node ' + n.state, 'data-node': n.id, 'data-state': n.state, title: n.lastError || '' }, [
+      h('div', { class: 'node-head' }, [h('strong', null, [n.id]), h('span', { class: 'role' }, [n.role])]),
+      h('div', { class: 'addr' }, [n.host + ':' + n.port]),
+      h('div', { class: 'state' }, [n.state]),
+      dl,
+    ]);
+  }
+
+  function renderTopology(snap) {
+    var shards = new Map();
+    snap.nodes.forEach(function (n) {
+      var key = n.kind + ' · shard ' + n.shard;
+      if (!shards.has(key)) shards.set(key, []);
+      shards.get(key).push(n);
+    });
+    var boxes = [];
+    shards.forEach(function (nodes, key) {
+      nodes.sort(function (a, b) { return (a.role === 'primary' ? 0 : 1) - (b.role === 'primary' ? 0 : 1); });
+      boxes.push(h('div', { class: 'shard' }, [h('h3', null, [key]), h('div', { class: 'nodes' }, nodes.map(nodeCard))]));
+    });
+    document.getElementById('topology').replaceChildren.apply(document.getElementById('topology'), boxes);
+    var up = snap.nodes.filter(function (n) { return n.state === 'up'; }).length;
+    var clients = Object.keys(snap.clients).map(function (k) { return k + ' ' + snap.clients[k]; }).join(', ');
+    document.getElementById('summary').textContent =
+      snap.nodes.length + ' nodes, ' + up + ' up · clients: ' + (clients || 'none');
+  }
+
+  function chartWidth(box) { return Math.max(300, box.clientWidth - 12); }
+
+  /** (Re)creates the charts when the set of nodes changes; the series start over. */
+  function ensureCharts(ids) {
+    if (ids.join('\n') === st.ids.join('\n')) return;
+    st.ids = ids;
+    st.times = [];
+    var root = document.getElementById('charts');
+    root.replaceChildren();
+    CHARTS.forEach(function (c) {
+      st.values[c.key] = ids.map(function () { return []; });
+      var box = h('div', { class: 'chart', 'data-chart': c.key }, []);
+      root.appendChild(box);
+      st.boxes[c.key] = box;
+      var series = [{}].concat(ids.map(function (id, i) {
+        return { label: id, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false } };
+      }));
+      var opts = {
+        title: c.title,
+        width: chartWidth(box),
+        height: 170,
+        scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
+        series: series,
+        axes: [{}, { size: 56 }],
+      };
+      st.plots[c.key] = new uPlot(opts, [st.times].concat(st.values[c.key]), box);
+    });
+  }
+
+  function addPoint(snap) {
+    if (snap.sampleAt === st.lastSample) return; // a snapshot sent for an event: no new sample
+    st.lastSample = snap.sampleAt;
+    var byId = {};
+    snap.nodes.forEach(function (n) { byId[n.id] = n; });
+    st.times.push(snap.sampleAt / 1000);
+    var trim = st.times.length > WINDOW;
+    if (trim) st.times.shift();
+    CHARTS.forEach(function (c) {
+      st.values[c.key].forEach(function (arr, i) {
+        var n = byId[st.ids[i]];
+        arr.push(n ? c.pick(n) : null);
+        if (trim) arr.shift();
+      });
+      st.plots[c.key].setData([st.times].concat(st.values[c.key]));
+    });
+    var root = document.getElementById('charts');
+    root.setAttribute('data-points', String(st.times.length));
+    root.setAttribute('data-sample-at', String(snap.sampleAt));
+  }
+
+  function renderEvents() {
+    var rows = st.events.slice(-MAX_EVENTS).reverse().map(function (e) {
+      return h('tr', { class: 'ev', 'data-type': e.type, 'data-node': e.node || '' }, [
+        h('td', { class: 'time', title: new Date(e.at).toISOString() }, [clock(e.at)]),
+        h('td', null, [e.node || '–']),
+        h('td', null, [h('span', { class: 'tag ' + e.type }, [e.type])]),
+        h('td', null, [e.detail]),
+      ]);
+    });
+    var body = document.getElementById('events');
+    body.replaceChildren.apply(body, rows);
+  }
+
+  function setLive(live) {
+    var el = document.getElementById('conn');
+    el.textContent = live ? 'live' : 'reconnecting…';
+    el.className = 'conn' + (live ? '' : ' off');
+  }
+
+  var es = new EventSource('/api/stream');
+  es.onopen = function () { setLive(true); };
+  es.onerror = function () { setLive(false); };
+  es.addEventListener('snapshot', function (m) {
+    var snap = JSON.parse(m.data);
+    renderTopology(snap);
+    ensureCharts(snap.nodes.map(function (n) { return n.id; }));
+    addPoint(snap);
+  });
+  es.addEventListener('events', function (m) {
+    st.events = JSON.parse(m.data);
+    renderEvents();
+  });
+  es.addEventListener('event', function (m) {
+    st.events.push(JSON.parse(m.data));
+    if (st.events.length > MAX_EVENTS) st.events.shift();
+    renderEvents();
+  });
+  window.addEventListener('resize', function () {
+    CHARTS.forEach(function (c) {
+      if (st.plots[c.key]) st.plots[c.key].setSize({ width: chartWidth(st.boxes[c.key]), height: 170 });
+    });
+  });
+})();
+`;

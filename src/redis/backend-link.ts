@@ -1,0 +1,153 @@
+/**
+ * One connection from the proxy to a Redis node. Shared links multiplex many clients:
+ * commands are written in order and replies come back in the same order (Redis answers a
+ * connection's commands FIFO), so each reply goes to the callback queued with its command.
+ * A dedicated link (pub/sub, blocking commands, WATCH) instead hands every reply to one
+ * listener.
+ */
+import net from 'node:net';
+import { encodeCommand, ReplyReader, type ReplyInfo } from './resp/index.js';
+
+export interface LinkTarget {
+  nodeId: string;
+  host: string;
+  port: number;
+}
+
+export interface LinkOptions {
+  /** AUTH sent first when set */
+  password?: string;
+  user?: string;
+  /** switch the connection to RESP3 with HELLO 3 */
+  resp3: boolean;
+  connectTimeoutMs: number;
+}
+
+/** Called with one reply; `raw` is null when the link died before the reply came. */
+export type ReplyCallback = (raw: Buffer | null, info: ReplyInfo | null) => void;
+
+export class LinkError extends Error {
+  readonly code = 'REDIS_LINK';
+}
+
+export class RedisLink {
+  private readonly callbacks: ReplyCallback[] = [];
+  private head = 0;
+  private readonly reader = new ReplyReader();
+  closed = false;
+  /** dedicated mode: every reply (including pushes) goes here instead of the FIFO */
+  listener: ((raw: Buffer, info: ReplyInfo) => void) | null = null;
+  onClose: ((link: RedisLink, reason: string) => void) | null = null;
+
+  private constructor(
+    readonly target: LinkTarget,
+    readonly socket: net.Socket,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.reader.push(chunk, this.onReply);
+      } catch (err) {
+        this.destroy(`protocol error from ${target.nodeId}: ${(err as Error).message}`);
+      }
+    });
+    socket.on('error', (err) => this.destroy(err.message));
+    socket.on('close', () => this.destroy('server closed the connection'));
+  }
+
+  /** Connects and runs the handshake (AUTH, HELLO 3); rejects with a LinkError naming the node. */
+  static connect(target: LinkTarget, opts: LinkOptions): Promise<RedisLink> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+      const link = new RedisLink(target, socket);
+      const timer = setTimeout(() => {
+        link.destroy('connect timeout');
+        reject(
+          new LinkError(
+            `connecting to ${target.nodeId} (${target.host}:${target.port}) timed out after ${opts.connectTimeoutMs} ms`,
+          ),
+        );
+      }, opts.connectTimeoutMs);
+      const fail = (reason: string): void => {
+        clearTimeout(timer);
+        reject(new LinkError(`cannot reach ${target.nodeId} (${target.host}:${target.port}): ${reason}`));
+      };
+      link.onClose = (_l, reason) => fail(reason);
+      socket.once('connect', () => {
+        const hello: (string | Buffer)[] = [];
+        if (opts.resp3) hello.push('HELLO', '3');
+        if (opts.password !== undefined) {
+          if (opts.resp3) hello.push('AUTH', opts.user ?? 'default', opts.password);
+          else
+            link.send(
+              encodeCommand(opts.user ? ['AUTH', opts.user, opts.password] : ['AUTH', opts.password]),
+              check,
+            );
+        }
+        if (hello.length > 0) link.send(encodeCommand(hello), check);
+        link.send(encodeCommand(['PING']), (raw) => {
+          clearTimeout(timer);
+          if (raw === null || raw[0] === 0x2d) return fail(raw?.toString().trim() ?? 'closed');
+          link.onClose = null;
+          resolve(link);
+        });
+      });
+      function check(raw: Buffer | null, info: ReplyInfo | null): void {
+        if (raw !== null && info?.isError) link.destroy(`handshake refused: ${raw.toString().trim()}`);
+      }
+    });
+  }
+
+  get pending(): number {
+    return this.callbacks.length - this.head;
+  }
+
+  /** Writes one command (or several, as one buffer with one callback per command via sendMany). */
+  send(raw: Buffer, cb: ReplyCallback): boolean {
+    if (this.closed) {
+      cb(null, null);
+      return true;
+    }
+    this.callbacks.push(cb);
+    return this.socket.write(raw);
+  }
+
+  /** Writes several commands in one write, with their callbacks in order. */
+  sendMany(raw: Buffer, cbs: ReplyCallback[]): boolean {
+    if (this.closed) {
+      for (const cb of cbs) cb(null, null);
+      return true;
+    }
+    for (const cb of cbs) this.callbacks.push(cb);
+    return this.socket.write(raw);
+  }
+
+  destroy(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
+    const pending = this.callbacks.slice(this.head);
+    this.callbacks.length = 0;
+    this.head = 0;
+    for (const cb of pending) cb(null, null);
+    this.onClose?.(this, reason);
+  }
+
+  private readonly onReply = (raw: Buffer, info: ReplyInfo): void => {
+    if (this.listener) {
+      this.listener(raw, info);
+      return;
+    }
+    if (info.isPush) return; // out-of-band data on a shared link (none is expected)
+    const cb = this.callbacks[this.head];
+    if (!cb) return;
+    this.callbacks[this.head++] = undefined as unknown as ReplyCallback;
+    if (this.head === this.callbacks.length) {
+      this.callbacks.length = 0;
+      this.head = 0;
+    } else if (this.head > 4096) {
+      this.callbacks.splice(0, this.head);
+      this.head = 0;
+    }
+    cb(raw, info);
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The Redis side of rwsplit: a TCP server speaking RESP2/RESP3, one session per client, the
+ * shards with their links, and the command table learned from the servers.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { ConnectionStatsSource } from '../core/cluster-view.js';
+import type { ReadRouter } from '../core/read-router.js';
+import type { Topology } from '../core/topology.js';
+import type { RedisConfig } from '../config/schema.js';
+import { createRing } from '../sharding/ring.js';
+import { twemproxyServerName } from '../sharding/servers.js';
+import { RedisLink, type LinkOptions } from './backend-link.js';
+import { CommandTable } from './command-table.js';
+import { RedisSession, type RedisSessionContext } from './redis-session.js';
+import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
+import { ShardSet, type Shard } from './shards.js';
+
+export interface RedisStats {
+  routed(nodeId: string, read: boolean): void;
+  retried(nodeId: string): void;
+}
+
+export class RedisProxy implements ConnectionStatsSource {
+  readonly kind = 'redis';
+  readonly shards: ShardSet;
+  private readonly server: net.Server;
+  private readonly sessions = new Map<number, RedisSession>();
+  private readonly sockets = new Set<net.Socket>();
+  private nextId = 1;
+  private table: CommandTable | null = null;
+  private version = '7.0.0';
+
+  constructor(
+    private readonly config: RedisConfig,
+    topologies: { topology: Topology; readRouter: ReadRouter }[],
+    private readonly stats: RedisStats,
+    private readonly log: Logger,
+  ) {
+    const shards: Shard[] = topologies.map((t, index) => ({
+      index,
+      name: config.shards[index]!.name,
+      topology: t.topology,
+      readRouter: t.readRouter,
+    }));
+    const ring = createRing(
+      config.hash.distribution,
+      config.shards.map((s) => ({ name: s.name, weight: s.weight })),
+      { hash: config.hash.function },
+    );
+    this.shards = new ShardSet(
+      shards,
+      ring,
+      config.hash.tag,
+      () => this.linkOptions(),
+      config.pool.size,
+      (nodeId, reason) => {
+        for (const s of shards) s.topology.markDown(nodeId, reason);
+      },
+    );
+    for (const s of shards) {
+      s.topology.on('event', (e: { type: string; node: string }) => {
+        if (e.type === 'down') this.shards.dropNode(e.node);
+      });
+    }
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  get clientCount(): number {
+    return this.sockets.size;
+  }
+
+  poolStats(): Map<string, { idle: number; active: number; waiting: number }> {
+    return this.shards.stats();
+  }
+
+  /** Learns the command table and server version from the first primary that answers. */
+  async prepare(): Promise<void> {
+    let lastError: Error | null = null;
+    for (const shard of this.shards.shards) {
+      const node = shard.topology.primary() ?? shard.topology.nodes[0];
+      if (!node) continue;
+      try {
+        const link = await RedisLink.connect(
+          { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+          { ...this.linkOptions(), resp3: false },
+        );
+        const ask = (args: string[]): Promise<Buffer> =>
+          new Promise((resolve, reject) =>
+            link.send(encodeCommand(args), (r) => (r ? resolve(r) : reject(new Error('connection lost')))),
+          );
+        this.table = CommandTable.fromReply(await ask(['COMMAND']));
+        const info = (await ask(['INFO', 'server'])).toString();
+        this.version = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? this.version;
+        link.destroy('done');
+        return;
+      } catch (err) {
+        lastError = err as Error;
+      }
+    }
+    throw new Error(`cannot learn Redis commands from any shard primary: ${lastError?.message ?? 'no node'}`);
+  }
+
+  listen(host: string, port: number): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    this.shards.closeAll();
+    await closed;
+  }
+
+  private linkOptions(): LinkOptions {
+    const { backend, pool } = this.config;
+    const out: LinkOptions = { resp3: false, connectTimeoutMs: pool.connectTimeoutMs };
+    if (backend.password !== undefined) out.password = backend.password;
+    if (backend.user !== undefined) out.user = backend.user;
+    return out;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.sockets.size >= this.config.limits.maxClients) {
+      socket.end(
+        encodeError(
+          `max number of clients reached (redis.limits.maxClients = ${this.config.limits.maxClients})`,
+        ),
+      );
+      return;
+    }
+    this.sockets.add(socket);
+    const id = this.nextId++;
+    const session = new RedisSession(this.context(), socket, id);
+    this.sessions.set(id, session);
+    const reader = new CommandReader({
+      maxBulkBytes: this.config.limits.maxBulkBytes,
+      maxArrayLength: this.config.limits.maxArrayLength,
+    });
+    const onCommand = (args: Buffer[]): void => session.onCommand(args);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, onCommand);
+      } catch (err) {
+        // A malformed or oversized request: tell this client why and close it; nobody else notices.
+        const message = err instanceof RespError ? err.message : `internal error: ${(err as Error).message}`;
+        this.log.info({ err: message }, 'closing a Redis client after a protocol error');
+        socket.end(encodeError(`Protocol error: ${message}`));
+        session.onClose();
+      }
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      session.onClose();
+    });
+  }
+
+  private context(): RedisSessionContext {
+    const cfg = this.config;
+    return {
+      commands: this.table!,
+      shards: this.shards,
+      readFrom: cfg.readFrom,
+      authRequired: cfg.auth.password !== undefined || cfg.auth.users.length > 0,
+      checkPassword: (user, password) => {
+        if (user === null || user === 'default') {
+          if (cfg.auth.password !== undefined) return password === cfg.auth.password;
+        }
+        const u = cfg.auth.users.find((x) => x.name === (user ?? 'default'));
+        return u !== undefined && u.password === password;
+      },
+      serverVersion: this.version,
+      stats: this.stats,
+      sessionClosed: (id) => this.sessions.delete(id),
+    };
+  }
+}
+
+/** Display name of a shard server on the ring (what twemproxy would hash). */
+export function ringName(host: string, port: number, name?: string): string {
+  return twemproxyServerName(host, port, name);
+}

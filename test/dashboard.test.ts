@@ -1,0 +1,125 @@
+/**
+ * End to end in a real browser: Debian's headless Chromium (through playwright-core) opens
+ * the dashboard of a running stack under load, sees every node and the charts move, and
+ * after `kill -9` of a replica sees it shown as down and the event in the timeline.
+ * Writes docs/dashboard.png (the screenshot README shows).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type pg from 'pg';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startStack, type Stack } from './support/stack.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Installs Debian's chromium when it is missing (apt-get as root), as the demo does for PostgreSQL. */
+function ensureChromium(): void {
+  if (existsSync(CHROMIUM)) return;
+  const r = spawnSync('bash', ['scripts/ensure-system-deps.sh', 'chromium'], { stdio: 'inherit' });
+  if (r.status !== 0 || !existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing and could not be installed: apt-get install chromium`);
+}
+
+/** Clients running SELECTs (reads, on the replicas) and a few INSERTs (writes) until stopped. */
+function startLoad(clients: pg.Client[]): () => Promise<void> {
+  let running = true;
+  const loops = clients.map(async (c, i) => {
+    while (running) {
+      try {
+        if (i === 0) await c.query('INSERT INTO dash_load (at) VALUES (now())');
+        else await c.query('SELECT count(*) FROM pg_class');
+      } catch {
+        await new Promise((r) => setTimeout(r, 50)); // a replica was killed: the next read goes elsewhere
+      }
+      await new Promise((r) => setTimeout(r, i === 0 ? 20 : 2));
+    }
+  });
+  return async () => {
+    running = false;
+    await Promise.all(loops);
+  };
+}
+
+describe('dashboard in headless Chromium', () => {
+  let stack: Stack;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  let stopLoad: (() => Promise<void>) | null = null;
+
+  before(async () => {
+    ensureChromium();
+    stack = await startStack();
+    const setup = await stack.client();
+    await setup.query('CREATE TABLE dash_load (id serial PRIMARY KEY, at timestamptz)');
+    await stack.cluster.waitForReplication();
+    stopLoad = startLoad(await Promise.all([1, 2, 3].map(() => stack.client())));
+    profile = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      viewport: { width: 1280, height: 1000 },
+    });
+    page = await context.newPage();
+  });
+  after(async () => {
+    await stopLoad?.();
+    await context?.close();
+    await stack?.stop();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  test('shows every node, moving charts, and a killed replica as down with its event', async () => {
+    await page.goto(`http://127.0.0.1:${stack.httpPort}/`);
+    for (const n of stack.cluster.nodes)
+      await page.waitForSelector(`.node[data-node="${n.id}"][data-state="up"]`, { timeout: 5000 });
+    assert.equal(await page.locator('.node').count(), stack.cluster.nodes.length);
+    assert.equal(await page.locator('.chart canvas').count(), 5, 'five charts are drawn');
+
+    // The charts move: new samples arrive and a replica's reads/s shows traffic.
+    const replica = stack.cluster.replicas[0]!.id;
+    const charts = page.locator('#charts');
+    await page.waitForFunction(() => Number(document.getElementById('charts')?.dataset.points) >= 2);
+    const first = await charts.getAttribute('data-sample-at');
+    await page.waitForFunction(
+      (id) => {
+        const dd = document.querySelector(`.node[data-node="${id}"] dd[data-field="reads/s"]`);
+        return dd !== null && Number(dd.textContent) > 0;
+      },
+      replica,
+      { timeout: 5000 },
+    );
+    await page.waitForFunction(
+      (prev) => document.getElementById('charts')?.dataset.sampleAt !== prev,
+      first,
+      {
+        timeout: 3000,
+      },
+    );
+    assert.notEqual(await charts.getAttribute('data-sample-at'), first);
+    await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
+
+    await stack.cluster.kill(replica);
+    // The issue's bound: shown as down, with its event, within 3 s of the kill.
+    await page.waitForSelector(`.node[data-node="${replica}"][data-state="down"]`, { timeout: 3000 });
+    await page.waitForSelector(`tr[data-type="down"][data-node="${replica}"]`, { timeout: 1000 });
+    const row = await page.locator(`tr[data-type="down"][data-node="${replica}"]`).first().innerText();
+    assert.match(row, new RegExp(replica));
+    assert.equal(await page.locator('.node[data-state="up"]').count(), stack.cluster.nodes.length - 1);
+  });
+});
