@@ -63,7 +63,7 @@ describe('rwsplit start: config validation', () => {
 
 describe('rwsplit demo', () => {
   test('starts a cluster and the proxy, serves a query, and stops everything on SIGINT with exit 0', async () => {
-    const [pgPort, httpPort] = await freePorts(2);
+    const [pgPort, httpPort, redisPort] = await freePorts(3);
     // A private directory (mode 0700, like /root) makes the demo fall back to the temp dir.
     const dir = path.join(tmp, 'demo');
     const child = spawn(
@@ -79,6 +79,10 @@ describe('rwsplit demo', () => {
         String(pgPort),
         '--http-port',
         String(httpPort),
+        '--redis-port',
+        String(redisPort),
+        '--redis-shards',
+        '2',
       ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -106,6 +110,18 @@ describe('rwsplit demo', () => {
     const r = await c.query('SELECT pg_is_in_recovery() AS replica');
     assert.equal(r.rows[0].replica, true, 'the demo routes reads to its replica');
     await c.end();
+    const cli = (...args: string[]): string =>
+      spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(redisPort), ...args], {
+        encoding: 'utf8',
+      }).stdout.trim();
+    assert.equal(cli('SET', 'demo-key', 'demo-value'), 'OK');
+    // The GET goes to a replica: give replication a moment.
+    let got = '';
+    for (let i = 0; i < 20 && got !== 'demo-value'; i++) {
+      got = cli('--raw', 'GET', 'demo-key');
+      if (got !== 'demo-value') await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(got, 'demo-value');
     const status = runCli(['status', '--http', `http://127.0.0.1:${httpPort}`]);
     assert.equal(status.status, 0, status.stderr);
     assert.match(status.stdout, /pg-primary\s+postgres\s+default\s+primary/);

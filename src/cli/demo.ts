@@ -1,6 +1,7 @@
 /**
- * `rwsplit demo`: a real local cluster (PostgreSQL primary + replicas), the proxy and the
- * admin server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything.
+ * `rwsplit demo`: a real local cluster (a PostgreSQL primary + replicas, Redis shards of a
+ * primary + replicas), the proxies and the admin server, with no configuration. Runs until
+ * SIGINT/SIGTERM, then stops everything it started.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { Rwsplit } from '../app.js';
 import { ClusterError } from '../cluster/errors.js';
 import { PgCluster } from '../cluster/pg-cluster.js';
+import { RedisCluster } from '../cluster/redis-cluster.js';
 import { validateConfig } from '../config/load.js';
 import { waitForSignal } from './main.js';
 
@@ -16,6 +18,8 @@ export interface DemoOptions {
   replicas: number;
   pgPort: number;
   httpPort: number;
+  redisPort: number;
+  redisShards: number;
 }
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -24,13 +28,39 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   console.log(`rwsplit demo: starting PostgreSQL (1 primary, ${opts.replicas} replicas) in ${dir} ...`);
   const { cluster, scratch } = await startCluster(dir, opts.replicas);
   let app: Rwsplit | null = null;
+  let redis: RedisCluster | null = null;
   try {
+    if (opts.redisShards > 0) {
+      console.log(
+        `rwsplit demo: starting Redis (${opts.redisShards} shards of 1 primary + ${opts.replicas} replicas) ...`,
+      );
+      redis = await RedisCluster.start({
+        dir: path.join(path.dirname(cluster.dir), 'redis'),
+        shards: opts.redisShards,
+        replicas: opts.replicas,
+      });
+    }
+    const r = redis;
     const config = validateConfig(
       {
         listen: {
           postgres: { host: '127.0.0.1', port: opts.pgPort },
           http: { host: '127.0.0.1', port: opts.httpPort },
+          redis: { host: '127.0.0.1', port: opts.redisPort },
         },
+        ...(r
+          ? {
+              redis: {
+                shards: r.shardNames.map((name) => {
+                  const s = r.shard(name);
+                  return {
+                    name,
+                    nodes: [s.primary, ...s.replicas].map((n) => ({ id: n.id, host: n.host, port: n.port })),
+                  };
+                }),
+              },
+            }
+          : {}),
         postgres: {
           nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
           monitor: { intervalMs: 500 },
@@ -40,12 +70,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       'demo',
     );
     app = await Rwsplit.start(config);
-    printEndpoints(cluster, opts);
+    printEndpoints(cluster, redis, opts);
     const sig = await waitForSignal();
     console.log(`\nrwsplit demo: ${sig} received, stopping ...`);
   } finally {
     await app?.stop();
-    await cluster.stop();
+    await Promise.allSettled([cluster.stop(), redis?.stop()]);
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
   console.log('rwsplit demo: stopped');
@@ -74,19 +104,28 @@ async function startCluster(
   }
 }
 
-function printEndpoints(cluster: PgCluster, opts: DemoOptions): void {
+function printEndpoints(cluster: PgCluster, redis: RedisCluster | null, opts: DemoOptions): void {
   const lines = [
     '',
     'rwsplit demo is running.',
     '',
     `  PostgreSQL proxy   127.0.0.1:${opts.pgPort}   (user postgres, database postgres, no password)`,
-    `  admin / metrics    http://127.0.0.1:${opts.httpPort}/api/nodes   http://127.0.0.1:${opts.httpPort}/metrics`,
+    ...(redis
+      ? [
+          `  Redis proxy        127.0.0.1:${opts.redisPort}   (${redis.shardNames.length} shards, keys spread by ketama)`,
+        ]
+      : []),
+    `  admin / metrics    http://127.0.0.1:${opts.httpPort}/   /api/nodes   /metrics`,
     '',
     '  nodes:',
-    ...cluster.nodes.map((n) => `    ${n.id.padEnd(12)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
+    ...cluster.nodes.map((n) => `    ${n.id.padEnd(18)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
+    ...(redis?.nodes ?? []).map((n) => `    ${n.id.padEnd(18)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
     '',
     'Try it:',
     `  psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres" -c "SELECT inet_server_port(), pg_is_in_recovery()"`,
+    ...(redis
+      ? [`  redis-cli -p ${opts.redisPort} SET greeting hello && redis-cli -p ${opts.redisPort} GET greeting`]
+      : []),
     `  npx rwsplit status --http http://127.0.0.1:${opts.httpPort}`,
     '',
     'Press Ctrl-C to stop every process the demo started.',

@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { Rwsplit } from '../app.js';
-import { runDemo } from './demo.js';
+import { runDemo, type DemoOptions } from './demo.js';
 import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
 
@@ -31,12 +31,16 @@ export async function main(argv: string[]): Promise<void> {
 
   program
     .command('demo')
-    .description('start a local PostgreSQL primary + replicas, the proxy and the admin server')
+    .description(
+      'start a local PostgreSQL primary + replicas, Redis shards, the proxies and the admin server',
+    )
     .option('--dir <dir>', 'directory for the cluster', '.rwsplit/demo')
     .option('--replicas <n>', 'number of replicas', countOption, 2)
     .option('--pg-port <port>', 'port of the PostgreSQL proxy', portOption, 6432)
     .option('--http-port <port>', 'port of the admin HTTP server', portOption, 8432)
-    .action(async (opts: { dir: string; replicas: number; pgPort: number; httpPort: number }) => {
+    .option('--redis-port <port>', 'port of the Redis proxy', portOption, 6479)
+    .option('--redis-shards <n>', 'number of Redis shards (0: no Redis)', countOption, 2)
+    .action(async (opts: DemoOptions) => {
       await runDemo(opts);
     });
 
@@ -63,7 +67,11 @@ export async function main(argv: string[]): Promise<void> {
     .command('events')
     .description('print the recent event log of a running rwsplit (node down/up, lag, drains, reloads)')
     .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
-    .option('--since <when>', 'only events after this: epoch milliseconds, or a duration ago (90s, 5m, 2h)', (v: string) => sinceOption(v))
+    .option(
+      '--since <when>',
+      'only events after this: epoch milliseconds, or a duration ago (90s, 5m, 2h)',
+      (v: string) => sinceOption(v),
+    )
     .action(async (opts: { http: string; since?: number }) => {
       await printEvents(opts.http, opts.since);
     });
