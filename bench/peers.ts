@@ -31,19 +31,41 @@ export interface RunningPeer {
 const READY_TIMEOUT_MS = 30_000;
 
 /**
- * Polls until a real login through `port` runs `SELECT 1` and `extraCheck` (if any) passes.
+ * One readiness check: resolves undefined once the peer is ready, else a reason it is not yet;
+ * a throw (connection refused while it starts) counts as "not yet" too.
+ */
+export type ReadyProbe = () => Promise<string | undefined>;
+
+/**
+ * Polls `probe` until it reports ready.
  *
  * @throws Error with the process's log tail when it exits or the deadline passes.
  */
-async function waitReady(
-  port: number,
-  child: BenchChild,
-  extraCheck?: (client: pg.Client) => Promise<string | undefined>,
-): Promise<void> {
+async function waitReady(port: number, child: BenchChild, probe: ReadyProbe): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let last = 'no attempt yet';
   while (Date.now() < deadline) {
     if (!child.running) throw new Error(`${child.spec.name} exited during start-up:\n${child.logTail()}`);
+    try {
+      const notYet = await probe();
+      if (notYet === undefined) return;
+      last = notYet;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await delay(200);
+  }
+  throw new Error(
+    `${child.spec.name} not ready on port ${port} after ${READY_TIMEOUT_MS} ms (last: ${last}):\n${child.logTail()}`,
+  );
+}
+
+/** Ready once a real login through `port` runs `SELECT 1` and `extraCheck` (if any) passes. */
+function pgLoginProbe(
+  port: number,
+  extraCheck?: (client: pg.Client) => Promise<string | undefined>,
+): ReadyProbe {
+  return async () => {
     const client = new pg.Client({
       host: '127.0.0.1',
       port,
@@ -55,19 +77,11 @@ async function waitReady(
     try {
       await client.connect();
       await client.query('SELECT 1');
-      const notYet = extraCheck === undefined ? undefined : await extraCheck(client);
-      if (notYet === undefined) return;
-      last = notYet;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
+      return extraCheck === undefined ? undefined : await extraCheck(client);
     } finally {
       await client.end().catch(() => {});
     }
-    await delay(200);
-  }
-  throw new Error(
-    `${child.spec.name} not ready on port ${port} after ${READY_TIMEOUT_MS} ms (last: ${last}):\n${child.logTail()}`,
-  );
+  };
 }
 
 /** Stops the process, then removes its run dir. */
@@ -78,18 +92,21 @@ function stopper(child: BenchChild, signal: NodeJS.Signals, dir: string): () => 
   };
 }
 
-/** Starts a peer and waits for it; on failure stops it and removes its dir before rethrowing. */
-async function startAndWait(
+/**
+ * Waits until a just-spawned peer passes `probe`; on failure stops it and removes its run dir
+ * before rethrowing. `signal` is the peer's own "shut down now" signal, used by `stop()`.
+ */
+export async function startPeer(
   child: BenchChild,
   port: number,
   signal: NodeJS.Signals,
   dir: string,
   cpuOverTree: boolean,
-  extraCheck?: (client: pg.Client) => Promise<string | undefined>,
+  probe: ReadyProbe,
 ): Promise<RunningPeer> {
   const stop = stopper(child, signal, dir);
   try {
-    await waitReady(port, child, extraCheck);
+    await waitReady(port, child, probe);
   } catch (err) {
     await stop();
     throw err;
@@ -103,8 +120,7 @@ async function startAndWait(
  * seconds of the first run would all go to the primary).
  */
 export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Promise<RunningPeer> {
-  // rwsplit is our own program: it runs as the current user.
-  const dir = makeRunDir('rwsplit-bench-rw-', { uid: undefined, gid: undefined, home: undefined });
+  const dir = makeOwnRunDir('rwsplit-bench-rw-');
   const [pgPort, httpPort] = [await freePort(), await freePort()];
   const config = {
     listen: { postgres: { host: '127.0.0.1', port: pgPort }, http: { host: '127.0.0.1', port: httpPort } },
@@ -114,9 +130,24 @@ export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Pro
     },
     logging: { level: 'warn' },
   };
+  const child = spawnRwsplit(repoRoot, dir, config);
+  const probe = pgLoginProbe(pgPort, () => rwsplitNodesUp(httpPort, 'postgres', nodes.length));
+  return startPeer(child, pgPort, 'SIGTERM', dir, false, probe);
+}
+
+/** A run dir for a program that runs as the current user (rwsplit, nutcracker). */
+export function makeOwnRunDir(prefix: string): string {
+  return makeRunDir(prefix, { uid: undefined, gid: undefined, home: undefined });
+}
+
+/**
+ * Writes `config` as `rwsplit.yaml` into `dir` and spawns `bin/rwsplit.js start --config` on
+ * it, as the current user (rwsplit is our own program), output to `rwsplit.log` there.
+ */
+export function spawnRwsplit(repoRoot: string, dir: string, config: object): BenchChild {
   const configFile = path.join(dir, 'rwsplit.yaml');
   writeFileSync(configFile, stringify(config));
-  const child = BenchChild.spawn({
+  return BenchChild.spawn({
     name: 'rwsplit',
     file: process.execPath,
     args: [path.join(repoRoot, 'bin', 'rwsplit.js'), 'start', '--config', configFile],
@@ -124,14 +155,27 @@ export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Pro
     env: process.env,
     logFile: path.join(dir, 'rwsplit.log'),
   });
-  return startAndWait(child, pgPort, 'SIGTERM', dir, false, () => rwsplitNodesUp(httpPort, nodes.length));
 }
 
-async function rwsplitNodesUp(httpPort: number, expected: number): Promise<string | undefined> {
+/**
+ * Asks rwsplit's `GET /api/nodes` whether at least `expected` nodes of `kind` are up.
+ *
+ * @returns undefined when they are, else what it sees.
+ */
+export async function rwsplitNodesUp(
+  httpPort: number,
+  kind: 'postgres' | 'redis',
+  expected: number,
+): Promise<string | undefined> {
   const res = await fetch(`http://127.0.0.1:${httpPort}/api/nodes`);
-  const nodes = (await res.json()) as { id: string; state: string }[];
+  const nodes = ((await res.json()) as { id: string; kind?: string; state: string }[]).filter(
+    // `kind` arrived with the Redis proxy; a row without it is a PostgreSQL node.
+    (n) => (n.kind ?? 'postgres') === kind,
+  );
   const up = nodes.filter((n) => n.state === 'up').length;
-  return up >= expected ? undefined : `rwsplit sees ${up}/${expected} nodes up: ${JSON.stringify(nodes)}`;
+  return up >= expected
+    ? undefined
+    : `rwsplit sees ${up}/${expected} ${kind} nodes up: ${JSON.stringify(nodes)}`;
 }
 
 /** PgBouncer 1.18, session pooling to the primary only (it does no read/write splitting). */
@@ -168,7 +212,7 @@ export async function startPgbouncer(primary: PgNodeHandle, runAs: RunAs): Promi
     logFile: path.join(dir, 'stderr.log'),
   });
   // PgBouncer 1.18: SIGTERM is "immediate shutdown" (SIGINT would wait for clients).
-  return startAndWait(child, port, 'SIGTERM', dir, false);
+  return startPeer(child, port, 'SIGTERM', dir, false, pgLoginProbe(port));
 }
 
 /** The pgpool.conf lines: streaming-replication mode, reads balanced over the replicas only. */
@@ -235,7 +279,8 @@ export async function startPgpool(nodes: PgNodeHandle[], runAs: RunAs): Promise<
     logFile: path.join(dir, 'pgpool.log'),
   });
   // SIGINT is Pgpool-II's "fast shutdown" (SIGTERM would wait for clients to leave).
-  return startAndWait(child, port, 'SIGINT', dir, true, (client) => pgpoolNodesUp(client, nodes.length));
+  const probe = pgLoginProbe(port, (client) => pgpoolNodesUp(client, nodes.length));
+  return startPeer(child, port, 'SIGINT', dir, true, probe);
 }
 
 async function pgpoolNodesUp(client: pg.Client, expected: number): Promise<string | undefined> {

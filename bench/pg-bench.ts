@@ -37,6 +37,7 @@ import {
   type RunResult,
   type Workload,
 } from './report.js';
+import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ALL_CONTENDERS: Contender[] = ['direct', 'rwsplit', 'pgbouncer', 'pgpool'];
@@ -49,11 +50,6 @@ const CLUSTER_SETTINGS = { shared_buffers: '256MB', max_connections: '300' };
 
 const USAGE =
   'usage: node dist/bench/pg-bench.js [--seconds N] [--warmup N] [--out DIR] [--contenders a,b,…]';
-
-/** A bad command line: reported with the usage line, exit code 2. */
-class UsageError extends Error {
-  readonly code = 'BENCH_USAGE';
-}
 
 interface Options {
   seconds: number;
@@ -102,47 +98,6 @@ function parseOptionsOrThrow(argv: string[]): Options {
     outDir: path.resolve(values.out),
     contenders: ALL_CONTENDERS.filter((c) => contenders.includes(c)),
   };
-}
-
-/** LIFO list of things to stop; `stopAll` never throws. */
-class Cleanup {
-  private readonly steps: { name: string; fn: () => Promise<void> }[] = [];
-
-  add(name: string, fn: () => Promise<void>): void {
-    this.steps.push({ name, fn });
-  }
-
-  async stopAll(): Promise<void> {
-    while (this.steps.length > 0) {
-      const step = this.steps.pop();
-      if (step === undefined) break;
-      try {
-        await step.fn();
-      } catch (err) {
-        console.error(
-          `bench: stopping ${step.name} failed: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-    }
-  }
-}
-
-/** First SIGINT/SIGTERM aborts the run (everything is then stopped); a second one exits at once. */
-function installSignalHandlers(abort: AbortController): void {
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (abort.signal.aborted) {
-      console.error(`bench: second ${sig}, exiting now (children get SIGKILL)`);
-      process.exit(130);
-    }
-    console.error(`bench: ${sig} received, stopping everything…`);
-    abort.abort(new Error(`interrupted by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-}
-
-function log(message: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
 /** Where pgbench connects for a contender, and the process whose CPU we read (none for direct). */
@@ -294,17 +249,4 @@ function peerSettings(): Record<string, string> {
   };
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof UsageError) {
-    console.error(`bench: ${err.message}\n${USAGE}`);
-    process.exitCode = 2;
-    return;
-  }
-  if (abort.signal.aborted) {
-    console.error('bench: interrupted; everything it started is stopped, no results written');
-    process.exitCode = 130;
-    return;
-  }
-  console.error(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  process.exitCode = 1;
-});
+main().catch((err: unknown) => reportFailure(err, abort, USAGE));

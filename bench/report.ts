@@ -95,18 +95,31 @@ const HEADERS = [
   'proxy CPU µs/tx',
 ];
 
+/**
+ * A plain-text table for the terminal: columns padded to their widest cell, those from
+ * `firstNumeric` on right-aligned.
+ */
+export function renderTextTable(headers: string[], rows: string[][], firstNumeric: number): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));
+  const line = (row: string[]): string =>
+    row.map((c, i) => (i >= firstNumeric ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
+  return all.map(line).join('\n');
+}
+
+/** A Markdown table, columns from `firstNumeric` on right-aligned. */
+export function renderMarkdownTable(headers: string[], rows: string[][], firstNumeric: number): string {
+  const head = `| ${headers.join(' | ')} |\n|${headers.map((_, i) => (i >= firstNumeric ? '---:' : '---')).join('|')}|`;
+  return [head, ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
+}
+
 /** A plain-text table for the terminal. */
 export function renderConsoleTable(results: RunResult[]): string {
-  const rows = [HEADERS, ...results.map(cells)];
-  const widths = HEADERS.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  const line = (row: string[]): string =>
-    row.map((c, i) => (i >= 3 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
-  return rows.map(line).join('\n');
+  return renderTextTable(HEADERS, results.map(cells), 3);
 }
 
 function markdownTable(results: RunResult[]): string {
-  const head = `| ${HEADERS.join(' | ')} |\n|${HEADERS.map((_, i) => (i >= 3 ? '---:' : '---')).join('|')}|`;
-  return [head, ...results.map((r) => `| ${cells(r).join(' | ')} |`)].join('\n');
+  return renderMarkdownTable(HEADERS, results.map(cells), 3);
 }
 
 function errorSection(results: RunResult[]): string {

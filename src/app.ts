@@ -118,7 +118,13 @@ export class Rwsplit {
     try {
       app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
       if (config.redis)
-        app.redis = await RedisService.start(config.redis, config.listen.redis, view, metrics.registry, log);
+        app.redis = await RedisService.start(
+          config.redis,
+          config.listen.redis,
+          view,
+          metrics.redisStats(),
+          log,
+        );
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
     } catch (err) {
       await app.stop();

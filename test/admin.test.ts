@@ -9,29 +9,38 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { Rwsplit } from '../src/app.js';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
+import { RedisCluster } from '../src/cluster/redis-cluster.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { waitFor } from './support/stack.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 
-/** A config file for the cluster; `extra` is appended as YAML (top-level keys). */
+/** A config file for both clusters: PostgreSQL and one Redis shard, so /metrics has every metric. */
 function configYaml(
   cluster: PgCluster,
+  redis: RedisCluster,
   opts: { token?: string; maxLagMs?: number; poolSize?: number } = {},
 ): string {
-  const nodes = cluster.nodes
-    .map((n) => `    - { id: ${n.id}, host: 127.0.0.1, port: ${n.port} }`)
-    .join('\n');
+  const node = (n: { id: string; port: number }): string =>
+    `    - { id: ${n.id}, host: 127.0.0.1, port: ${n.port} }`;
+  const shard = redis.shard(redis.shardNames[0]!);
   return [
     'listen:',
     '  postgres: { host: 127.0.0.1, port: 0 }',
+    '  redis: { host: 127.0.0.1, port: 0 }',
     '  http: { host: 127.0.0.1, port: 0 }',
     'postgres:',
     '  nodes:',
-    nodes,
+    ...cluster.nodes.map(node),
     '  monitor: { intervalMs: 200 }',
     `  pool: { size: ${opts.poolSize ?? 20} }`,
     `  staleness: { maxLagMs: ${opts.maxLagMs ?? 10000} }`,
+    'redis:',
+    '  shards:',
+    `    - name: ${redis.shardNames[0]}`,
+    '      nodes:',
+    ...[shard.primary, ...shard.replicas].map((n) => `  ${node(n)}`),
+    '  monitor: { intervalMs: 200 }',
     ...(opts.token ? ['admin:', `  token: ${opts.token}`] : []),
     'logging: { level: warn }',
     '',
@@ -40,6 +49,7 @@ function configYaml(
 
 describe('admin API: actions, events, metrics, stream', () => {
   let cluster: PgCluster;
+  let redis: RedisCluster;
   let app: Rwsplit;
   let open: Rwsplit;
   let base: string;
@@ -57,14 +67,17 @@ describe('admin API: actions, events, metrics, stream', () => {
   };
 
   before(async () => {
-    cluster = await PgCluster.start({ replicas: 2 });
+    [cluster, redis] = await Promise.all([
+      PgCluster.start({ replicas: 2 }),
+      RedisCluster.start({ shards: 1, replicas: 1 }),
+    ]);
     dir = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-admin-'));
     file = path.join(dir, 'rwsplit.yaml');
-    writeFileSync(file, configYaml(cluster, { token: TOKEN }));
+    writeFileSync(file, configYaml(cluster, redis, { token: TOKEN }));
     app = await Rwsplit.start(loadConfigFile(file), { log: silent, configPath: file });
     base = `http://127.0.0.1:${app.httpAddress!.port}`;
     // A second instance with no admin.token, for the 403.
-    writeFileSync(path.join(dir, 'open.yaml'), configYaml(cluster));
+    writeFileSync(path.join(dir, 'open.yaml'), configYaml(cluster, redis));
     open = await Rwsplit.start(loadConfigFile(path.join(dir, 'open.yaml')), { log: silent });
     client = new pg.Client({
       host: '127.0.0.1',
@@ -77,7 +90,7 @@ describe('admin API: actions, events, metrics, stream', () => {
   after(async () => {
     await client?.end();
     await Promise.allSettled([app?.stop(), open?.stop()]);
-    await cluster?.stop();
+    await Promise.allSettled([cluster?.stop(), redis?.stop()]);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -135,14 +148,14 @@ describe('admin API: actions, events, metrics, stream', () => {
 
   test('reload: a bad file answers 400 and changes nothing; a good one applies the live keys', async () => {
     const before = structuredClone(app.config);
-    writeFileSync(file, configYaml(cluster, { token: TOKEN }).replace('pool: {', 'pool: { sise: 3,'));
+    writeFileSync(file, configYaml(cluster, redis, { token: TOKEN }).replace('pool: {', 'pool: { sise: 3,'));
     const bad = await post('/api/reload');
     assert.equal(bad.status, 400);
     assert.match(((await bad.json()) as { message: string }).message, /unknown key sise in postgres\.pool/);
     assert.deepEqual(app.config, before, 'the running config is unchanged');
 
     const NEW_TOKEN = 'new-token-abcdef0123456789';
-    writeFileSync(file, configYaml(cluster, { token: NEW_TOKEN, maxLagMs: 2500, poolSize: 7 }));
+    writeFileSync(file, configYaml(cluster, redis, { token: NEW_TOKEN, maxLagMs: 2500, poolSize: 7 }));
     const ok = await post('/api/reload');
     assert.equal(ok.status, 200);
     const plan = (await ok.json()) as { applied: string[]; needsRestart: string[] };
@@ -155,7 +168,7 @@ describe('admin API: actions, events, metrics, stream', () => {
     const types = events.map((e) => e.type);
     assert.ok(types.includes('config-reload-failed') && types.includes('config-reload'), types.join());
     assert.ok(!events.some((e) => e.detail.includes(NEW_TOKEN)), 'the token never appears in events');
-    writeFileSync(file, configYaml(cluster, { token: TOKEN }));
+    writeFileSync(file, configYaml(cluster, redis, { token: TOKEN }));
     assert.equal((await post('/api/reload', NEW_TOKEN)).status, 200);
   });
 
@@ -176,18 +189,26 @@ describe('admin API: actions, events, metrics, stream', () => {
 
   test('shards and stats report every node, decisions and connections', async () => {
     for (let i = 0; i < 10; i++) await client.query('SELECT 1');
-    const shards = await get<Array<{ kind: string; primary: string; nodes: unknown[] }>>('/api/shards');
-    assert.equal(shards.length, 1);
-    assert.equal(shards[0]!.primary, cluster.primary.id);
-    assert.equal(shards[0]!.nodes.length, 3);
+    const shards =
+      await get<Array<{ kind: string; shard: string; primary: string; nodes: unknown[] }>>('/api/shards');
+    const redisShard = redis.shard(redis.shardNames[0]!);
+    assert.deepEqual(
+      shards.map((s) => [s.kind, s.shard, s.primary, s.nodes.length]),
+      [
+        ['postgres', 'default', cluster.primary.id, 3],
+        ['redis', redis.shardNames[0], redisShard.primary.id, 2],
+      ],
+    );
     const stats = await get<{
       decisions: Record<string, number>;
       clients: Record<string, number>;
       nodes: Array<{ id: string; queries: number; p99Ms: number | null }>;
     }>('/api/stats');
     assert.ok((stats.decisions.read ?? 0) >= 10, JSON.stringify(stats.decisions));
-    assert.equal(stats.clients.postgres, 1);
-    const replicaQueries = stats.nodes.filter((n) => n.id !== cluster.primary.id);
+    assert.deepEqual(stats.clients, { postgres: 1, redis: 0 });
+    const replicaIds = cluster.replicas.map((r) => r.id);
+    const replicaQueries = stats.nodes.filter((n) => replicaIds.includes(n.id));
+    assert.equal(replicaQueries.length, 2);
     assert.ok(replicaQueries.every((n) => n.queries > 0 && n.p99Ms !== null && n.p99Ms > 0));
   });
 
@@ -215,7 +236,7 @@ describe('admin API: actions, events, metrics, stream', () => {
       const snapshots = (): Array<{ sampleAt: number; nodes: Array<{ id: string; rates: unknown }> }> =>
         messages.filter((m) => m.event === 'snapshot').map((m) => m.data as never);
       await waitFor('a first snapshot', () => snapshots().length > 0, 3000);
-      assert.equal(snapshots()[0]!.nodes.length, 3);
+      assert.equal(snapshots()[0]!.nodes.length, 5, 'three PostgreSQL nodes and two Redis nodes');
       assert.ok(
         messages.some((m) => m.event === 'events'),
         'the log is sent on connect',

@@ -44,7 +44,12 @@ describe('Redis through the proxy', () => {
   let stack: RedisStack;
   const clients: Redis[] = [];
   const client = (): Redis => {
-    const c = new Redis({ host: '127.0.0.1', port: stack.port, lazyConnect: false, maxRetriesPerRequest: 1 });
+    const c = new Redis({
+      host: '127.0.0.1',
+      port: stack.port,
+      maxRetriesPerRequest: 1,
+      retryStrategy: () => null,
+    });
     clients.push(c);
     return c;
   };
@@ -213,5 +218,82 @@ describe('Redis through the proxy', () => {
     } finally {
       stack.redis.signal(victim.id, 'SIGCONT');
     }
+  });
+});
+
+function redisBenchmark(port: number, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), ...args]);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('Redis: faults, RESP3 and AUTH', () => {
+  let stack: RedisStack;
+  before(async () => {
+    stack = await startRedisStack({ redis: { auth: { password: 'proxy-secret' } } });
+  });
+  after(async () => stack?.stop());
+
+  test('AUTH is required and checked at the proxy', async () => {
+    const anon = new Redis({
+      host: '127.0.0.1',
+      port: stack.port,
+      maxRetriesPerRequest: 0,
+      lazyConnect: true,
+      enableReadyCheck: false,
+      retryStrategy: () => null,
+    });
+    await anon.connect();
+    await assert.rejects(anon.get('x'), /NOAUTH/);
+    await assert.rejects(anon.auth('wrong'), /WRONGPASS/);
+    assert.equal(await anon.auth('proxy-secret'), 'OK');
+    assert.equal(await anon.set('authed', '1'), 'OK');
+    anon.disconnect();
+  });
+
+  test('node-redis speaking RESP3 (HELLO 3) through the proxy', async () => {
+    const c = createClient({
+      socket: { host: '127.0.0.1', port: stack.port },
+      password: 'proxy-secret',
+      RESP: 3,
+    });
+    await c.connect();
+    try {
+      await c.hSet('{h}:user', { name: 'ada', lang: 'en' });
+      await stack.redis.waitForReplication();
+      const h = await c.hGetAll('{h}:user');
+      assert.equal(h.name, 'ada');
+      assert.equal(h.lang, 'en');
+      assert.equal(await c.ping(), 'PONG');
+    } finally {
+      await c.quit();
+    }
+  });
+
+  test('kill -9 of a replica under redis-benchmark -t get: zero errors', async () => {
+    const shard = stack.redis.shard(stack.redis.shardNames[1]!);
+    const victim = shard.replicas[1]!;
+    const run = redisBenchmark(stack.port, [
+      '-a',
+      'proxy-secret',
+      '-t',
+      'get',
+      '-n',
+      '100000',
+      '-c',
+      '50',
+      '-q',
+    ]);
+    await new Promise((r) => setTimeout(r, 400));
+    await stack.redis.kill(victim.id);
+    const r = await run;
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /GET: [\d.]+ requests per second/, r.out);
+    assert.doesNotMatch(r.out, /error/i, r.out);
   });
 });

@@ -24,7 +24,8 @@ export interface AdminActions {
   reload(): ReloadPlan;
 }
 
-export type AdminActionCode = 'NODE_NOT_FOUND' | 'NODE_IS_PRIMARY' | 'FENCED_ELSEWHERE' | 'RELOAD_UNAVAILABLE';
+export type AdminActionCode =
+  'NODE_NOT_FOUND' | 'NODE_IS_PRIMARY' | 'FENCED_ELSEWHERE' | 'RELOAD_UNAVAILABLE';
 
 const STATUS: Record<AdminActionCode, number> = {
   NODE_NOT_FOUND: 404,

@@ -21,6 +21,12 @@ export interface NodeTotals {
   latency: HistogramCell | null;
 }
 
+/** What a Redis proxy feeds (the same shape `src/redis/` uses). */
+export interface RedisStats {
+  routed(nodeId: string, read: boolean): void;
+  retried(nodeId: string): void;
+}
+
 export class Metrics implements PgStats {
   readonly registry = new client.Registry();
   private readonly queries: CellCounter;
@@ -34,6 +40,8 @@ export class Metrics implements PgStats {
   private readonly decisionCells = new Map<string, { n: number }>();
   private readonly durationCells = new Map<string, HistogramCell>();
   private readonly kindCells = new Map<string, Record<QueryKind, { n: number }>>();
+  private readonly redisCells = new Map<string, Record<QueryKind, { n: number }>>();
+  private redis: RedisStats | null = null;
 
   constructor(view: ClusterView) {
     const registers = [this.registry];
@@ -180,8 +188,53 @@ export class Metrics implements PgStats {
     return out;
   }
 
-  /** Totals of one node (zeros for a node that has seen no traffic). */
+  /**
+   * The Redis proxy's counters (`rwsplit_redis_commands_total{node,kind}`,
+   * `rwsplit_redis_read_retries_total{node}`), registered on first call so that they exist
+   * only in an instance with Redis; the admin API's per-node totals and rates include them.
+   */
+  redisStats(): RedisStats {
+    if (this.redis) return this.redis;
+    const commands = new CellCounter(
+      'rwsplit_redis_commands_total',
+      'Redis commands sent to each node, by kind (read or write)',
+      ['node', 'kind'],
+      [this.registry],
+    );
+    const retries = new CellCounter(
+      'rwsplit_redis_read_retries_total',
+      'Redis reads retried on another node',
+      'node',
+      [this.registry],
+    );
+    const cells = this.redisCells;
+    this.redis = {
+      routed(nodeId: string, read: boolean): void {
+        let k = cells.get(nodeId);
+        if (!k)
+          cells.set(
+            nodeId,
+            (k = { read: commands.cell(nodeId, 'read'), write: commands.cell(nodeId, 'write') }),
+          );
+        (read ? k.read : k.write).n++;
+      },
+      retried(nodeId: string): void {
+        retries.cell(nodeId).n++;
+      },
+    };
+    return this.redis;
+  }
+
+  /** Totals of one node of any engine (zeros for a node that has seen no traffic). */
   nodeTotals(nodeId: string): NodeTotals {
+    const redis = this.redisCells.get(nodeId);
+    if (redis)
+      return {
+        queries: redis.read.n + redis.write.n,
+        reads: redis.read.n,
+        writes: redis.write.n,
+        latency: null,
+      };
     const kinds = this.kindCells.get(nodeId);
     return {
       queries: this.queryCells.get(nodeId)?.n ?? 0,

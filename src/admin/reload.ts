@@ -39,7 +39,11 @@ export function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
  * Applies the live keys of `next` to the targets and returns the configuration now in
  * effect (the running one with those keys replaced) and what changed.
  */
-export function applyReload(current: Config, next: Config, targets: LiveTargets): { config: Config; plan: ReloadPlan } {
+export function applyReload(
+  current: Config,
+  next: Config,
+  targets: LiveTargets,
+): { config: Config; plan: ReloadPlan } {
   const changed = changedKeys(current, next);
   const plan: ReloadPlan = {
     applied: changed.filter((k) => LIVE_KEYS.includes(k)),

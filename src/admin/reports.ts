@@ -108,7 +108,14 @@ export function statsReport(view: ClusterView, metrics: Metrics): StatsReport {
       const s = h ? bucketQuantile(h.bounds, h.counts, h.count, q) : null;
       return s === null ? null : round3(s * 1000);
     };
-    return { id: n.spec.id, queries: t.queries, reads: t.reads, writes: t.writes, p50Ms: ms(0.5), p99Ms: ms(0.99) };
+    return {
+      id: n.spec.id,
+      queries: t.queries,
+      reads: t.reads,
+      writes: t.writes,
+      p50Ms: ms(0.5),
+      p99Ms: ms(0.99),
+    };
   });
   return {
     at: Date.now(),

@@ -45,6 +45,8 @@ export class ClientSession implements BackendListener, TrackerSink {
   private acquiring = false;
   /** frames of the batch the last routing decision covered (more may queue while acquiring) */
   private routedCount = 0;
+  /** the side of the split the current backend was chosen for (metrics) */
+  private routedAs: 'read' | 'write' = 'read';
   /** a batch that needs the primary waits for the current (replica) backend to go idle */
   private waitingForIdle = false;
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
@@ -196,6 +198,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     const retry =
       this.ctx.retryReads && decision.target === 'read' && this.deferredBegin === null && decision.retryable;
     this.routedCount = this.batch.length;
+    this.routedAs = decision.target === 'read' ? 'read' : 'write';
     this.retryable = retry ? { frames: this.batch, failed: failed ?? new Set() } : null;
     let pool = this.pools.get(node.spec.id);
     if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
@@ -264,7 +267,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     for (let i = 0; i < result.readyCount; i++) {
       this.dispatchTimes.push(performance.now());
       node.outstanding++;
-      this.ctx.stats.dispatched(node.spec.id);
+      this.ctx.stats.dispatched(node.spec.id, this.routedAs);
     }
     this.out.flush();
     if (result.backendFull) {

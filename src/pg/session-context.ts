@@ -23,7 +23,8 @@ export type RouteReason =
 /** Counters and histograms the data path feeds (implemented with prom-client in admin/). */
 export interface PgStats {
   routed(reason: RouteReason): void;
-  dispatched(nodeId: string): void;
+  /** a batch went to a node, routed as a read or as a write */
+  dispatched(nodeId: string, kind: 'read' | 'write'): void;
   answered(nodeId: string, seconds: number): void;
   retried(nodeId: string): void;
   clientError(sqlstate: string): void;

@@ -5,15 +5,13 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type client from 'prom-client';
-import { CellCounter } from '../admin/fast-metrics.js';
 import type { ClusterView } from '../core/cluster-view.js';
 import { ReadRouter } from '../core/read-router.js';
 import { StalenessTracker } from '../core/staleness.js';
 import { Topology } from '../core/topology.js';
 import type { RedisConfig } from '../config/schema.js';
 import { RedisMonitor } from './redis-monitor.js';
-import { RedisProxy } from './redis-proxy.js';
+import { RedisProxy, type RedisStats } from './redis-proxy.js';
 
 export class RedisService {
   address: AddressInfo | null = null;
@@ -28,7 +26,7 @@ export class RedisService {
     config: RedisConfig,
     listen: { host: string; port: number },
     view: ClusterView,
-    registry: client.Registry,
+    stats: RedisStats,
     log: Logger,
   ): Promise<RedisService> {
     const staleness = new StalenessTracker({
@@ -59,30 +57,6 @@ export class RedisService {
       });
       return { topology, readRouter };
     });
-    const commands = new CellCounter(
-      'rwsplit_redis_commands_total',
-      'Redis commands sent to each node, by kind',
-      ['node', 'kind'],
-      [registry],
-    );
-    const retries = new CellCounter(
-      'rwsplit_redis_read_retries_total',
-      'Redis reads retried on another node',
-      'node',
-      [registry],
-    );
-    const cells = new Map<string, { n: number }>();
-    const stats = {
-      routed(nodeId: string, read: boolean): void {
-        const key = `${nodeId}\0${read ? 'read' : 'write'}`;
-        let c = cells.get(key);
-        if (!c) cells.set(key, (c = commands.cell(nodeId, read ? 'read' : 'write')));
-        c.n++;
-      },
-      retried(nodeId: string): void {
-        retries.cell(nodeId).n++;
-      },
-    };
     const proxy = new RedisProxy(config, shards, stats, log);
     view.addConnections(proxy);
     const monitor = new RedisMonitor(

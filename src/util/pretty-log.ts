@@ -4,7 +4,14 @@
  * Used as a pino destination, so the loggers themselves stay the JSON ones.
  */
 
-const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVELS: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
 const COLORS: Record<number, string> = { 10: '90', 20: '36', 30: '32', 40: '33', 50: '31', 60: '35' };
 /** Fields every line has, shown in their own places or not at all. */
 const SKIP = new Set(['level', 'time', 'msg', 'app', 'pid', 'hostname']);

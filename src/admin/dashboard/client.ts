@@ -11,12 +11,16 @@ export const DASHBOARD_JS = String.raw`(function () {
   'use strict';
   var WINDOW = 180; // points per chart: 3 minutes at one a second
   var COLORS = ['#2563eb', '#16a34a', '#db2777', '#ea580c', '#7c3aed', '#0891b2', '#65a30d', '#b45309', '#4b5563'];
+  function rate(field) { return function (n) { return n.rates ? n.rates[field] : null; }; }
+  // Each chart draws its lines once per node.
   var CHARTS = [
-    { key: 'reads', title: 'reads/s', pick: function (n) { return n.rates ? n.rates.readsPerSec : null; } },
-    { key: 'writes', title: 'writes/s', pick: function (n) { return n.rates ? n.rates.writesPerSec : null; } },
-    { key: 'lag', title: 'replication lag (ms)', pick: function (n) { return n.role === 'replica' ? n.lagMs : null; } },
-    { key: 'p50', title: 'latency p50 (ms)', pick: function (n) { return n.rates ? n.rates.p50Ms : null; } },
-    { key: 'p99', title: 'latency p99 (ms)', pick: function (n) { return n.rates ? n.rates.p99Ms : null; } },
+    { key: 'reads', title: 'reads/s', lines: [{ pick: rate('readsPerSec') }] },
+    { key: 'writes', title: 'writes/s', lines: [{ pick: rate('writesPerSec') }] },
+    { key: 'lag', title: 'replication lag (ms)', lines: [{ pick: function (n) { return n.role === 'replica' ? n.lagMs : null; } }] },
+    { key: 'latency', title: 'latency: p99 and p50 (dashed), ms', lines: [
+      { name: ' p99', pick: rate('p99Ms') },
+      { name: ' p50', pick: rate('p50Ms'), dash: [5, 4] },
+    ] },
   ];
   var MAX_EVENTS = 200;
   var st = { ids: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null, events: [] };
@@ -54,7 +58,7 @@ export const DASHBOARD_JS = String.raw`(function () {
   function nodeCard(n) {
     var r = n.rates;
     var rows = [
-      ['lag', n.role === 'replica' ? bytes(n.lagBytes) + ' · ' + num(n.lagMs, ' ms') : '–'],
+      ['lag', n.role === 'replica' && n.state !== 'down' ? bytes(n.lagBytes) + ' · ' + num(n.lagMs, ' ms') : '–'],
       ['reads/s', r ? num(r.readsPerSec) : '–'],
       ['writes/s', r ? num(r.writesPerSec) : '–'],
       ['p50 / p99', r ? num(r.p50Ms) + ' / ' + num(r.p99Ms, ' ms') : '–'],
@@ -102,13 +106,23 @@ export const DASHBOARD_JS = String.raw`(function () {
     var root = document.getElementById('charts');
     root.replaceChildren();
     CHARTS.forEach(function (c) {
-      st.values[c.key] = ids.map(function () { return []; });
+      var series = [{}];
+      st.values[c.key] = [];
+      ids.forEach(function (id, i) {
+        c.lines.forEach(function (line) {
+          series.push({
+            label: id + (line.name || ''),
+            stroke: COLORS[i % COLORS.length],
+            width: 1.5,
+            dash: line.dash,
+            points: { show: false },
+          });
+          st.values[c.key].push([]);
+        });
+      });
       var box = h('div', { class: 'chart', 'data-chart': c.key }, []);
       root.appendChild(box);
       st.boxes[c.key] = box;
-      var series = [{}].concat(ids.map(function (id, i) {
-        return { label: id, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false } };
-      }));
       var opts = {
         title: c.title,
         width: chartWidth(box),
@@ -116,6 +130,7 @@ export const DASHBOARD_JS = String.raw`(function () {
         scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
         series: series,
         axes: [{}, { size: 56 }],
+        legend: { live: false },
       };
       st.plots[c.key] = new uPlot(opts, [st.times].concat(st.values[c.key]), box);
     });
@@ -130,9 +145,9 @@ export const DASHBOARD_JS = String.raw`(function () {
     var trim = st.times.length > WINDOW;
     if (trim) st.times.shift();
     CHARTS.forEach(function (c) {
-      st.values[c.key].forEach(function (arr, i) {
-        var n = byId[st.ids[i]];
-        arr.push(n ? c.pick(n) : null);
+      st.values[c.key].forEach(function (arr, k) {
+        var n = byId[st.ids[Math.floor(k / c.lines.length)]];
+        arr.push(n ? c.lines[k % c.lines.length].pick(n) : null);
         if (trim) arr.shift();
       });
       st.plots[c.key].setData([st.times].concat(st.values[c.key]));
