@@ -61,6 +61,31 @@ describe('rwsplit start: config validation', () => {
   });
 });
 
+describe('rwsplit ring', () => {
+  test('reports the keys a new shard would take: about 1/N, all to the new shard', () => {
+    const f = configFile(
+      'ring.yaml',
+      [
+        'postgres:',
+        '  nodes: [{ id: a, host: 127.0.0.1 }]',
+        'redis:',
+        '  hash: { distribution: ketama, function: md5 }',
+        '  shards:',
+        '    - { name: s1, nodes: [{ id: r1, host: 127.0.0.1 }] }',
+        '    - { name: s2, nodes: [{ id: r2, host: 127.0.0.1 }] }',
+        '',
+      ].join('\n'),
+    );
+    const r = runCli(['ring', '--config', f, '--add', 's3', '--keys', '20000']);
+    assert.equal(r.status, 0, r.stderr);
+    const m = /keys moved: (\d+) of 20000 sampled \(([\d.]+)%/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    const pct = Number(m[2]);
+    assert.ok(pct > 25 && pct < 42, `moved ${pct}% (ideal 33%)`);
+    assert.match(r.stdout, new RegExp(`to s3: ${m[1]}$`, 'm'), 'every moved key goes to the new shard');
+  });
+});
+
 describe('rwsplit demo', () => {
   test('starts a cluster and the proxy, serves a query, and stops everything on SIGINT with exit 0', async () => {
     const [pgPort, httpPort, redisPort] = await freePorts(3);

@@ -18,6 +18,10 @@ import { freePorts } from '../src/cluster/free-port.js';
 import { hashTagged } from '../src/sharding/hash-tag.js';
 import { KetamaRing } from '../src/sharding/ketama.js';
 import { twemproxyServerName, type ShardServer } from '../src/sharding/servers.js';
+import { pino } from 'pino';
+import { Rwsplit } from '../src/app.js';
+import { PgCluster } from '../src/cluster/pg-cluster.js';
+import { validateConfig } from '../src/config/load.js';
 
 const HOST = '127.0.0.1';
 const START_TIMEOUT_MS = 10_000;
@@ -309,7 +313,10 @@ describe('KetamaRing places keys exactly like twemproxy (nutcracker 0.5)', () =>
   let redisPorts: number[] = [];
   const keys = testKeys();
 
+  let pg: PgCluster | null = null;
+
   before(async () => {
+    pg = await PgCluster.start({ replicas: 0 }); // rwsplit's config needs a PostgreSQL node
     redisPorts = await freePorts(3);
     for (const port of redisPorts) {
       const args = [
@@ -330,6 +337,7 @@ describe('KetamaRing places keys exactly like twemproxy (nutcracker 0.5)', () =>
   });
 
   after(async () => {
+    await pg?.stop();
     await Promise.all(redis.map(stopProcess));
     rmSync(dir, { recursive: true, force: true });
   });
@@ -387,6 +395,33 @@ describe('KetamaRing places keys exactly like twemproxy (nutcracker 0.5)', () =>
       // Sanity: the case really spreads keys over all three servers.
       for (const count of perServer)
         assert.ok(count > keys.length / 10, `uneven spread ${perServer.join(',')}`);
+
+      // End to end: every key twemproxy wrote is found through rwsplit with the same pool.
+      const app = await Rwsplit.start(
+        validateConfig({
+          listen: { postgres: { port: 0 }, http: { port: 0 }, redis: { port: 0 } },
+          postgres: { nodes: pg!.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
+          redis: {
+            hash: { distribution: 'ketama', function: c.hash },
+            shards: servers.map((s, i) => ({
+              name: s.name,
+              weight: s.weight,
+              nodes: [{ id: `r${i}`, host: HOST, port: redisPorts[i] }],
+            })),
+          },
+        }),
+        { log: pino({ level: 'silent' }) },
+      );
+      try {
+        const reads = await runPipelined(
+          app.redis!.address!.port,
+          keys.map((k) => ['GET', k]),
+        );
+        const missing = reads.filter((r) => r !== '1' && !(Buffer.isBuffer(r) && r.toString() === '1'));
+        assert.equal(missing.length, 0, `${missing.length} of ${keys.length} keys not found through rwsplit`);
+      } finally {
+        await app.stop();
+      }
     });
   }
 });

@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { Rwsplit } from '../app.js';
 import { runDemo, type DemoOptions } from './demo.js';
+import { ringMovementReport } from './ring.js';
 import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
 
@@ -53,6 +54,17 @@ export async function main(argv: string[]): Promise<void> {
       const app = await Rwsplit.start(config, { configPath: opts.config });
       await waitForSignal();
       await app.stop();
+    });
+
+  program
+    .command('ring')
+    .description('report which fraction of Redis keys a shard change would move')
+    .requiredOption('--config <file>', 'YAML configuration file with a redis section')
+    .option('--add <name[:weight]>', 'a shard to add')
+    .option('--remove <name>', 'a shard to remove')
+    .option('--keys <n>', 'keys to sample', (v) => Number(v), 100_000)
+    .action((opts: { config: string; add?: string; remove?: string; keys: number }) => {
+      console.log(ringMovementReport(opts));
     });
 
   program
