@@ -188,6 +188,8 @@ describe('Redis through the proxy', () => {
 
   test('malformed RESP, a 2^40 bulk length and an unknown command: -ERR, only that client affected', async () => {
     const bystander = client();
+    const load = redisBenchmark(stack.port, ['-t', 'get,set', '-n', '30000', '-c', '20', '-q']);
+    await new Promise((r) => setTimeout(r, 200));
     const garbage = await raw(stack.port, '*2\r\n$3\r\nGET\r\nxx\r\n');
     assert.match(garbage.reply, /^-ERR Protocol error/);
     assert.ok(garbage.closed);
@@ -198,6 +200,10 @@ describe('Redis through the proxy', () => {
     assert.match(unknown.reply, /^-ERR unknown command 'nosuchcmd1'/);
     assert.equal(unknown.closed, false, 'an unknown command does not close the connection');
     assert.equal(await bystander.ping(), 'PONG');
+    const bench = await load;
+    assert.equal(bench.code, 0, bench.out);
+    assert.match(bench.out, /GET: [\d.]+ requests per second/, bench.out);
+    assert.doesNotMatch(bench.out, /error/i, bench.out);
   });
 
   test('a SIGSTOPped replica leaves rotation; reads keep working', async () => {
