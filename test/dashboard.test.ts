@@ -2,7 +2,8 @@
  * End to end in a real browser: Debian's headless Chromium (through playwright-core) opens
  * the dashboard of a running stack under load, sees every node and the charts move, and
  * after `kill -9` of a replica sees it shown as down and the event in the timeline.
- * Writes docs/dashboard.png (the screenshot README shows).
+ * With RWSPLIT_UPDATE_SCREENSHOT=1 it rewrites docs/dashboard.png (the screenshot README
+ * shows); otherwise the screenshot goes to a temporary file, so a test run leaves the tree as it was.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -117,6 +118,11 @@ describe('dashboard in headless Chromium', () => {
       async () => Number(await charts.getAttribute('data-sample-at')) > settled,
       3000,
     );
-    await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
+    const shot =
+      process.env.RWSPLIT_UPDATE_SCREENSHOT === '1'
+        ? 'docs/dashboard.png'
+        : path.join(profile, 'dashboard.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(existsSync(shot), 'screenshot written');
   });
 });
