@@ -213,7 +213,7 @@ function routingSection(runs: RedisRunResult[]): string {
 /** A warning when other work kept the cores busy before the run: then only CPU µs/req is steady. */
 function busyWarning(m: BaseMachineInfo): string {
   const load = m.loadAverageAtStart[0] ?? 0;
-  return load < m.nproc / 2
+  return load < m.nproc
     ? ''
     : ` **The box was busy** (1-minute load ${load} on ${m.nproc} cores): rps and ratios are noisy; ` +
         'proxy CPU µs/req is the steadier figure.';
