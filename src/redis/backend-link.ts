@@ -101,15 +101,34 @@ export class RedisLink {
     return this.callbacks.length - this.head;
   }
 
-  /** Writes one command (or several, as one buffer with one callback per command via sendMany). */
+  /** Writes one command; its reply goes to `cb`. */
   send(raw: Buffer, cb: ReplyCallback): boolean {
     if (this.closed) {
       cb(null, null);
       return true;
     }
     this.callbacks.push(cb);
+    this.corkForTick();
     return this.socket.write(raw);
   }
+
+  /**
+   * Commands written in one event-loop tick (a client's pipeline, or many clients' commands
+   * read in one poll) leave in one system call: the socket is corked on the first write of
+   * the tick and uncorked on the next tick.
+   */
+  private corkForTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(this.uncork);
+  }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** Writes several commands in one write, with their callbacks in order. */
   sendMany(raw: Buffer, cbs: ReplyCallback[]): boolean {
@@ -118,6 +137,7 @@ export class RedisLink {
       return true;
     }
     for (const cb of cbs) this.callbacks.push(cb);
+    this.corkForTick();
     return this.socket.write(raw);
   }
 

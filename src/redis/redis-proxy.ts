@@ -143,7 +143,7 @@ export class RedisProxy implements ConnectionStatsSource {
       maxBulkBytes: this.config.limits.maxBulkBytes,
       maxArrayLength: this.config.limits.maxArrayLength,
     });
-    const onCommand = (args: Buffer[]): void => session.onCommand(args);
+    const onCommand = (args: Buffer[], raw: Buffer): void => session.onCommand(args, raw);
     socket.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk, onCommand);

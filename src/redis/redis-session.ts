@@ -80,7 +80,8 @@ export class RedisSession implements LocalContext {
     return this.ctx.checkPassword(user, password);
   }
 
-  onCommand(args: Buffer[]): void {
+  /** `raw` is the command's bytes as the client sent them: forwarded as-is where nothing changes. */
+  onCommand(args: Buffer[], raw: Buffer): void {
     if (this.closed) return;
     const name = args[0]!.toString('latin1').toLowerCase();
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
@@ -118,7 +119,7 @@ export class RedisSession implements LocalContext {
       this.pubSub().command(name, args);
       return;
     }
-    this.routeKeyed(name, info, args);
+    this.routeKeyed(name, info, args, raw);
   }
 
   /** Commands whose routing is not "the keys' shard". Returns true when handled. */
@@ -181,19 +182,23 @@ export class RedisSession implements LocalContext {
     }
   }
 
-  private routeKeyed(name: string, info: CommandInfo, args: Buffer[]): void {
+  private routeKeyed(name: string, info: CommandInfo, args: Buffer[], raw: Buffer): void {
     const positions = this.ctx.commands.keyPositions(info, args);
     if (positions === null) {
       this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
       return;
     }
-    const shards = new Set(positions.map((p) => this.ctx.shards.shardOf(args[p]!)));
+    // One key (the common case) needs no set.
+    const shards =
+      positions.length === 1
+        ? new Set([this.ctx.shards.shardOf(args[positions[0]!]!)])
+        : new Set(positions.map((p) => this.ctx.shards.shardOf(args[p]!)));
     if (this.watch) {
       if (shards.size > 1 || (shards.size === 1 && !shards.has(this.watch.shard))) {
         this.slots.answer(CROSSSLOT('a command during WATCH'));
         return;
       }
-      this.watch.link.send(encodeCommand(args), this.filler(this.slots.open()));
+      this.watch.link.send(raw, this.filler(this.slots.open()));
       return;
     }
     if (shards.size > 1) {
@@ -204,11 +209,10 @@ export class RedisSession implements LocalContext {
     }
     const shard = shards.size === 1 ? [...shards][0]! : 0;
     if (info.blocking) {
-      this.blocking(shard, args);
+      this.blocking(shard, raw);
       return;
     }
     const slot = this.slots.open();
-    const raw = encodeCommand(args);
     if (info.readonly && !info.write) this.read(shard, raw, slot, null);
     else this.sendTo(this.primaryOf(shard), raw, slot);
   }
@@ -333,7 +337,7 @@ export class RedisSession implements LocalContext {
   }
 
   /** Blocking commands (BLPOP, XREAD BLOCK, …) get a connection of their own for their duration. */
-  private blocking(shard: number, args: Buffer[]): void {
+  private blocking(shard: number, raw: Buffer): void {
     const slot = this.slots.open();
     const node = this.primaryOf(shard);
     if (!node) {
@@ -348,9 +352,9 @@ export class RedisSession implements LocalContext {
           return;
         }
         this.dedicatedInUse.add(link);
-        link.send(encodeCommand(args), (raw) => {
+        link.send(raw, (reply) => {
           this.dedicatedInUse.delete(link);
-          this.slots.fill(slot, raw ?? encodeError(`rwsplit lost its connection to ${node.spec.id}`));
+          this.slots.fill(slot, reply ?? encodeError(`rwsplit lost its connection to ${node.spec.id}`));
           this.ctx.shards.releaseDedicated(node, link, this.resp3);
         });
       },

@@ -27,6 +27,8 @@ interface NodeLinks {
 
 export class ShardSet {
   private readonly nodeLinks = new Map<string, NodeLinks>();
+  /** per node: its links for RESP2 and RESP3 clients, found without building a key */
+  private readonly byNode = new WeakMap<NodeStatus, [NodeLinks | null, NodeLinks | null]>();
 
   constructor(
     readonly shards: Shard[],
@@ -121,6 +123,16 @@ export class ShardSet {
   }
 
   private entry(node: NodeStatus, resp3: boolean): NodeLinks {
+    let pair = this.byNode.get(node);
+    if (!pair) this.byNode.set(node, (pair = [null, null]));
+    const cached = pair[resp3 ? 1 : 0];
+    if (cached) return cached;
+    const made = this.makeEntry(node, resp3);
+    pair[resp3 ? 1 : 0] = made;
+    return made;
+  }
+
+  private makeEntry(node: NodeStatus, resp3: boolean): NodeLinks {
     const key = `${node.spec.id}\0${resp3 ? 3 : 2}`;
     let entry = this.nodeLinks.get(key);
     if (!entry) {
