@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { pgbench, summary } from './support/pgbench.js';
-import { startStack, waitFor, type Stack } from './support/stack.js';
+import { nodeStates, startStack, waitFor, type Stack } from './support/stack.js';
 
 /** Connects a raw socket, sends `bytes`, and resolves with what came back before the proxy closed it. */
 function sendRaw(
@@ -89,10 +89,7 @@ describe('faults: a dead replica and hostile clients', () => {
     stack.cluster.signalTree(victim.id, 'SIGSTOP');
     try {
       await waitFor(`${victim.id} reported down`, async () => {
-        const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
-          id: string;
-          state: string;
-        }[];
+        const nodes = await nodeStates(stack.httpPort);
         return nodes.find((n) => n.id === victim.id)?.state === 'down';
       });
       const r = await load;
@@ -102,10 +99,7 @@ describe('faults: a dead replica and hostile clients', () => {
       stack.cluster.signalTree(victim.id, 'SIGCONT');
     }
     await waitFor(`${victim.id} back up`, async () => {
-      const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
-        id: string;
-        state: string;
-      }[];
+      const nodes = await nodeStates(stack.httpPort);
       return nodes.find((n) => n.id === victim.id)?.state === 'up';
     });
   });
@@ -119,18 +113,12 @@ describe('faults: a dead replica and hostile clients', () => {
     assert.equal(r.code, 0, summary(r));
     assert.equal(r.failed, 0, summary(r));
     assert.doesNotMatch(r.output, /aborted|error/i, summary(r));
-    const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
-      id: string;
-      state: string;
-    }[];
+    const nodes = await nodeStates(stack.httpPort);
     assert.equal(nodes.find((n) => n.id === victim.id)?.state, 'down');
     // It comes back into rotation once it answers again.
     await stack.cluster.restart(victim.id);
     await waitFor(`${victim.id} back up`, async () => {
-      const again = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
-        id: string;
-        state: string;
-      }[];
+      const again = await nodeStates(stack.httpPort);
       return again.find((n) => n.id === victim.id)?.state === 'up';
     });
   });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { startRedisStack, type RedisStack } from './support/redis-stack.js';
-import { waitFor } from './support/stack.js';
+import { nodeStates, waitFor } from './support/stack.js';
 
 function raw(
   port: number,
@@ -212,10 +212,7 @@ describe('Redis through the proxy', () => {
     stack.redis.signal(victim.id, 'SIGSTOP');
     try {
       await waitFor(`${victim.id} down`, async () => {
-        const nodes = (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as {
-          id: string;
-          state: string;
-        }[];
+        const nodes = await nodeStates(stack.httpPort);
         return nodes.find((n) => n.id === victim.id)?.state === 'down';
       });
       const c = client();

@@ -1,17 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startStack, waitFor, whereRuns, type Stack } from './support/stack.js';
-
-interface NodeRow {
-  id: string;
-  state: string;
-  lagBytes: number | null;
-}
+import { nodeStates, startStack, waitFor, whereRuns, type Stack } from './support/stack.js';
 
 describe('bounded staleness with a replica whose replay is paused', () => {
   let stack: Stack;
-  const nodes = async (): Promise<NodeRow[]> =>
-    (await (await fetch(`http://127.0.0.1:${stack.httpPort}/api/nodes`)).json()) as NodeRow[];
+  const nodes = () => nodeStates(stack.httpPort);
 
   before(async () => {
     stack = await startStack({

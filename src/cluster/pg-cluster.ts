@@ -24,6 +24,7 @@ import type { AuthMethod } from './pg-config.js';
 import { quorumStandbyNames } from './pg-config.js';
 import { Postmaster, waitPortRefuses } from './postmaster.js';
 import { childPids, signalQuietly } from './process-tree.js';
+import { parseLsn } from '../core/lag.js';
 import { resolvePgRunAs, type RunAs } from './run-as.js';
 import { queryRows, withClient, type SqlTarget } from './sql.js';
 
@@ -104,12 +105,7 @@ function connectionString(port: number, password: string | undefined): string {
   return `postgresql://${auth}@127.0.0.1:${port}/postgres`;
 }
 
-/** Parses a pg_lsn text ('16/B374D848') into a comparable integer. */
-export function parseLsn(lsn: string): bigint {
-  const [hi, lo] = lsn.split('/');
-  if (hi === undefined || lo === undefined) throw new Error(`not an LSN: ${lsn}`);
-  return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
-}
+export { parseLsn } from '../core/lag.js';
 
 /** A running local primary + replicas cluster. Create with {@link PgCluster.start}. */
 export class PgCluster {

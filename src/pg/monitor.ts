@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { lsnDiff, parseLsn, PositionHistory } from '../core/lag.js';
 import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
+import { withDeadline } from '../util/deadline.js';
 
 export interface MonitorOptions {
   intervalMs: number;
@@ -121,21 +122,16 @@ export class PgMonitor {
   private async probe(n: NodeStatus): Promise<Probe | null> {
     const id = n.spec.id;
     let client = this.clients.get(id);
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${this.opts.timeoutMs} ms`)),
-          this.opts.timeoutMs,
-        );
+      const row = await withDeadline(this.opts.timeoutMs, async (deadline) => {
+        if (!client) {
+          client = this.newClient(n);
+          this.clients.set(id, client);
+          await Promise.race([client.connect(), deadline]);
+        }
+        const res = await Promise.race([client.query<Record<string, unknown>>(PROBE_SQL), deadline]);
+        return res.rows[0]!;
       });
-      if (!client) {
-        client = this.newClient(n);
-        this.clients.set(id, client);
-        await Promise.race([client.connect(), timeout]);
-      }
-      const res = await Promise.race([client.query<Record<string, unknown>>(PROBE_SQL), timeout]);
-      const row = res.rows[0]!;
       return {
         inRecovery: row.r === true,
         currentLsn: (row.cur as string | null) ?? null,
@@ -153,8 +149,6 @@ export class PgMonitor {
       if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
       this.topology.markDown(id, reason);
       return null;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { PositionHistory } from '../core/lag.js';
 import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
+import { withDeadline } from '../util/deadline.js';
 import { RedisLink } from './backend-link.js';
 import { encodeCommand, parseReply } from './resp/index.js';
 
@@ -97,32 +98,32 @@ export class RedisMonitor {
 
   private async probe(n: NodeStatus, t: Topology): Promise<RoleProbe | null> {
     const id = n.spec.id;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${this.opts.timeoutMs} ms`)),
-          this.opts.timeoutMs,
-        );
-      });
-      let link = this.links.get(id);
-      if (!link || link.closed) {
-        link = await Promise.race([
-          RedisLink.connect(
+      const raw = await withDeadline(this.opts.timeoutMs, async (deadline) => {
+        let link = this.links.get(id);
+        if (!link || link.closed) {
+          const connecting = RedisLink.connect(
             { nodeId: id, host: n.spec.host, port: n.spec.port },
             { resp3: false, connectTimeoutMs: this.opts.timeoutMs, ...this.credentials() },
-          ),
-          timeout,
-        ]);
-        this.links.set(id, link);
-      }
-      const l = link;
-      const raw = await Promise.race([
-        new Promise<Buffer>((resolve, reject) =>
+          );
+          try {
+            link = await Promise.race([connecting, deadline]);
+          } catch (err) {
+            // Lost the race: a connection that completes later must not linger.
+            connecting.then(
+              (late) => late.destroy('probe gave up'),
+              () => undefined,
+            );
+            throw err;
+          }
+          this.links.set(id, link);
+        }
+        const l = link;
+        const reply = new Promise<Buffer>((resolve, reject) =>
           l.send(ROLE, (r) => (r ? resolve(r) : reject(new Error('connection lost')))),
-        ),
-        timeout,
-      ]);
+        );
+        return Promise.race([reply, deadline]);
+      });
       return parseRole(raw);
     } catch (err) {
       this.links.get(id)?.destroy('probe failed');
@@ -131,8 +132,6 @@ export class RedisMonitor {
       if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
       t.markDown(id, reason);
       return null;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -9,7 +9,6 @@ import type { ReadRouter } from '../core/read-router.js';
 import type { Topology } from '../core/topology.js';
 import type { RedisConfig } from '../config/schema.js';
 import { createRing } from '../sharding/ring.js';
-import { twemproxyServerName } from '../sharding/servers.js';
 import { RedisLink, type LinkOptions } from './backend-link.js';
 import { CommandTable } from './command-table.js';
 import { RedisSession, type RedisSessionContext } from './redis-session.js';
@@ -181,9 +180,4 @@ export class RedisProxy implements ConnectionStatsSource {
       sessionClosed: (id) => this.sessions.delete(id),
     };
   }
-}
-
-/** Display name of a shard server on the ring (what twemproxy would hash). */
-export function ringName(host: string, port: number, name?: string): string {
-  return twemproxyServerName(host, port, name);
 }

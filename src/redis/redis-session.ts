@@ -242,7 +242,7 @@ export class RedisSession implements LocalContext {
     const chosen = node;
     this.ctx.stats.routed(chosen.spec.id, true);
     this.withLink(chosen, slot, (link) =>
-      link.send(raw, (reply, info) => {
+      link.send(raw, (reply) => {
         if (reply !== null) {
           this.slots.fill(slot, reply);
           return;
@@ -251,7 +251,6 @@ export class RedisSession implements LocalContext {
         const tried = failed ?? new Set<string>();
         tried.add(chosen.spec.id);
         this.ctx.stats.retried(chosen.spec.id);
-        void info;
         this.read(shard, raw, slot, tried);
       }),
     );

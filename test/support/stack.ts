@@ -90,6 +90,14 @@ export async function whereRuns(
   return stack.nodeByPort.get(port) ?? `unknown port ${port}`;
 }
 
+/** `GET /api/nodes` of a running instance: each node's id and state (and the rest). */
+export async function nodeStates(
+  httpPort: number,
+): Promise<{ id: string; state: string; lagBytes: number | null }[]> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/nodes`);
+  return (await res.json()) as { id: string; state: string; lagBytes: number | null }[];
+}
+
 /** Polls `check` until it returns true or the time runs out (then throws with `what`). */
 export async function waitFor(
   what: string,
