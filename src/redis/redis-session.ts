@@ -61,6 +61,8 @@ export class RedisSession implements LocalContext {
   private watch: { link: RedisLink; shard: number; node: NodeStatus } | null = null;
   private pubsub: PubSub | null = null;
   private readonly dedicatedInUse = new Set<RedisLink>();
+  /** the replica chosen per shard in this tick (see read) */
+  private readonly tickPicks = new Map<number, NodeStatus>();
   private closed = false;
 
   constructor(
@@ -228,12 +230,19 @@ export class RedisSession implements LocalContext {
     let node: NodeStatus | null;
     if (this.ctx.readFrom === 'primary') node = s.topology.primary() ?? null;
     else {
-      const pick = s.readRouter.pick(failed ?? undefined);
-      if (!pick.ok) {
-        this.slots.fill(slot, encodeError(`${pick.message}. ${pick.hint}`, 'CLUSTERDOWN'));
-        return;
+      // The reads of one pipeline (one tick) share a replica: one write to one link instead of
+      // one per replica; the balancer still spreads pipelines and clients.
+      const sticky = failed ? undefined : this.tickPicks.get(shard);
+      if (sticky && sticky.reachable && !sticky.lagging && !sticky.fenced) node = sticky;
+      else {
+        const pick = s.readRouter.pick(failed ?? undefined);
+        if (!pick.ok) {
+          this.slots.fill(slot, encodeError(`${pick.message}. ${pick.hint}`, 'CLUSTERDOWN'));
+          return;
+        }
+        node = pick.node;
+        this.rememberForTick(shard, node);
       }
-      node = pick.node;
     }
     if (!node) {
       this.slots.fill(slot, encodeError(`no node of shard ${s.name} can serve this read`, 'CLUSTERDOWN'));
@@ -254,6 +263,11 @@ export class RedisSession implements LocalContext {
         this.read(shard, raw, slot, tried);
       }),
     );
+  }
+
+  private rememberForTick(shard: number, node: NodeStatus): void {
+    if (this.tickPicks.size === 0) process.nextTick(() => this.tickPicks.clear());
+    this.tickPicks.set(shard, node);
   }
 
   private sendTo(node: NodeStatus | null, raw: Buffer, slot: Slot): void {
