@@ -85,3 +85,19 @@ export function killTree(pid: number): number[] {
   for (const child of children) signalQuietly(child, 'SIGKILL');
   return children;
 }
+
+/**
+ * Resolves true once `promise` settles, false after `timeoutMs`. The timer is cleared either
+ * way: a pending timer would keep the test process alive after the cluster stopped.
+ */
+export async function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { ClusterError } from './errors.js';
-import { isProcessAlive, killTree, signalQuietly } from './process-tree.js';
+import { isProcessAlive, killTree, settlesWithin, signalQuietly } from './process-tree.js';
 import { redisCommand } from './redis-client.js';
 
 /** Environment variable naming the redis-server binary to use instead of the one on PATH. */
@@ -230,21 +230,5 @@ export class RedisProcess {
   killSync(): void {
     const pid = this.pid;
     if (pid !== undefined) killTree(pid);
-  }
-}
-
-/**
- * Resolves true once `promise` settles, false after `timeoutMs`. The timer is cleared either
- * way: a pending timer would keep the test process alive after the cluster stopped.
- */
-async function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
