@@ -9,7 +9,6 @@ import type { Classifier } from './classifier/classify.js';
 import {
   CLOSE_COMPLETE,
   decodeBindHead,
-  decodeParse,
   decodeTarget,
   encodeBindWithStatement,
   encodeParse,
@@ -19,7 +18,7 @@ import {
   PARSE_COMPLETE,
 } from './protocol/index.js';
 import { Expect, type ResponseTracker } from './response-tracker.js';
-import { classifyQuery } from './route-decision.js';
+import { classifyQuery, parseOf } from './route-decision.js';
 import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
 
 /** Server-side prepared statements kept per backend connection before the oldest is closed. */
@@ -165,7 +164,7 @@ export class BatchTranslator {
   }
 
   private parse(frame: Buffer, conn: BackendConnection): string | null {
-    const msg = decodeParse(frame);
+    const msg = parseOf(frame);
     const classification = this.classifier.classify(msg.query);
     const key = statementKey(msg.query, msg.paramTypes);
     this.unsynced = true;

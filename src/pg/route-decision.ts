@@ -3,7 +3,13 @@
  * Reads only what routing needs: the text of Query and Parse, the statement a Bind names.
  */
 import type { Classification, Classifier } from './classifier/classify.js';
-import { decodeBindHead, decodeParse, decodeQuery, FrontendCode } from './protocol/index.js';
+import {
+  decodeBindHead,
+  decodeParse,
+  decodeQuery,
+  FrontendCode,
+  type ParseMessage,
+} from './protocol/index.js';
 import type { RouteReason } from './session-context.js';
 import type { ClientStatements } from './statement-registry.js';
 
@@ -20,6 +26,18 @@ export function classifyQuery(classifier: Classifier, frame: Buffer): Classifica
   memoFrame = frame;
   memoClassification = c;
   return c;
+}
+
+let parseMemoFrame: Buffer | null = null;
+let parseMemo: ParseMessage | null = null;
+
+/** Decodes a Parse frame, with the same one-entry identity memo (router, then translator). */
+export function parseOf(frame: Buffer): ParseMessage {
+  if (frame === parseMemoFrame) return parseMemo!;
+  const msg = decodeParse(frame);
+  parseMemoFrame = frame;
+  parseMemo = msg;
+  return msg;
 }
 
 export interface RouteDecision {
@@ -53,7 +71,7 @@ export function decideRoute(
         c = classifyQuery(classifier, frame);
         break;
       case FrontendCode.Parse:
-        c = classifier.classify(decodeParse(frame).query);
+        c = classifier.classify(parseOf(frame).query);
         break;
       case FrontendCode.Bind:
         c = statements.get(decodeBindHead(frame).statement)?.classification ?? null;
