@@ -34,7 +34,7 @@ export interface NodeStatus {
 export interface TopologyEvent {
   at: number;
   node: string;
-  type: 'down' | 'up' | 'lagging' | 'caught-up' | 'role-change';
+  type: 'down' | 'up' | 'lagging' | 'caught-up' | 'role-change' | 'fenced' | 'unfenced';
   detail: string;
 }
 
@@ -129,6 +129,21 @@ export class Topology extends EventEmitter {
     n.lagging = lagging;
     const lag = `lag ${n.lagBytes ?? '?'} bytes, ${n.lagMs ?? '?'} ms`;
     this.record(n, lagging ? 'lagging' : 'caught-up', lag);
+  }
+
+  /** Takes a node out of all routing (an old primary that came back as primary: split brain). */
+  fence(id: string, reason: string): void {
+    const n = this.byId.get(id);
+    if (!n || n.fenced) return;
+    n.fenced = true;
+    this.record(n, 'fenced', reason);
+  }
+
+  unfence(id: string, reason: string): void {
+    const n = this.byId.get(id);
+    if (!n || !n.fenced) return;
+    n.fenced = false;
+    this.record(n, 'unfenced', reason);
   }
 
   private record(n: NodeStatus, type: TopologyEvent['type'], detail: string): void {

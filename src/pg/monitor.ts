@@ -39,6 +39,9 @@ const PROBE_SQL = `SELECT pg_is_in_recovery() AS r,
 export class PgMonitor {
   private readonly clients = new Map<string, pg.Client>();
   private readonly history = new PositionHistory();
+  /** nodes this monitor fenced as stale primaries (operators' drains are not ours to lift) */
+  private readonly staleFenced = new Set<string>();
+  private lastPrimary: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private stopped = false;
@@ -94,6 +97,13 @@ export class PgMonitor {
       n.position = p.inRecovery ? p.replayLsn : p.currentLsn;
       if (!p.inRecovery && p.currentLsn && !n.fenced) primaryLsn = parseLsn(p.currentLsn);
     });
+    const newest = this.fenceStalePrimaries(results);
+    if (newest && !newest.fenced && newest.position) primaryLsn = parseLsn(newest.position);
+    if (newest && newest.spec.id !== this.lastPrimary) {
+      // A new primary (promotion): its WAL positions are not comparable with the old history.
+      if (this.lastPrimary !== null) this.history.clear();
+      this.lastPrimary = newest.spec.id;
+    }
     if (primaryLsn === null) return; // no primary answered: keep the last lag figures
     this.history.record(primaryLsn, now);
     this.topology.nodes.forEach((n, i) => {
@@ -103,6 +113,12 @@ export class PgMonitor {
           n.lagBytes = 0;
           n.lagMs = 0;
         }
+        return;
+      }
+      // A replica still on an older timeline follows a primary that is no longer the primary:
+      // its data is another history, so it serves no reads until it follows the new one.
+      if (newest?.timeline != null && p.timeline !== null && p.timeline < newest.timeline) {
+        this.topology.setLagging(n.spec.id, true);
         return;
       }
       if (p.replayLsn === null) {
@@ -117,6 +133,32 @@ export class PgMonitor {
       const eligible = this.staleness.observe(n.spec.id, n.lagBytes, n.lagMs);
       this.topology.setLagging(n.spec.id, !eligible);
     });
+  }
+
+  /**
+   * Two nodes answering as primary (an old primary restarted after a promotion): the one on
+   * the highest timeline is the primary; the others are fenced — never routed to — until they
+   * come back as replicas. Returns the primary (or null when none answered as one).
+   */
+  private fenceStalePrimaries(results: (Probe | null)[]): NodeStatus | null {
+    const primaries = this.topology.nodes.filter((n, i) => results[i] && !results[i]!.inRecovery);
+    let newest: NodeStatus | null = null;
+    for (const n of primaries) if (!newest || (n.timeline ?? -1) > (newest.timeline ?? -1)) newest = n;
+    for (const n of primaries) {
+      if (n === newest || (n.timeline ?? -1) >= (newest!.timeline ?? -1)) continue;
+      this.staleFenced.add(n.spec.id);
+      this.topology.fence(
+        n.spec.id,
+        `reports itself primary on timeline ${n.timeline}, behind ${newest!.spec.id} on timeline ${newest!.timeline}: fenced until it rejoins as a replica`,
+      );
+    }
+    this.topology.nodes.forEach((n, i) => {
+      if (this.staleFenced.has(n.spec.id) && results[i]?.inRecovery) {
+        this.staleFenced.delete(n.spec.id);
+        this.topology.unfence(n.spec.id, 'rejoined as a replica');
+      }
+    });
+    return newest;
   }
 
   private async probe(n: NodeStatus): Promise<Probe | null> {
