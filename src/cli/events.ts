@@ -1,4 +1,5 @@
 /** `rwsplit events`: fetches /api/events from a running instance and prints a table. */
+import { fetchAdminJson } from './admin-client.js';
 import { InvalidArgumentError } from 'commander';
 import type { LogEvent } from '../admin/event-log.js';
 
@@ -42,16 +43,6 @@ export function formatEventTable(events: readonly LogEvent[], time = formatTime)
 }
 
 export async function printEvents(base: string, since?: number): Promise<void> {
-  const url = new URL('/api/events', base);
-  if (since !== undefined) url.searchParams.set('since', String(since));
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  } catch (err) {
-    throw new Error(
-      `cannot reach rwsplit's admin server at ${base} (${(err as Error).message}); is it running? pass --http URL`,
-    );
-  }
-  if (!res.ok) throw new Error(`${url} answered ${res.status}: ${await res.text()}`);
-  console.log(formatEventTable((await res.json()) as LogEvent[]));
+  const query: Record<string, string> = since === undefined ? {} : { since: String(since) };
+  console.log(formatEventTable(await fetchAdminJson<LogEvent[]>(base, '/api/events', query)));
 }

@@ -1,4 +1,5 @@
 /** `rwsplit status`: fetches /api/nodes from a running instance and prints a table. */
+import { fetchAdminJson } from './admin-client.js';
 import type { NodeReport } from '../admin/reports.js';
 
 export function formatNodeTable(nodes: readonly NodeReport[]): string {
@@ -26,15 +27,5 @@ export function formatNodeTable(nodes: readonly NodeReport[]): string {
 }
 
 export async function printStatus(base: string): Promise<void> {
-  const url = new URL('/api/nodes', base);
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  } catch (err) {
-    throw new Error(
-      `cannot reach rwsplit's admin server at ${base} (${(err as Error).message}); is it running? pass --http URL`,
-    );
-  }
-  if (!res.ok) throw new Error(`${url} answered ${res.status}`);
-  console.log(formatNodeTable((await res.json()) as NodeReport[]));
+  console.log(formatNodeTable(await fetchAdminJson<NodeReport[]>(base, '/api/nodes')));
 }

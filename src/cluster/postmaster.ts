@@ -4,11 +4,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { ClusterError } from './errors.js';
-import { isProcessAlive, killTree, settlesWithin, signalQuietly } from './process-tree.js';
+import { followChild, isProcessAlive, killTree, settlesWithin, signalQuietly } from './process-tree.js';
 import { pgChildEnv, type RunAs } from './run-as.js';
 import { withClient, type SqlTarget } from './sql.js';
 
@@ -78,23 +77,15 @@ export class Postmaster {
     this.child = child;
     this.alive = true;
     this.tail.length = 0; // start-up errors are judged on this run's lines only
-    this.exited = new Promise((resolve) => {
-      const onGone = (): void => {
+    // `closed` waits for the postmaster's children too (they hold its pipes).
+    ({ exited: this.exited, closed: this.closed } = followChild(
+      child,
+      this.opts.postgresBin,
+      (l) => this.record(l),
+      () => {
         if (this.child === child) this.alive = false;
-        resolve();
-      };
-      child.once('exit', onGone);
-      child.once('error', (err) => {
-        this.record(`[launcher] cannot spawn ${this.opts.postgresBin}: ${err.message}`);
-        onGone();
-      });
-    });
-    // 'close' fires once every holder of the pipes is gone, i.e. the postmaster's children too.
-    this.closed = new Promise((resolve) => child.once('close', () => resolve()));
-    for (const stream of [child.stdout, child.stderr]) {
-      if (stream !== null)
-        createInterface({ input: stream, crlfDelay: Infinity }).on('line', (l) => this.record(l));
-    }
+      },
+    ));
   }
 
   private record(line: string): void {

@@ -6,7 +6,9 @@
  * while any of them is attached to the old shared memory a restart fails with "pre-existing
  * shared memory block is still in use". A "node crash" therefore kills the whole tree.
  */
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 
 interface ProcStat {
   state: string;
@@ -100,4 +102,33 @@ export async function settlesWithin(promise: Promise<unknown>, timeoutMs: number
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Follows a spawned server: `exited` resolves when the process is gone (or could not be
+ * spawned, which `record` is told), `closed` once every holder of its pipes is gone (its
+ * children too); each output line goes to `record`.
+ */
+export function followChild(
+  child: ChildProcess,
+  binary: string,
+  record: (line: string) => void,
+  onGone: () => void,
+): { exited: Promise<void>; closed: Promise<void> } {
+  const exited = new Promise<void>((resolve) => {
+    const gone = (): void => {
+      onGone();
+      resolve();
+    };
+    child.once('exit', gone);
+    child.once('error', (err) => {
+      record(`[launcher] cannot spawn ${binary}: ${err.message}`);
+      gone();
+    });
+  });
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  for (const stream of [child.stdout, child.stderr]) {
+    if (stream !== null) createInterface({ input: stream, crlfDelay: Infinity }).on('line', record);
+  }
+  return { exited, closed };
 }

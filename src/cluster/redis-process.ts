@@ -7,11 +7,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { ClusterError } from './errors.js';
-import { isProcessAlive, killTree, settlesWithin, signalQuietly } from './process-tree.js';
+import { followChild, isProcessAlive, killTree, settlesWithin, signalQuietly } from './process-tree.js';
 import { redisCommand } from './redis-client.js';
 
 /** Environment variable naming the redis-server binary to use instead of the one on PATH. */
@@ -137,23 +136,15 @@ export class RedisProcess {
     const child = spawn(this.opts.binary, args, { cwd: this.opts.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.alive = true;
-    this.exited = new Promise((resolve) => {
-      const onGone = (): void => {
+    // `closed` waits for any child the server forked too (they hold its pipes).
+    ({ exited: this.exited, closed: this.closed } = followChild(
+      child,
+      this.opts.binary,
+      (l) => this.record(l),
+      () => {
         if (this.child === child) this.alive = false;
-        resolve();
-      };
-      child.once('exit', onGone);
-      child.once('error', (err) => {
-        this.record(`[launcher] cannot spawn ${this.opts.binary}: ${err.message}`);
-        onGone();
-      });
-    });
-    // 'close' fires once every holder of the pipes is gone: the server and any child it forked.
-    this.closed = new Promise((resolve) => child.once('close', () => resolve()));
-    for (const stream of [child.stdout, child.stderr]) {
-      if (stream !== null)
-        createInterface({ input: stream, crlfDelay: Infinity }).on('line', (l) => this.record(l));
-    }
+      },
+    ));
   }
 
   private record(line: string): void {
