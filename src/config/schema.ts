@@ -54,6 +54,13 @@ const staleness = z
     returnRatio: 0.5,
   });
 
+/** How often each node is probed, how long a probe may take, answers before a node returns. */
+const probeTiming = {
+  intervalMs: z.number().int().min(50).default(500),
+  timeoutMs: z.number().int().min(50).default(1000),
+  upAfter: z.number().int().min(1).default(2),
+};
+
 const redisSchema = z.strictObject({
   shards: z
     .array(
@@ -91,13 +98,7 @@ const redisSchema = z.strictObject({
     })
     .default({ size: 2, connectTimeoutMs: 3000 }),
   staleness,
-  monitor: z
-    .strictObject({
-      intervalMs: z.number().int().min(50).default(500),
-      timeoutMs: z.number().int().min(50).default(1000),
-      upAfter: z.number().int().min(1).default(2),
-    })
-    .default({ intervalMs: 500, timeoutMs: 1000, upAfter: 2 }),
+  monitor: z.strictObject(probeTiming).default({ intervalMs: 500, timeoutMs: 1000, upAfter: 2 }),
   limits: z
     .strictObject({
       maxBulkBytes: z
@@ -159,9 +160,7 @@ export const configSchema = z.strictObject({
     staleness,
     monitor: z
       .strictObject({
-        intervalMs: z.number().int().min(50).default(500),
-        timeoutMs: z.number().int().min(50).default(1000),
-        upAfter: z.number().int().min(1).default(2),
+        ...probeTiming,
         database: z.string().min(1).default('postgres'),
         user: z.string().min(1).optional(),
         password: z.string().min(1).optional(),
