@@ -49,7 +49,7 @@ export class Rwsplit {
       pgc.nodes.map((n) => ({
         id: n.id,
         kind: 'postgres',
-        shard: 'default',
+        shard: n.shard,
         host: n.host,
         port: n.port,
         weight: n.weight,

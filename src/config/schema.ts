@@ -20,6 +20,58 @@ const pgNode = z.strictObject({
   weight: z.number().min(0).default(1),
 });
 
+/** A PostgreSQL node: a pgNode with the shard it belongs to (one shard, "default", unless sharded). */
+const pgShardNode = pgNode.extend({
+  shard: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"')
+    .default('default'),
+});
+
+/** Read consistency levels (DESIGN.md capability 7); a session may change its own. */
+export const consistencyLevels = ['eventual', 'bounded', 'read-your-writes', 'strong'] as const;
+export type ConsistencyLevel = (typeof consistencyLevels)[number];
+
+/**
+ * Who replaces a dead primary. `auto`: this instance promotes the most advanced replica,
+ * re-points the others and fences the old primary; `follow`: roles are only observed
+ * (another instance, Patroni or Redis Sentinel decides); `off`: writes go to the first
+ * configured node only and roles are never followed.
+ */
+const failoverFields = {
+  mode: z.enum(['auto', 'follow', 'off']).default('follow'),
+  /** how long a primary must stay unreachable (and at least two probes fail) before promotion */
+  detectMs: z.number().int().min(100).default(1500),
+  /** how long new writes wait for a new primary instead of failing */
+  bufferMs: z.number().int().min(0).default(5000),
+  /** longest wait for a promoted node to accept writes */
+  promoteTimeoutMs: z.number().int().min(100).default(10_000),
+};
+/** `failover: auto` is shorthand for `failover: { mode: auto }`; an absent key takes every default. */
+const asFailoverObject = (v: unknown): unknown => (typeof v === 'string' ? { mode: v } : (v ?? {}));
+
+const pgFailover = z.preprocess(
+  asFailoverObject,
+  z.strictObject({
+    ...failoverFields,
+    /**
+     * The login replicas use to stream from a new primary (written to their primary_conninfo);
+     * default: the monitor's login.
+     */
+    replicationUser: z.string().min(1).optional(),
+    replicationPassword: z.string().min(1).optional(),
+  }),
+);
+
+const redisFailover = z.preprocess(
+  asFailoverObject,
+  z.strictObject({
+    ...failoverFields,
+    /** Redis Sentinels to follow (mode `follow`): each shard's `sentinelName` is asked for its primary */
+    sentinels: z.array(z.strictObject({ host, port: port.default(26379) })).default([]),
+  }),
+);
+
 const pgUser = z.strictObject({
   name: z.string().min(1),
   /** Plain password (used for client SCRAM and for logging into backends) or a SCRAM verifier (clients only). */
@@ -70,6 +122,8 @@ const redisSchema = z.strictObject({
         nodes: z
           .array(pgNode.extend({ port: port.default(6379) }))
           .min(1, 'list at least one node (the primary)'),
+        /** the name Redis Sentinel knows this shard's primary by (failover.mode follow + sentinels) */
+        sentinelName: z.string().min(1).optional(),
       }),
     )
     .min(1, 'list at least one shard'),
@@ -81,6 +135,17 @@ const redisSchema = z.strictObject({
     })
     .default({ distribution: 'ketama', function: 'fnv1a_64', tag: '{}' }),
   readFrom: z.enum(['primary', 'replica', 'prefer-replica']).default('prefer-replica'),
+  consistency: z.enum(consistencyLevels).default('read-your-writes'),
+  /** how long a read-your-writes read waits for a replica to reach the session's token */
+  causalWaitMs: z.number().int().min(0).default(100),
+  /**
+   * Zero-loss option: after each write, `WAIT numReplicas timeoutMs` before the client is
+   * answered; a write not acknowledged by that many replicas in time gets an error.
+   */
+  waitReplicas: z
+    .strictObject({ numReplicas: z.number().int().min(1), timeoutMs: z.number().int().min(1).default(1000) })
+    .optional(),
+  failover: redisFailover,
   balance: z.enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency']).default('round-robin'),
   auth: z
     .strictObject({
@@ -125,7 +190,33 @@ export const configSchema = z.strictObject({
       redis: { host: '127.0.0.1', port: 6479 },
     }),
   postgres: z.strictObject({
-    nodes: z.array(pgNode).min(1, 'list at least one node (the primary)'),
+    nodes: z.array(pgShardNode).min(1, 'list at least one node (the primary)'),
+    failover: pgFailover,
+    sharding: z
+      .strictObject({
+        /** how `/* rwsplit:key=… *\/` and table rules map a key to a shard (shard names are the ring's servers) */
+        hash: z
+          .strictObject({
+            distribution: z.enum(['ketama', 'jump', 'rendezvous']).default('ketama'),
+            function: z.enum(['fnv1a_64', 'md5']).default('fnv1a_64'),
+          })
+          .default({ distribution: 'ketama', function: 'fnv1a_64' }),
+        /** where statements whose shard cannot be determined go; unset: they get an error */
+        defaultShard: z.string().min(1).optional(),
+        /** `table → column`: simple statements on these tables are routed by that column's value */
+        tables: z.array(z.strictObject({ table: z.string().min(1), column: z.string().min(1) })).default([]),
+        twoPhase: z
+          .strictObject({
+            /** the shard whose primary keeps the coordinator log (table rwsplit_2pc_log) */
+            logShard: z.string().min(1).optional(),
+            /** a prepared transaction with no decision is rolled back after this long */
+            decisionTimeoutMs: z.number().int().min(100).default(30_000),
+            /** how often prepared transactions left behind are looked for */
+            recoveryIntervalMs: z.number().int().min(100).default(5_000),
+          })
+          .default({ decisionTimeoutMs: 30_000, recoveryIntervalMs: 5_000 }),
+      })
+      .optional(),
     auth: z
       .strictObject({
         method: z.enum(['trust', 'scram-sha-256']).default('trust'),
@@ -155,8 +246,17 @@ export const configSchema = z.strictObject({
         primaryReads: z.enum(['never', 'fallback', 'always']).default('fallback'),
         writeFunctions: z.array(z.string().min(1)).optional(),
         retryReads: z.boolean().default(true),
+        consistency: z.enum(consistencyLevels).default('read-your-writes'),
+        /** how long a read-your-writes read waits for a replica to replay the session's token */
+        causalWaitMs: z.number().int().min(0).default(100),
       })
-      .default({ balance: 'round-robin', primaryReads: 'fallback', retryReads: true }),
+      .default({
+        balance: 'round-robin',
+        primaryReads: 'fallback',
+        retryReads: true,
+        consistency: 'read-your-writes',
+        causalWaitMs: 100,
+      }),
     staleness,
     monitor: z
       .strictObject({

@@ -34,7 +34,18 @@ export interface NodeStatus {
 export interface TopologyEvent {
   at: number;
   node: string;
-  type: 'down' | 'up' | 'lagging' | 'caught-up' | 'role-change' | 'fenced' | 'unfenced';
+  type:
+    | 'down'
+    | 'up'
+    | 'lagging'
+    | 'caught-up'
+    | 'role-change'
+    | 'fenced'
+    | 'unfenced'
+    | 'failover-start'
+    | 'failover-end'
+    | 'writes-held'
+    | 'writes-released';
   detail: string;
 }
 
@@ -48,10 +59,23 @@ export function nodeState(n: NodeStatus): NodeState {
 
 const EVENT_LOG_SIZE = 500;
 
+/** A failover or switchover under way in one shard (set by whoever decides it). */
+export interface FailoverState {
+  shard: string;
+  /** the primary being replaced */
+  from: string;
+  /** the replica chosen for promotion, once chosen */
+  to: string | null;
+  kind: 'failover' | 'switchover';
+  startedAt: number;
+}
+
 export class Topology extends EventEmitter {
   readonly nodes: NodeStatus[];
   readonly events: TopologyEvent[] = [];
   private readonly byId = new Map<string, NodeStatus>();
+  /** shards whose writes are held (switchover, or a failover under way) */
+  private readonly held = new Map<string, FailoverState>();
 
   /** `upAfter`: consecutive successful probes before a down node returns to rotation. */
   constructor(
@@ -59,6 +83,8 @@ export class Topology extends EventEmitter {
     private readonly upAfter = 2,
   ) {
     super();
+    // Writes waiting for a new primary each listen for a moment (whenWritable).
+    this.setMaxListeners(0);
     this.nodes = specs.map((spec, i) => ({
       spec,
       // Until the first probe answers, assume the first node is the primary (config order).
@@ -91,6 +117,67 @@ export class Topology extends EventEmitter {
       if (n.role === 'primary' && n.reachable && !n.fenced) return n;
     }
     return undefined;
+  }
+
+  /**
+   * The primary new writes may go to now: the routable primary, unless a switchover or
+   * failover holds the shard's writes.
+   */
+  writablePrimary(shard = 'default'): NodeStatus | undefined {
+    if (this.held.size > 0 && this.held.has(shard)) return undefined;
+    return this.primary(shard);
+  }
+
+  /** The failover or switchover under way in a shard, if any. */
+  failover(shard = 'default'): FailoverState | undefined {
+    return this.held.get(shard);
+  }
+
+  /**
+   * Holds new writes of a shard (they wait in `whenWritable`) while a failover or switchover
+   * replaces its primary. The decider calls `releaseWrites` when the new primary takes writes.
+   */
+  holdWrites(state: FailoverState, detail: string): void {
+    this.held.set(state.shard, state);
+    const n = this.byId.get(state.from);
+    if (n) this.record(n, 'writes-held', detail);
+  }
+
+  releaseWrites(shard: string, detail: string): void {
+    const state = this.held.get(shard);
+    if (!state) return;
+    this.held.delete(shard);
+    const n = this.byId.get(state.to ?? state.from);
+    if (n) this.record(n, 'writes-released', detail);
+  }
+
+  /** Records a failover milestone in the event log (start, promotion, end). */
+  recordFailover(nodeId: string, type: 'failover-start' | 'failover-end', detail: string): void {
+    const n = this.byId.get(nodeId);
+    if (n) this.record(n, type, detail);
+  }
+
+  /**
+   * Resolves with the shard's writable primary as soon as there is one, or with undefined
+   * after `timeoutMs` (failoverBufferMs: writes wait for a new primary instead of failing).
+   */
+  whenWritable(shard: string, timeoutMs: number): Promise<NodeStatus | undefined> {
+    const now = this.writablePrimary(shard);
+    if (now || timeoutMs <= 0) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const check = (): void => {
+        const p = this.writablePrimary(shard);
+        if (!p) return;
+        clearTimeout(timer);
+        this.off('event', check);
+        resolve(p);
+      };
+      const timer = setTimeout(() => {
+        this.off('event', check);
+        resolve(undefined);
+      }, timeoutMs);
+      this.on('event', check);
+    });
   }
 
   /** Called by the data path or the monitor when a node fails to answer. Takes effect at once. */
