@@ -5,7 +5,7 @@
 import client from 'prom-client';
 import type { ClusterView } from '../core/cluster-view.js';
 import { nodeState } from '../core/topology.js';
-import type { PgStats, RouteReason } from '../pg/session-context.js';
+import type { CausalOutcome, PgStats, RouteReason } from '../pg/session-context.js';
 import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
 
 /** Which side of the split a dispatched batch was routed to: `read` (a read route) or `write` (the primary's traffic). */
@@ -34,6 +34,7 @@ export class Metrics implements PgStats {
   private readonly decisions: CellCounter;
   private readonly retries: CellCounter;
   private readonly clientErrors: CellCounter;
+  private readonly causalReads: CellCounter;
   private readonly duration: CellHistogram;
   private readonly lagObserved: CellHistogram;
   private readonly queryCells = new Map<string, { n: number }>();
@@ -73,6 +74,12 @@ export class Metrics implements PgStats {
       'rwsplit_pg_client_errors_total',
       'Errors rwsplit itself sent to clients, by SQLSTATE',
       'sqlstate',
+      registers,
+    );
+    this.causalReads = new CellCounter(
+      'rwsplit_pg_causal_reads_total',
+      'Reads of sessions holding a causal token, by how the token was honoured',
+      'outcome',
       registers,
     );
     this.duration = new CellHistogram(
@@ -175,6 +182,10 @@ export class Metrics implements PgStats {
 
   clientError(sqlstate: string): void {
     this.clientErrors.cell(sqlstate).n++;
+  }
+
+  causalRead(outcome: CausalOutcome): void {
+    this.causalReads.cell(outcome).n++;
   }
 
   lagSample(nodeId: string, lagMs: number): void {

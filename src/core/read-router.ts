@@ -16,6 +16,18 @@ export type ReadDecision =
   | { ok: true; node: NodeStatus; reason: 'replica' | 'primary-read' | 'fallback-primary' }
   | { ok: false; message: string; hint: string };
 
+/** Per-read adjustments: the session's consistency level and causal token narrow or widen the choice. */
+export interface PickOptions {
+  /** nodes that already failed this request */
+  exclude?: ReadonlySet<string> | undefined;
+  /** `eventual` consistency: replicas past the staleness bound still serve */
+  allowLagging?: boolean;
+  /** an extra condition a replica must meet (a causal token it has replayed) */
+  accept?: ((n: NodeStatus) => boolean) | undefined;
+  /** a shard's nodes only (sharded PostgreSQL) */
+  shard?: string | undefined;
+}
+
 export class ReadRouter {
   private readonly balancer: Balancer;
   /** Candidate objects reused per node so the per-read path allocates only the list. */
@@ -29,15 +41,17 @@ export class ReadRouter {
   }
 
   /** Picks a node for a read; `exclude` lists nodes that already failed this request. */
-  pick(exclude?: ReadonlySet<string>): ReadDecision {
+  pick(exclude?: ReadonlySet<string>, opts?: PickOptions): ReadDecision {
     const list: (Candidate & { status: NodeStatus })[] = [];
     let primary: NodeStatus | undefined;
+    const shard = opts?.shard;
     for (const n of this.topology.nodes) {
       if (!n.reachable || n.fenced || exclude?.has(n.spec.id)) continue;
+      if (shard !== undefined && n.spec.shard !== shard) continue;
       if (n.role === 'primary') {
         primary = n;
         if (this.policy.primaryReads === 'always') list.push(this.candidate(n));
-      } else if (!n.lagging) {
+      } else if ((!n.lagging || opts?.allowLagging) && (!opts?.accept || opts.accept(n))) {
         list.push(this.candidate(n));
       }
     }

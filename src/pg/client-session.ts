@@ -8,6 +8,7 @@
  */
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { advanceToken } from '../core/causal.js';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
@@ -16,18 +17,29 @@ import { OutputCoalescer } from './output-coalescer.js';
 import {
   BackendCode,
   decodeErrorFields,
+  decodeQuery,
   encodeCommandComplete,
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
 import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
-import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
+import { classifyQuery, decideRoute, parseOf, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import { ClientStatements } from './statement-registry.js';
+import { awaitReplay, commitPosition } from './causal-gate.js';
+import {
+  applySessionCommand,
+  mayBeSessionCommand,
+  parseSessionCommand,
+  type SessionSettings,
+} from './session-commands.js';
 
 const TX_IDLE = 0x49; // 'I'
 const TX_BLOCK = 0x54; // 'T'
+const TX_FAILED = 0x45; // 'E'
+/** the only shard until PostgreSQL sharding routes per statement */
+const SHARD = 'default';
 
 export class ClientSession implements BackendListener, TrackerSink {
   private backend: BackendConnection | null = null;
@@ -52,6 +64,22 @@ export class ClientSession implements BackendListener, TrackerSink {
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
   private retryable: { frames: Buffer[]; failed: Set<string> } | null = null;
   private readonly dispatchTimes: number[] = [];
+  /** consistency level, causal token, shard key: rwsplit's own settings (SET rwsplit.…) */
+  private readonly settings: SessionSettings;
+  /** a batch routed as a write ran on the current lease: take the commit position before release */
+  private wroteOnLease = false;
+  /** the last commit position could not be read: reads go to the primary until the next one */
+  private tokenUnknown = false;
+  /** the proxy runs its own statement on the leased backend (causal token work): hold the client's */
+  private gated = false;
+  /** a COMMIT was sent and not yet answered (its outcome is unknown if the server dies now) */
+  private commitInFlight = false;
+  /**
+   * The server running this session's transaction was lost (failover): the client is told, the
+   * transaction is over, and until it sends ROLLBACK/COMMIT every statement fails as in an
+   * aborted transaction. Holds the error the next statement gets.
+   */
+  private abortedTx: RwsplitPgError | null = null;
   /** this session's pool per node id (the login is fixed for the session's life) */
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
@@ -68,6 +96,12 @@ export class ClientSession implements BackendListener, TrackerSink {
     readonly secretKey: number,
   ) {
     this.out = new OutputCoalescer(socket);
+    this.settings = {
+      consistency: ctx.consistency,
+      defaultConsistency: ctx.consistency,
+      token: new Map(),
+      shardKey: null,
+    };
     this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
   }
 
@@ -138,7 +172,14 @@ export class ClientSession implements BackendListener, TrackerSink {
   // ---- routing -----------------------------------------------------------------------
 
   private dispatch(): void {
-    if (this.acquiring || this.waitingForIdle || this.batch.length === 0 || this.closed) return;
+    if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    const first = this.batch[0]!;
+    if (first[0] === FrontendCode.Query && mayBeSessionCommand(first) && this.trySessionCommand(first))
+      return;
+    if (this.abortedTx) {
+      this.answerAbortedTransaction();
+      return;
+    }
     const conn = this.backend;
     if (conn) {
       if (this.mustLeaveReplica()) {
@@ -167,49 +208,125 @@ export class ClientSession implements BackendListener, TrackerSink {
   }
 
   private route(decision: RouteDecision, failed: Set<string> | null): void {
-    let node: NodeStatus | undefined;
-    let reason: RouteReason = decision.reason;
-    if (decision.target === 'primary') {
-      node = this.ctx.topology.primary();
-      if (!node) {
-        this.failBatch(
-          new RwsplitPgError(
-            'NO_PRIMARY',
-            SqlState.CannotConnectNow,
-            'no primary is available for this write: every node that could be the primary is down or fenced',
-            'Check the primary listed in postgres.nodes; `rwsplit status` shows what rwsplit sees.',
-          ),
-        );
-        return;
-      }
-    } else {
-      const pick = this.ctx.readRouter.pick(failed ?? undefined);
-      if (!pick.ok) {
-        this.failBatch(
-          new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint),
-        );
-        return;
-      }
-      node = pick.node;
-      if (pick.reason === 'fallback-primary') reason = 'fallback-primary';
-    }
-    if (failed) reason = 'retry';
-    this.ctx.stats.routed(reason);
-    const retry =
-      this.ctx.retryReads && decision.target === 'read' && this.deferredBegin === null && decision.retryable;
     this.routedCount = this.batch.length;
-    this.routedAs = decision.target === 'read' ? 'read' : 'write';
-    this.retryable = retry ? { frames: this.batch, failed: failed ?? new Set() } : null;
+    const level = this.settings.consistency;
+    if (decision.target === 'read' && level === 'strong')
+      decision = { target: 'primary', reason: 'strong', retryable: decision.retryable };
+    if (decision.target === 'primary') {
+      const node = this.ctx.topology.writablePrimary(SHARD);
+      if (node) this.routeTo(node, decision, decision.reason, failed, null);
+      else this.awaitPrimary(decision, failed);
+      return;
+    }
+    const pick = this.ctx.readRouter.pick(failed ?? undefined, { allowLagging: level === 'eventual' });
+    if (!pick.ok) {
+      this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
+      return;
+    }
+    let node = pick.node;
+    const reason: RouteReason = pick.reason === 'fallback-primary' ? 'fallback-primary' : decision.reason;
+    let checkToken: bigint | null = null;
+    if (level === 'read-your-writes' && node.role === 'replica') {
+      if (this.tokenUnknown) {
+        this.readOnPrimary(decision, failed);
+        return;
+      }
+      const token = this.settings.token.get(SHARD);
+      if (token !== undefined) {
+        const replay = this.ctx.replay;
+        if (replay.known(node) >= token) this.ctx.stats.causalRead('replica-known');
+        else {
+          // Another replica may be known to be far enough; else ask the one picked.
+          const known = this.ctx.readRouter.pick(failed ?? undefined, {
+            accept: (n) => replay.known(n) >= token,
+          });
+          if (known.ok && known.node.role === 'replica') {
+            node = known.node;
+            this.ctx.stats.causalRead('replica-known');
+          } else {
+            // Ask the replica most likely to be there: the one known to be furthest ahead.
+            node = this.furthestReplica(failed) ?? node;
+            checkToken = token;
+          }
+        }
+      }
+    }
+    this.routeTo(node, decision, reason, failed, checkToken);
+  }
+
+  private furthestReplica(failed: Set<string> | null): NodeStatus | undefined {
+    let best: NodeStatus | undefined;
+    let bestAt = -2n;
+    const eventual = this.settings.consistency === 'eventual';
+    for (const n of this.ctx.topology.nodes) {
+      if (n.role !== 'replica' || !n.reachable || n.fenced || (n.lagging && !eventual)) continue;
+      if (n.spec.shard !== SHARD || failed?.has(n.spec.id)) continue;
+      const at = this.ctx.replay.known(n);
+      if (at > bestAt) {
+        best = n;
+        bestAt = at;
+      }
+    }
+    return best;
+  }
+
+  /** Writes wait up to failover.bufferMs for a primary (a failover or switchover under way). */
+  private awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void {
+    const topology = this.ctx.topology;
+    const during = topology.failover(SHARD);
+    if (this.ctx.failoverBufferMs <= 0 && !during) {
+      this.failBatch(noPrimaryError(during));
+      return;
+    }
+    this.acquiring = true;
+    void topology.whenWritable(SHARD, Math.max(this.ctx.failoverBufferMs, 1)).then((node) => {
+      this.acquiring = false;
+      if (this.closed) return;
+      this.socket.resume();
+      if (node) this.routeTo(node, decision, decision.reason, failed, null);
+      else this.failBatch(noPrimaryError(topology.failover(SHARD) ?? during));
+    });
+  }
+
+  /** A read-your-writes read no replica could serve in time goes to the primary. */
+  private readOnPrimary(decision: RouteDecision, failed: Set<string> | null): void {
+    this.ctx.stats.causalRead('primary');
+    const node = this.ctx.topology.primary(SHARD);
+    const read: RouteDecision = {
+      target: 'primary',
+      reason: 'causal-primary',
+      retryable: decision.retryable,
+    };
+    if (node) this.routeTo(node, read, 'causal-primary', failed, null);
+    else this.awaitPrimary(read, failed);
+  }
+
+  private routeTo(
+    node: NodeStatus,
+    decision: RouteDecision,
+    reason: RouteReason,
+    failed: Set<string> | null,
+    checkToken: bigint | null,
+  ): void {
+    this.ctx.stats.routed(failed ? 'retry' : reason);
+    const retry =
+      this.ctx.retryReads && decision.retryable && this.deferredBegin === null && reason !== 'strong'
+        ? decision.target === 'read' || reason === 'causal-primary'
+        : false;
+    this.routedAs =
+      decision.target === 'read' || reason === 'causal-primary' || reason === 'strong' ? 'read' : 'write';
+    const routed = this.routedCount >= this.batch.length ? this.batch : this.batch.slice(0, this.routedCount);
+    this.retryable = retry ? { frames: routed, failed: failed ?? new Set() } : null;
     let pool = this.pools.get(node.spec.id);
     if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
     const conn = pool.tryAcquire();
     if (conn) {
-      this.lease(conn, pool, node);
+      this.lease(conn, pool, node, decision, checkToken);
       return;
     }
     this.acquiring = true;
     // Frames keep queuing while we wait: the retry copy must hold only the routed ones.
-    if (this.retryable) this.retryable.frames = this.batch.slice();
+    if (this.retryable) this.retryable.frames = this.batch.slice(0, this.routedCount);
     pool.acquire().then(
       (c) => {
         this.acquiring = false;
@@ -217,7 +334,13 @@ export class ClientSession implements BackendListener, TrackerSink {
           pool.release(c);
           return;
         }
-        this.lease(c, pool, node);
+        if (node.fenced) {
+          // Fenced while we waited (a failover): never send anything there.
+          pool.release(c);
+          this.route(decision, failed);
+          return;
+        }
+        this.lease(c, pool, node, decision, checkToken);
       },
       (err: Error) => {
         this.acquiring = false;
@@ -234,12 +357,23 @@ export class ClientSession implements BackendListener, TrackerSink {
     );
   }
 
-  private lease(conn: BackendConnection, pool: BackendPool, node: NodeStatus): void {
+  private lease(
+    conn: BackendConnection,
+    pool: BackendPool,
+    node: NodeStatus,
+    decision: RouteDecision,
+    checkToken: bigint | null,
+  ): void {
     conn.listener = this;
     this.backend = conn;
     this.backendPool = pool;
     this.node = node;
     this.socket.resume();
+    if (checkToken !== null) this.checkReplay(conn, node, checkToken, decision);
+    else this.startLease(conn);
+  }
+
+  private startLease(conn: BackendConnection): void {
     if (this.deferredBegin) {
       // Goes ahead of the batch, in the same write; its answer is swallowed.
       this.translator.injectQuery(this.deferredBegin, conn);
@@ -249,6 +383,83 @@ export class ClientSession implements BackendListener, TrackerSink {
     // routing decision: send what was decided, then route the rest (dispatch checks them).
     this.sendBatch(conn, this.routedCount);
     if (this.batch.length > 0) this.dispatch();
+  }
+
+  /**
+   * Read-your-writes on a replica not known to have replayed the session's token: ask it,
+   * waiting up to causalWaitMs; if it never gets there, the read goes to the primary.
+   */
+  private checkReplay(
+    conn: BackendConnection,
+    node: NodeStatus,
+    token: bigint,
+    decision: RouteDecision,
+  ): void {
+    this.gated = true;
+    void awaitReplay(conn, token, this.ctx.causalWaitMs, () => this.closed).then((outcome) => {
+      if (this.backend !== conn) return; // the client left and the connection was dropped
+      this.gated = false;
+      if (this.closed) {
+        this.releaseBackend();
+        return;
+      }
+      switch (outcome.kind) {
+        case 'ready':
+          this.ctx.replay.confirm(node.spec.id, outcome.position);
+          this.ctx.stats.causalRead('replica-checked');
+          this.startLease(conn);
+          return;
+        case 'lost':
+          this.lostWhileGated(node, outcome.reason);
+          this.route(decision, new Set([node.spec.id]));
+          return;
+        case 'timeout':
+        case 'error':
+          this.releaseBackend();
+          this.readOnPrimary(decision, null);
+          return;
+      }
+    });
+  }
+
+  /**
+   * After a write, before the backend goes back to its pool: the primary's WAL insert
+   * position becomes the session's causal token. The client already has its answer; its
+   * next request waits for this one round trip (gated).
+   */
+  private captureThenRelease(conn: BackendConnection): void {
+    this.gated = true;
+    this.wroteOnLease = false;
+    const node = this.node!;
+    void commitPosition(conn).then((outcome) => {
+      if (this.backend !== conn) return;
+      this.gated = false;
+      if (outcome.kind === 'ready') {
+        advanceToken(this.settings.token, node.spec.shard, outcome.position);
+        this.tokenUnknown = false;
+      } else {
+        // Without the position, no replica can be proven fresh enough: primary reads until the next write.
+        this.tokenUnknown = true;
+      }
+      if (outcome.kind === 'lost') this.lostWhileGated(node, outcome.reason);
+      else this.releaseBackend();
+      if (!this.closed && this.batch.length > 0) {
+        this.waitingForIdle = false;
+        this.dispatch();
+      }
+    });
+  }
+
+  /** The leased connection died during the proxy's own statement: a node failure, nothing owed to the client. */
+  private lostWhileGated(node: NodeStatus, reason: string): void {
+    this.ctx.nodeFailed(node.spec.id, reason);
+    this.backendPool?.lost();
+    this.backend = null;
+    this.backendPool = null;
+    this.node = null;
+    this.tracker.reset();
+    this.translator.reset();
+    this.txStatus = TX_IDLE;
   }
 
   private sendBatch(conn: BackendConnection, count = this.batch.length): void {
@@ -261,6 +472,9 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.batch = this.batch.slice(count);
       this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
     }
+    if (this.routedAs === 'write') this.wroteOnLease = true;
+    if (this.txStatus === TX_BLOCK && !this.commitInFlight)
+      this.commitInFlight = this.endsTransaction(frames);
     const result = this.translator.translate(frames, conn);
     if (result.pin && !this.pinnedBy) this.pinnedBy = result.pin;
     const node = this.node!;
@@ -308,7 +522,7 @@ export class ClientSession implements BackendListener, TrackerSink {
    * Answers a batch that cannot be routed: one ErrorResponse for each group the server would
    * have answered, each closed by ReadyForQuery. A transaction the proxy deferred cannot go on.
    */
-  private failBatch(err: RwsplitPgError): void {
+  private failBatch(err: RwsplitPgError, status = TX_IDLE): void {
     this.ctx.stats.clientError(err.sqlstate);
     if (this.deferredBegin) {
       this.fatal(err);
@@ -323,7 +537,7 @@ export class ClientSession implements BackendListener, TrackerSink {
       const t = f[0];
       if (t === FrontendCode.Sync || t === FrontendCode.Query || t === FrontendCode.FunctionCall) {
         if (!errorSent || t !== FrontendCode.Sync) this.out.push(err.toFrame());
-        this.out.push(readyForQuery(TX_IDLE));
+        this.out.push(readyForQuery(status));
         errorSent = false;
       } else if (!errorSent && t !== FrontendCode.CopyData && t !== FrontendCode.CopyDone) {
         this.out.push(err.toFrame());
@@ -347,6 +561,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) {
       this.txStatus = frame[5]!;
+      this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
     }
     if (verdict === Verdict.Forward) {
@@ -371,18 +586,32 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.out.flush();
     if (this.out.full) {
       this.out.full = false;
-      const conn = this.backend;
-      if (conn) {
-        conn.socket.pause();
-        this.socket.once('drain', () => conn.socket.resume());
+      const busy = this.backend;
+      if (busy) {
+        busy.socket.pause();
+        this.socket.once('drain', () => busy.socket.resume());
       }
     }
-    if (this.backend && this.isBackendReusable()) {
+    const conn = this.backend;
+    if (conn && this.isBackendReusable()) {
+      if (
+        this.wroteOnLease &&
+        this.settings.consistency === 'read-your-writes' &&
+        this.node?.role === 'primary'
+      ) {
+        this.captureThenRelease(conn);
+        return;
+      }
+      this.wroteOnLease = false;
       this.releaseBackend();
       if (this.batch.length > 0) {
         this.waitingForIdle = false;
         this.dispatch();
       }
+    } else if (this.waitingForIdle && conn && this.tracker.idle && !this.translator.unsynced) {
+      // Answers the proxy gives itself (SHOW rwsplit.…) waited for the server to catch up.
+      this.waitingForIdle = false;
+      this.dispatch();
     }
   }
 
@@ -393,7 +622,8 @@ export class ClientSession implements BackendListener, TrackerSink {
       !this.translator.unsynced &&
       this.txStatus === TX_IDLE &&
       this.pinnedBy === null &&
-      !this.acquiring
+      !this.acquiring &&
+      !this.gated
     );
   }
 
@@ -424,14 +654,24 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.route(decision, retry.failed);
       return;
     }
+    const commitInFlight = this.commitInFlight;
+    this.commitInFlight = false;
+    if (wasInTransaction && this.pinnedBy === null) {
+      this.transactionLost(node, reason, commitInFlight, pendingReady);
+      return;
+    }
     const err = new RwsplitPgError(
       'BACKEND_LOST',
       SqlState.ConnectionFailure,
       `rwsplit lost its connection to ${node.spec.id} (${node.spec.host}:${node.spec.port}) while it ran this request: ${reason}`,
-      wasInTransaction ? undefined : 'The request may or may not have run; retry it if it is idempotent.',
+      wasInTransaction
+        ? undefined
+        : node.role === 'primary'
+          ? 'The request may or may not have run; retry it if it is idempotent. New writes wait up to postgres.failover.bufferMs for a primary (failover).'
+          : 'The request may or may not have run; retry it if it is idempotent.',
     );
     if (wasInTransaction) {
-      this.fatal(err, 'the transaction or session state on that server is lost');
+      this.fatal(err, 'the session state on that server (SET, temporary tables, …) is lost');
       return;
     }
     this.ctx.stats.clientError(err.sqlstate);
@@ -440,6 +680,122 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.out.flush();
     this.waitingForIdle = false;
     this.dispatch();
+  }
+
+  /**
+   * The transaction's server is gone (a crash, a failover fencing it). The client connection
+   * stays: it gets an error for what it was waiting for and, as in any aborted transaction,
+   * errors until it ends the transaction; then it carries on with new servers.
+   */
+  private transactionLost(
+    node: NodeStatus,
+    reason: string,
+    commitInFlight: boolean,
+    pendingReady: number,
+  ): void {
+    const failover = this.ctx.topology.failover(node.spec.shard);
+    const cause = failover
+      ? `${node.spec.id} was lost to a ${failover.kind} (${reason})`
+      : `rwsplit lost its connection to ${node.spec.id} (${node.spec.host}:${node.spec.port}): ${reason}`;
+    const err = commitInFlight
+      ? new RwsplitPgError(
+          'COMMIT_OUTCOME_UNKNOWN',
+          '08007',
+          `${cause}; the COMMIT was sent and its outcome is unknown`,
+          'Check whether the transaction took effect before running it again.',
+        )
+      : new RwsplitPgError(
+          'TRANSACTION_LOST',
+          '40001',
+          `${cause}; the transaction was rolled back`,
+          'Run the transaction again: new writes go to the new primary (they wait up to postgres.failover.bufferMs for one).',
+        );
+    const aborted = new RwsplitPgError(
+      'IN_FAILED_TRANSACTION',
+      '25P02',
+      'current transaction is aborted, commands ignored until end of transaction block',
+      `The transaction was lost: ${cause}. Send ROLLBACK.`,
+    );
+    this.waitingForIdle = false;
+    if (pendingReady > 0) {
+      this.ctx.stats.clientError(err.sqlstate);
+      this.out.push(err.toFrame());
+      for (let i = 0; i < pendingReady; i++) this.out.push(readyForQuery(TX_FAILED));
+      this.out.flush();
+      this.abortedTx = aborted;
+    } else {
+      this.abortedTx = err; // nothing was waiting: the next statement learns it
+    }
+    this.dispatch();
+  }
+
+  /** In a transaction lost with its server: ROLLBACK/COMMIT end it, anything else fails. */
+  private answerAbortedTransaction(): void {
+    const first = this.batch[0]!;
+    if (this.batch.length === 1 && first[0] === FrontendCode.Query) {
+      const c = classifyQuery(this.ctx.classifier, first);
+      if (c.statementCount === 1 && (c.tx === 'commit' || c.tx === 'rollback')) {
+        this.abortedTx = null;
+        // PostgreSQL answers COMMIT of a failed transaction with the tag ROLLBACK too.
+        this.answer(encodeCommandComplete('ROLLBACK'), readyForQuery(TX_IDLE));
+        return;
+      }
+    }
+    const err = this.abortedTx!;
+    if (err.sqlstate !== '25P02') {
+      this.abortedTx = new RwsplitPgError(
+        'IN_FAILED_TRANSACTION',
+        '25P02',
+        'current transaction is aborted, commands ignored until end of transaction block',
+        'Send ROLLBACK.',
+      );
+    }
+    this.failBatch(err, TX_FAILED);
+  }
+
+  /** Does this batch (sent inside a transaction) end it with COMMIT? */
+  private endsTransaction(frames: readonly Buffer[]): boolean {
+    for (const f of frames) {
+      if (f[0] === FrontendCode.Query) {
+        if (classifyQuery(this.ctx.classifier, f).tx === 'commit') return true;
+      } else if (f[0] === FrontendCode.Parse) {
+        if (this.ctx.classifier.classify(parseOf(f).query).tx === 'commit') return true;
+      }
+    }
+    return false;
+  }
+
+  /** rwsplit's own SHOW/SET (`rwsplit.causal_token`, …): answered here, in order with the rest. */
+  private trySessionCommand(frame: Buffer): boolean {
+    const cmd = parseSessionCommand(decodeQuery(frame));
+    if (!cmd) return false;
+    if (this.backend && !(this.tracker.idle && !this.translator.unsynced)) {
+      this.waitingForIdle = true; // answers for earlier requests are still coming
+      return true;
+    }
+    this.batch.shift();
+    this.batchBytes -= frame.length;
+    for (const f of applySessionCommand(cmd, this.settings, SHARD)) this.out.push(f);
+    const status = this.abortedTx
+      ? TX_FAILED
+      : this.backend
+        ? this.txStatus
+        : this.deferredBegin
+          ? TX_BLOCK
+          : TX_IDLE;
+    this.out.push(readyForQuery(status));
+    this.out.flush();
+    this.dispatch();
+    return true;
+  }
+
+  /**
+   * A failover fenced this node: every connection to it closes now, so transactions running
+   * there end with an error that names the failover and nothing more reaches that server.
+   */
+  nodeFenced(nodeId: string, reason: string): void {
+    if (this.node?.spec.id === nodeId && this.backend)
+      this.backend.destroy(`${nodeId} was fenced: ${reason}`);
   }
 
   /**
@@ -511,6 +867,23 @@ function isServerGoingAway(frame: Buffer): boolean {
   const severity = fields.get('V') ?? fields.get('S');
   const code = fields.get('C') ?? '';
   return (severity === 'FATAL' || severity === 'PANIC') && (code.startsWith('57P') || code.startsWith('08'));
+}
+
+function noPrimaryError(failover: { kind: string; from: string } | undefined): RwsplitPgError {
+  if (failover) {
+    return new RwsplitPgError(
+      'NO_PRIMARY',
+      SqlState.CannotConnectNow,
+      `no primary took this write within postgres.failover.bufferMs: a ${failover.kind} is replacing ${failover.from}`,
+      'Retry shortly; `rwsplit status` shows the failover. Raise postgres.failover.bufferMs to wait longer.',
+    );
+  }
+  return new RwsplitPgError(
+    'NO_PRIMARY',
+    SqlState.CannotConnectNow,
+    'no primary is available for this write: every node that could be the primary is down or fenced',
+    'Check the primary listed in postgres.nodes; `rwsplit status` shows what rwsplit sees. With postgres.failover.mode "auto", rwsplit promotes a replica.',
+  );
 }
 
 function asClientError(err: Error, node: NodeStatus): RwsplitPgError {

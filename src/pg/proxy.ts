@@ -7,10 +7,11 @@ import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
+import { ReplayPositions } from '../core/causal.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { ConnectionStatsSource } from '../core/cluster-view.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
-import type { PgConfig } from '../config/schema.js';
+import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
 import { BackendPool } from './backend-pool.js';
@@ -48,6 +49,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly stats: PgStats;
   readonly retryReads: boolean;
   readonly maxBatchBytes: number;
+  readonly consistency: ConsistencyLevel;
+  readonly causalWaitMs: number;
+  readonly failoverBufferMs: number;
+  readonly replay: ReplayPositions;
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -65,6 +70,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.stats = deps.stats;
     this.retryReads = deps.config.routing.retryReads;
     this.maxBatchBytes = deps.config.limits.maxBatchBytes;
+    this.consistency = deps.config.routing.consistency;
+    this.causalWaitMs = deps.config.routing.causalWaitMs;
+    this.failoverBufferMs = deps.config.failover.bufferMs;
+    this.replay = new ReplayPositions(deps.topology);
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
@@ -75,8 +84,15 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     }
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     deps.topology.on('event', (e: TopologyEvent) => {
-      if (e.type !== 'down') return;
-      for (const session of this.sessions.values()) session.nodeDown(e.node);
+      if (e.type === 'down') {
+        for (const session of this.sessions.values()) session.nodeDown(e.node);
+      } else if (e.type === 'fenced') {
+        // Nothing may reach a fenced node again, not even a transaction already running there.
+        for (const session of this.sessions.values()) session.nodeFenced(e.node, e.detail);
+      } else if (e.type !== 'role-change') {
+        return;
+      }
+      // Pooled connections to a node that died, was fenced or changed role are not worth keeping.
       for (const pool of this.pools.values()) if (pool.target.nodeId === e.node) pool.dropIdle();
     });
   }

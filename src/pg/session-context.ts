@@ -2,7 +2,9 @@
  * What a client session needs from the proxy around it. Kept as an interface so the
  * session module stays free of server, monitor and metrics wiring.
  */
+import type { ReplayPositions } from '../core/causal.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
+import type { ConsistencyLevel } from '../config/schema.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { Classifier } from './classifier/classify.js';
 import type { BackendPool } from './backend-pool.js';
@@ -18,7 +20,11 @@ export type RouteReason =
   | 'hint-primary'
   | 'hint-replica'
   | 'fallback-primary'
-  | 'retry';
+  | 'retry'
+  /** read-your-writes: no replica had replayed the session's token within causalWaitMs */
+  | 'causal-primary'
+  /** the session's consistency level is `strong` */
+  | 'strong';
 
 /** Counters and histograms the data path feeds (implemented with prom-client in admin/). */
 export interface PgStats {
@@ -28,7 +34,11 @@ export interface PgStats {
   answered(nodeId: string, seconds: number): void;
   retried(nodeId: string): void;
   clientError(sqlstate: string): void;
+  /** a read with a causal token: served by a replica known to be far enough, one checked, or the primary */
+  causalRead(outcome: CausalOutcome): void;
 }
+
+export type CausalOutcome = 'replica-known' | 'replica-checked' | 'primary';
 
 export interface SessionContext {
   readonly classifier: Classifier;
@@ -37,6 +47,14 @@ export interface SessionContext {
   readonly stats: PgStats;
   readonly retryReads: boolean;
   readonly maxBatchBytes: number;
+  /** consistency level a session starts with (postgres.routing.consistency) */
+  readonly consistency: ConsistencyLevel;
+  readonly causalWaitMs: number;
+  /** how long a write waits for a new primary (postgres.failover.bufferMs) */
+  readonly failoverBufferMs: number;
+  /** replicas' known replay positions, for causal tokens */
+  readonly replay: ReplayPositions;
+
   /** the pool for a node and a login (created on first use) */
   pool(node: NodeStatus, login: BackendLogin): BackendPool;
   /** the data path lost a connection to this node unexpectedly */

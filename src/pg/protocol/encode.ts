@@ -200,6 +200,30 @@ export function encodeCommandComplete(tag: string): Buffer {
   return writer.startTyped(BackendCode.CommandComplete).cstring(tag).finish();
 }
 
+/**
+ * RowDescription ('T') for text-format columns the proxy answers itself (SHOW of its own
+ * settings): no table, type `text` (OID 25) unless given, variable length, no modifier.
+ */
+export function encodeRowDescription(columns: readonly { name: string; typeOid?: number }[]): Buffer {
+  const w = writer.startTyped(BackendCode.RowDescription).int16(columns.length);
+  for (const c of columns) w.cstring(c.name).int32(0).int16(0).int32(c.typeOid ?? 25).int16(-1).int32(-1).int16(0);
+  return w.finish();
+}
+
+/** DataRow ('D') of text values; null is SQL NULL (length -1). */
+export function encodeDataRow(values: readonly (string | null)[]): Buffer {
+  const w = writer.startTyped(BackendCode.DataRow).int16(values.length);
+  for (const v of values) {
+    if (v === null) {
+      w.int32(-1);
+      continue;
+    }
+    const bytes = Buffer.from(v, 'utf8');
+    w.int32(bytes.length).bytes(bytes);
+  }
+  return w.finish();
+}
+
 /** Fields of an ErrorResponse or NoticeResponse the proxy originates. */
 export interface ErrorFields {
   severity: 'ERROR' | 'FATAL' | 'PANIC' | 'WARNING' | 'NOTICE' | 'INFO' | 'LOG';
