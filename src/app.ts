@@ -18,6 +18,9 @@ import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
 import { Topology } from './core/topology.js';
 import { Classifier } from './pg/classifier/classify.js';
+import { PgFailover } from './pg/failover.js';
+import { setUpSharding } from './pg/sharding-setup.js';
+import type { TwoPhaseRecovery } from './pg/twopc/index.js';
 import { PgMonitor } from './pg/monitor.js';
 import { PgProxy } from './pg/proxy.js';
 import { RedisService } from './redis/redis-service.js';
@@ -28,6 +31,10 @@ export class Rwsplit {
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
+  /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
+  failover: PgFailover | null = null;
+  /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
+  recovery: TwoPhaseRecovery | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
@@ -75,6 +82,20 @@ export class Rwsplit {
     const classifier = new Classifier(
       pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {},
     );
+    const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
+    const monitorPassword =
+      pgc.monitor.password ??
+      pgc.backend.password ??
+      pgc.auth.users.find((u) => u.name === monitorUser)?.password;
+    const sharding = setUpSharding(
+      pgc,
+      topology,
+      {
+        user: monitorUser,
+        password: monitorPassword?.startsWith('SCRAM-SHA-256$') ? undefined : monitorPassword,
+      },
+      log,
+    );
     const proxy = new PgProxy({
       config: pgc,
       topology,
@@ -85,13 +106,9 @@ export class Rwsplit {
       tls: pgc.tls
         ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
         : null,
+      sharding: sharding?.context ?? null,
     });
     view.addConnections(proxy);
-    const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
-    const monitorPassword =
-      pgc.monitor.password ??
-      pgc.backend.password ??
-      pgc.auth.users.find((u) => u.name === monitorUser)?.password;
     const monitor = new PgMonitor(
       topology,
       staleness,
@@ -104,17 +121,33 @@ export class Rwsplit {
           ? { password: monitorPassword }
           : {}),
         onLag: (id, ms) => metrics.lagSample(id, ms),
+        failoverMode: pgc.failover.mode,
+      },
+      log,
+    );
+    const failover = new PgFailover(
+      topology,
+      monitor,
+      {
+        ...pgc.failover,
+        login: monitor.login,
+        timeoutMs: pgc.monitor.timeoutMs,
+        activeConnections: (id) => proxy.poolStats().get(id)?.active ?? 0,
       },
       log,
     );
     let app: Rwsplit | null = null;
     const admin = new AdminServer(view, metrics, {
       token: config.admin.token ?? null,
+      switchover: (req) => failover.switchover(req.shard, req.to),
       log,
       ...(opts.configPath ? { reload: () => app!.reload() } : {}),
     });
     app = new Rwsplit(config, topology, proxy, monitor, admin, log, staleness, opts.configPath ?? null);
+    app.failover = failover;
     await monitor.start();
+    app.recovery = sharding?.recovery ?? null;
+    app.recovery?.start();
     try {
       app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
       if (config.redis)
@@ -156,6 +189,8 @@ export class Rwsplit {
       this.proxy.close(),
       this.admin.close(),
       this.monitor.stop(),
+      this.failover?.stop(),
+      this.recovery?.stop(),
       this.redis?.stop(),
     ]);
   }

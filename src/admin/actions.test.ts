@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import { ClusterView } from '../core/cluster-view.js';
 import { nodeState, Topology } from '../core/topology.js';
 import type { NodeSpec } from '../core/types.js';
-import { AdminActionError, ViewDrainer } from './actions.js';
+import { FailoverError } from '../pg/failover-plan.js';
+import { AdminActionError, asActionError, parseSwitchoverRequest, ViewDrainer } from './actions.js';
 
 const spec = (id: string, kind: NodeSpec['kind'] = 'postgres', shard = 'default'): NodeSpec => ({
   id,
@@ -66,5 +67,37 @@ describe('ViewDrainer', () => {
       'FENCED_ELSEWHERE 409',
     );
     assert.equal(pg.get('r2')!.fenced, true);
+  });
+});
+
+describe('switchover requests', () => {
+  test('reads the optional shard and target; an empty body takes the defaults', () => {
+    assert.deepEqual(parseSwitchoverRequest(''), {});
+    assert.deepEqual(parseSwitchoverRequest('{"to":"pg-replica2"}'), { to: 'pg-replica2' });
+    assert.deepEqual(parseSwitchoverRequest('{"shard":"s1","to":"b"}'), { shard: 's1', to: 'b' });
+  });
+
+  test('refuses malformed bodies with BAD_REQUEST (400) naming the problem', () => {
+    for (const [body, message] of [
+      ['{', /must be JSON/],
+      ['[1]', /JSON object/],
+      ['{"target":"x"}', /unknown key "target"/],
+      ['{"to":3}', /"to" must be a non-empty string/],
+    ] as const) {
+      assert.throws(
+        () => parseSwitchoverRequest(body),
+        (err: unknown) => err instanceof AdminActionError && err.status === 400 && message.test(err.message),
+      );
+    }
+  });
+
+  test("a failover controller's refusals keep their code and get an HTTP status", () => {
+    const busy = asActionError(new FailoverError('FAILOVER_RUNNING', 'a switchover is running'));
+    assert.ok(busy instanceof AdminActionError);
+    assert.equal(`${busy.code} ${busy.status}`, 'FAILOVER_RUNNING 409');
+    const bad = asActionError(new FailoverError('BAD_TARGET', 'no node x'));
+    assert.equal((bad as AdminActionError).status, 400);
+    const other = new Error('boom');
+    assert.equal(asActionError(other), other, 'other errors pass through');
   });
 });

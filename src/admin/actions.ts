@@ -5,6 +5,7 @@
  */
 import type { ClusterView } from '../core/cluster-view.js';
 import type { NodeStatus } from '../core/topology.js';
+import { FailoverError, type FailoverErrorCode } from '../pg/failover-plan.js';
 
 /** What a successful reload changed (key paths, never values: a key may be a secret). */
 export interface ReloadPlan {
@@ -14,7 +15,13 @@ export interface ReloadPlan {
   needsRestart: string[];
 }
 
-/** The operations behind `POST /api/nodes/:id/drain|undrain` and `POST /api/reload`. */
+/** The body of `POST /api/switchover`: both keys optional (shard `default`, the most advanced replica). */
+export interface SwitchoverRequest {
+  shard?: string;
+  to?: string;
+}
+
+/** The operations behind `POST /api/nodes/:id/drain|undrain`, `POST /api/reload` and `POST /api/switchover`. */
 export interface AdminActions {
   /** Takes a node out of rotation; returns false when it already was drained. */
   drain(id: string): boolean;
@@ -22,16 +29,35 @@ export interface AdminActions {
   undrain(id: string): boolean;
   /** Re-reads the config file; throws ConfigError (answered 400) when the file is invalid. */
   reload(): ReloadPlan;
+  /** Planned switchover of a PostgreSQL shard's primary; answers what happened. */
+  switchover(req: SwitchoverRequest): Promise<object>;
 }
 
 export type AdminActionCode =
-  'NODE_NOT_FOUND' | 'NODE_IS_PRIMARY' | 'FENCED_ELSEWHERE' | 'RELOAD_UNAVAILABLE';
+  | 'NODE_NOT_FOUND'
+  | 'NODE_IS_PRIMARY'
+  | 'FENCED_ELSEWHERE'
+  | 'RELOAD_UNAVAILABLE'
+  | 'BAD_REQUEST'
+  | 'SWITCHOVER_UNAVAILABLE'
+  | FailoverErrorCode;
 
 const STATUS: Record<AdminActionCode, number> = {
   NODE_NOT_FOUND: 404,
   NODE_IS_PRIMARY: 409,
   FENCED_ELSEWHERE: 409,
   RELOAD_UNAVAILABLE: 409,
+  BAD_REQUEST: 400,
+  SWITCHOVER_UNAVAILABLE: 409,
+  // switchover (src/pg/failover-plan.ts): the request's fault, the cluster's state, or the servers'
+  UNKNOWN_SHARD: 400,
+  BAD_TARGET: 400,
+  FAILOVER_RUNNING: 409,
+  NOT_AUTO: 409,
+  NO_PRIMARY: 409,
+  NO_CANDIDATE: 409,
+  CATCHUP_TIMEOUT: 504,
+  PROMOTION_FAILED: 502,
 };
 
 /** An action refused; `status` is the HTTP status it is answered with. */
@@ -45,6 +71,39 @@ export class AdminActionError extends Error {
     this.name = new.target.name;
     this.status = STATUS[code];
   }
+}
+
+/** A failover controller's refusal as an admin action error (its code kept, an HTTP status added). */
+export function asActionError(err: unknown): unknown {
+  return err instanceof FailoverError ? new AdminActionError(err.code, err.message) : err;
+}
+
+/**
+ * Reads `POST /api/switchover`'s JSON body (empty: all defaults).
+ * @throws AdminActionError BAD_REQUEST naming what is wrong
+ */
+export function parseSwitchoverRequest(body: string): SwitchoverRequest {
+  if (body.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    throw new AdminActionError('BAD_REQUEST', 'the body must be JSON: {"shard"?: string, "to"?: node id}');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new AdminActionError(
+      'BAD_REQUEST',
+      'the body must be a JSON object: {"shard"?: string, "to"?: node id}',
+    );
+  const out: SwitchoverRequest = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (k !== 'shard' && k !== 'to')
+      throw new AdminActionError('BAD_REQUEST', `unknown key "${k}"; the keys are "shard" and "to"`);
+    if (typeof val !== 'string' || val === '')
+      throw new AdminActionError('BAD_REQUEST', `"${k}" must be a non-empty string`);
+    out[k] = val;
+  }
+  return out;
 }
 
 /**

@@ -2,7 +2,7 @@
  * The admin HTTP server. Read endpoints: `GET /api/nodes`, `/api/shards`, `/api/events`,
  * `/api/stats`, `/api/stream` (Server-Sent Events), `/metrics` (Prometheus text),
  * `/healthz`, and the dashboard at `/`. Actions (`POST /api/nodes/:id/drain|undrain`,
- * `POST /api/reload`) need `Authorization: Bearer <admin.token>`.
+ * `POST /api/reload`, `POST /api/switchover`) need `Authorization: Bearer <admin.token>`.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -10,7 +10,15 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/load.js';
 import type { ClusterView } from '../core/cluster-view.js';
-import { AdminActionError, ViewDrainer, type AdminActions, type ReloadPlan } from './actions.js';
+import {
+  AdminActionError,
+  asActionError,
+  parseSwitchoverRequest,
+  ViewDrainer,
+  type AdminActions,
+  type ReloadPlan,
+  type SwitchoverRequest,
+} from './actions.js';
 import { loadDashboardAssets, type Asset } from './dashboard/assets.js';
 import { EventLog, type AdminEventType, type LogEvent } from './event-log.js';
 import { LiveStats, type NodeRates } from './live-stats.js';
@@ -34,6 +42,8 @@ export interface AdminServerOptions {
   token?: string | null;
   /** `POST /api/reload`; absent: answered 409 (the instance was not started from a file) */
   reload?: () => ReloadPlan;
+  /** `POST /api/switchover` (the PostgreSQL failover controller); absent: answered 409 */
+  switchover?: (req: SwitchoverRequest) => Promise<object>;
   /** replaces the default drain/undrain over the view */
   actions?: Partial<AdminActions>;
   log?: Logger;
@@ -42,6 +52,11 @@ export interface AdminServerOptions {
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<void> | void;
+/** An action: runs with the request body, answers the response body. */
+type Action = (body: string) => object | Promise<object>;
+
+/** Largest action request body read (a switchover request is a few dozen bytes). */
+const MAX_BODY_BYTES = 16 * 1024;
 
 export class AdminServer {
   /** The event log (topology events and admin actions); `on('event')` for new ones. */
@@ -73,6 +88,14 @@ export class AdminServer {
             'this instance was not started from a config file (rwsplit start --config FILE): nothing to reload',
           );
         return opts.reload();
+      },
+      switchover: (req) => {
+        if (!opts.switchover)
+          throw new AdminActionError(
+            'SWITCHOVER_UNAVAILABLE',
+            'this instance has no PostgreSQL failover controller: switchover is not available',
+          );
+        return opts.switchover(req);
       },
       ...opts.actions,
     };
@@ -130,11 +153,16 @@ export class AdminServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void {
     const url = new URL(req.url ?? '/', 'http://admin');
     if (req.method === 'POST') {
-      req.resume();
       const action = this.postRoute(url.pathname);
-      if (!action) return sendError(res, 404, 'NOT_FOUND', `no action at ${url.pathname}`);
-      if (!this.authorized(req, res)) return;
-      return this.runAction(res, action);
+      if (!action) {
+        req.resume();
+        return sendError(res, 404, 'NOT_FOUND', `no action at ${url.pathname}`);
+      }
+      if (!this.authorized(req, res)) {
+        req.resume();
+        return;
+      }
+      return this.runAction(req, res, action);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return sendError(res, 405, 'METHOD_NOT_ALLOWED', 'use GET, or POST for actions');
@@ -173,8 +201,9 @@ export class AdminServer {
   }
 
   /** The action a POST path names, as a function answering the response body. */
-  private postRoute(path: string): (() => object) | null {
+  private postRoute(path: string): Action | null {
     if (path === '/api/reload') return () => this.reload();
+    if (path === '/api/switchover') return (body) => this.switchover(body);
     const m = /^\/api\/nodes\/([^/]+)\/(drain|undrain)$/.exec(path);
     if (!m) return null;
     const id = decodeURIComponent(m[1]!);
@@ -207,9 +236,25 @@ export class AdminServer {
     return plan;
   }
 
-  private runAction(res: http.ServerResponse, action: () => object): void {
+  private async switchover(body: string): Promise<object> {
+    const req = parseSwitchoverRequest(body);
+    const who = `shard ${req.shard ?? 'default'}${req.to ? ` to ${req.to}` : ''}`;
+    this.opts.log?.info({ request: req }, 'switchover requested');
     try {
-      sendJson(res, 200, action());
+      return await this.actions.switchover(req);
+    } catch (err) {
+      this.opts.log?.warn({ err: (err as Error).message }, `switchover of ${who} refused or failed`);
+      throw asActionError(err);
+    }
+  }
+
+  private async runAction(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    action: Action,
+  ): Promise<void> {
+    try {
+      sendJson(res, 200, await action(await readBody(req)));
     } catch (err) {
       if (err instanceof AdminActionError) return sendError(res, err.status, err.code, err.message);
       if (err instanceof ConfigError) return sendError(res, 400, err.code, err.message);
@@ -241,6 +286,23 @@ export class AdminServer {
     }
     return true;
   }
+}
+
+/** The request body as text, at most MAX_BODY_BYTES. */
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        req.destroy();
+        reject(new AdminActionError('BAD_REQUEST', `request body over ${MAX_BODY_BYTES} bytes`));
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }
 
 function sha256(s: string): Buffer {

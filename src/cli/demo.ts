@@ -1,14 +1,17 @@
 /**
- * `rwsplit demo`: a real local cluster (a PostgreSQL primary + replicas, Redis shards of a
- * primary + replicas), the proxies and the admin server, with no configuration. Runs until
- * SIGINT/SIGTERM, then stops everything it started.
+ * `rwsplit demo`: a real local cluster (a PostgreSQL primary + replicas, or with `--pg-shards`
+ * several such shards; Redis shards of a primary + replicas), the proxies and the admin
+ * server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything it started.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { InvalidArgumentError } from 'commander';
 import { Rwsplit } from '../app.js';
 import { ClusterError } from '../cluster/errors.js';
-import { PgCluster } from '../cluster/pg-cluster.js';
+import { PgCluster, type PgNodeHandle } from '../cluster/pg-cluster.js';
+import { PgShardedCluster } from '../cluster/pg-shards.js';
+import { withClient } from '../cluster/sql.js';
 import { RedisCluster } from '../cluster/redis-cluster.js';
 import { validateConfig } from '../config/load.js';
 import { waitForSignal } from './main.js';
@@ -20,13 +23,33 @@ export interface DemoOptions {
   httpPort: number;
   redisPort: number;
   redisShards: number;
+  /** PostgreSQL shards (default 1: one primary + replicas, no sharding section). */
+  pgShards?: number;
 }
+
+/** The PostgreSQL side of the demo: one cluster, or several shards. */
+type PgFixture = PgCluster | PgShardedCluster;
+
+/** `--pg-shards`: 1-16. */
+export function pgShardsOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError('expected a number 1-16');
+  return n;
+}
+
+/** The table the sharded demo creates on every shard, routed by its `id` (postgres.sharding.tables). */
+const DEMO_TABLE = 'accounts';
 
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = path.resolve(opts.dir, 'postgres');
+  const shards = opts.pgShards ?? 1;
   mkdirSync(path.dirname(dir), { recursive: true });
-  console.log(`rwsplit demo: starting PostgreSQL (1 primary, ${opts.replicas} replicas) in ${dir} ...`);
-  const { cluster, scratch } = await startCluster(dir, opts.replicas);
+  const layout =
+    shards > 1
+      ? `${shards} shards of 1 primary + ${opts.replicas} replicas`
+      : `1 primary, ${opts.replicas} replicas`;
+  console.log(`rwsplit demo: starting PostgreSQL (${layout}) in ${dir} ...`);
+  const { cluster, scratch } = await startCluster(dir, opts.replicas, shards);
   let app: Rwsplit | null = null;
   let redis: RedisCluster | null = null;
   try {
@@ -62,13 +85,22 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
             }
           : {}),
         postgres: {
-          nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
+          ...(cluster instanceof PgShardedCluster
+            ? {
+                nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),
+                sharding: {
+                  tables: [{ table: DEMO_TABLE, column: 'id' }],
+                  twoPhase: { logShard: cluster.shardNames[0] },
+                },
+              }
+            : { nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) }),
           monitor: { intervalMs: 500 },
         },
         logging: { level: 'warn' },
       },
       'demo',
     );
+    if (cluster instanceof PgShardedCluster) await createDemoTable(cluster);
     app = await Rwsplit.start(config);
     printEndpoints(cluster, redis, opts);
     const sig = await waitForSignal();
@@ -89,27 +121,50 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 async function startCluster(
   dir: string,
   replicas: number,
-): Promise<{ cluster: PgCluster; scratch: string | null }> {
+  shards: number,
+): Promise<{ cluster: PgFixture; scratch: string | null }> {
+  const start = (at: string): Promise<PgFixture> =>
+    shards > 1
+      ? PgShardedCluster.start({ dir: at, shards, replicas })
+      : PgCluster.start({ dir: at, replicas });
   try {
-    return { cluster: await PgCluster.start({ dir, replicas }), scratch: null };
+    return { cluster: await start(dir), scratch: null };
   } catch (err) {
     if (!(err instanceof ClusterError) || err.code !== 'DIR_NOT_ACCESSIBLE') throw err;
     const fallback = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-demo-'));
     chmodSync(fallback, 0o755);
     console.log(`rwsplit demo: ${err.message}\nrwsplit demo: using ${fallback} instead`);
-    return {
-      cluster: await PgCluster.start({ dir: path.join(fallback, 'postgres'), replicas }),
-      scratch: fallback,
-    };
+    return { cluster: await start(path.join(fallback, 'postgres')), scratch: fallback };
   }
 }
 
-function printEndpoints(cluster: PgCluster, redis: RedisCluster | null, opts: DemoOptions): void {
+/** The same empty table on every shard's primary (the replicas get it by streaming). */
+async function createDemoTable(cluster: PgShardedCluster): Promise<void> {
+  await Promise.all(
+    cluster.primaries.map((p) =>
+      withClient({ host: p.host, port: p.port, password: undefined }, (client) =>
+        client.query(
+          `CREATE TABLE IF NOT EXISTS ${DEMO_TABLE} (id bigint PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)`,
+        ),
+      ),
+    ),
+  );
+}
+
+function printEndpoints(cluster: PgFixture, redis: RedisCluster | null, opts: DemoOptions): void {
+  const sharded = cluster instanceof PgShardedCluster;
+  const psql = `psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres"`;
   const lines = [
     '',
     'rwsplit demo is running.',
     '',
     `  PostgreSQL proxy   127.0.0.1:${opts.pgPort}   (user postgres, database postgres, no password)`,
+    ...(sharded
+      ? [
+          `                     ${cluster.shardNames.length} shards (${cluster.shardNames.join(', ')}); ` +
+            `table ${DEMO_TABLE} is spread by its id`,
+        ]
+      : []),
     ...(redis
       ? [
           `  Redis proxy        127.0.0.1:${opts.redisPort}   (${redis.shardNames.length} shards, keys spread by ketama)`,
@@ -118,11 +173,17 @@ function printEndpoints(cluster: PgCluster, redis: RedisCluster | null, opts: De
     `  admin / metrics    http://127.0.0.1:${opts.httpPort}/   /api/nodes   /metrics`,
     '',
     '  nodes:',
-    ...cluster.nodes.map((n) => `    ${n.id.padEnd(18)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
+    ...cluster.nodes.map((n) => nodeLine(n, sharded)),
     ...(redis?.nodes ?? []).map((n) => `    ${n.id.padEnd(18)} ${n.role.padEnd(8)} 127.0.0.1:${n.port}`),
     '',
     'Try it:',
-    `  psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres" -c "SELECT inet_server_port(), pg_is_in_recovery()"`,
+    ...(sharded
+      ? [
+          `  ${psql} -c "/* rwsplit:shard=${cluster.shardNames[1] ?? 's1'} */ SELECT inet_server_port(), pg_is_in_recovery()"`,
+          `  ${psql} -c "INSERT INTO ${DEMO_TABLE} (id, balance) VALUES (1, 100)"   (to the shard of id 1)`,
+          `  ${psql} -c "/* rwsplit:all-shards */ SELECT * FROM ${DEMO_TABLE}"`,
+        ]
+      : [`  ${psql} -c "SELECT inet_server_port(), pg_is_in_recovery()"`]),
     ...(redis
       ? [`  redis-cli -p ${opts.redisPort} SET greeting hello && redis-cli -p ${opts.redisPort} GET greeting`]
       : []),
@@ -131,4 +192,10 @@ function printEndpoints(cluster: PgCluster, redis: RedisCluster | null, opts: De
     'Press Ctrl-C to stop every process the demo started.',
   ];
   console.log(lines.join('\n'));
+}
+
+/** One line of the node table; with shards, the shard each node serves. */
+function nodeLine(n: PgNodeHandle, sharded: boolean): string {
+  const shard = sharded ? `${n.shard.padEnd(6)} ` : '';
+  return `    ${n.id.padEnd(18)} ${shard}${n.role.padEnd(8)} 127.0.0.1:${n.port}`;
 }

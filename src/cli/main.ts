@@ -1,14 +1,15 @@
 /**
- * The `rwsplit` command line: `demo`, `start --config FILE`, `status`, `events`.
+ * The `rwsplit` command line: `demo`, `start --config FILE`, `status`, `events`, `switchover`.
  * Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { Rwsplit } from '../app.js';
-import { runDemo, type DemoOptions } from './demo.js';
+import { pgShardsOption, runDemo, type DemoOptions } from './demo.js';
 import { ringMovementReport } from './ring.js';
 import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
+import { runSwitchoverCommand, type SwitchoverCliOptions } from './switchover.js';
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--http-port <port>', 'port of the admin HTTP server', portOption, 8432)
     .option('--redis-port <port>', 'port of the Redis proxy', portOption, 6479)
     .option('--redis-shards <n>', 'number of Redis shards (0: no Redis)', countOption, 2)
+    .option('--pg-shards <n>', 'number of PostgreSQL shards, each a primary + replicas', pgShardsOption, 1)
     .action(async (opts: DemoOptions) => {
       await runDemo(opts);
     });
@@ -86,6 +88,17 @@ export async function main(argv: string[]): Promise<void> {
     )
     .action(async (opts: { http: string; since?: number }) => {
       await printEvents(opts.http, opts.since);
+    });
+
+  program
+    .command('switchover')
+    .description('planned switchover: promote a replica of a PostgreSQL shard, with no client errors')
+    .option('--to <id>', 'the replica to promote (default: the most advanced)')
+    .option('--shard <name>', 'the PostgreSQL shard', 'default')
+    .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
+    .option('--token <token>', 'admin.token (default: $RWSPLIT_ADMIN_TOKEN)')
+    .action(async (opts: SwitchoverCliOptions) => {
+      await runSwitchoverCommand(opts);
     });
 
   try {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { resolveOptions, untraversableAncestor } from './cluster-setup.js';
+import { prepareDirs, resolveOptions, untraversableAncestor } from './cluster-setup.js';
 import { ClusterError } from './errors.js';
 import { parseLsn } from './pg-cluster.js';
 
@@ -59,6 +59,36 @@ describe('untraversableAncestor', () => {
       );
     } finally {
       rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('prepareDirs', () => {
+  test("replaces a previous run's data directories of its own id prefix only", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-prefix-'));
+    try {
+      const names = [
+        'pg-s1-primary',
+        'pg-s1-replica3',
+        'pg-s1-replicax',
+        'pg-primary',
+        'pg-s2-primary',
+        'notes',
+      ];
+      for (const name of names) {
+        mkdirSync(path.join(dir, name));
+        writeFileSync(path.join(dir, name, 'PG_VERSION'), '16\n');
+      }
+      const noSwitch = { uid: undefined, gid: undefined, home: undefined };
+      const dirs = prepareDirs(dir, ['pg-s1-primary', 'pg-s1-replica1'], noSwitch, 'pg-s1');
+      assert.equal(dirs.ownsDir, false);
+      const left = names.filter((name) => existsSync(path.join(dir, name)));
+      assert.deepEqual(left, ['pg-s1-replicax', 'pg-primary', 'pg-s2-primary', 'notes']);
+      prepareDirs(dir, ['pg-primary'], noSwitch);
+      assert.equal(existsSync(path.join(dir, 'pg-primary')), false, "default prefix 'pg'");
+      assert.equal(existsSync(path.join(dir, 'pg-s2-primary')), true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

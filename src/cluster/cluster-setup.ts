@@ -85,7 +85,12 @@ const MAX_SOCKET_PATH = 107;
  * the socket directory inside it — or under the temp dir when the path would be too long for
  * a Unix socket.
  */
-export function prepareDirs(requested: string | undefined, nodeIds: string[], runAs: RunAs): ClusterDirs {
+export function prepareDirs(
+  requested: string | undefined,
+  nodeIds: string[],
+  runAs: RunAs,
+  idPrefix = 'pg',
+): ClusterDirs {
   let dir: string;
   const ownsDir = requested === undefined;
   if (requested === undefined) {
@@ -101,7 +106,7 @@ export function prepareDirs(requested: string | undefined, nodeIds: string[], ru
           `make it traversable (chmod o+x ${blocked}) or choose another dir`,
       );
     }
-    clearPreviousRun(dir, nodeIds);
+    clearPreviousRun(dir, nodeIds, idPrefix);
   }
   // mkdtemp creates 0700; the postgres user must traverse it when we are root.
   chmodSync(dir, 0o755);
@@ -137,12 +142,15 @@ export function untraversableAncestor(dir: string, runAs: RunAs): string | undef
 
 /**
  * A caller-supplied directory may hold the data directories of a previous run (the demo's
- * `--dir`): remove those — and only those, recognised by PG_VERSION — unless a postmaster
- * still runs in one.
+ * `--dir`): remove those — and only those, named `<idPrefix>-primary|replicaN` and recognised
+ * by PG_VERSION — unless a postmaster still runs in one.
  */
-function clearPreviousRun(dir: string, nodeIds: string[]): void {
+function clearPreviousRun(dir: string, nodeIds: string[], idPrefix: string): void {
   const candidates = new Set(nodeIds);
-  for (const name of readdirSync(dir)) if (/^pg-(primary|replica\d+)$/.test(name)) candidates.add(name);
+  for (const name of readdirSync(dir)) {
+    const suffix = name.startsWith(`${idPrefix}-`) ? name.slice(idPrefix.length + 1) : '';
+    if (/^(primary|replica\d+)$/.test(suffix)) candidates.add(name);
+  }
   for (const name of candidates) {
     const dataDir = path.join(dir, name);
     if (!existsSync(path.join(dataDir, 'PG_VERSION'))) continue;

@@ -57,12 +57,21 @@ export interface PgClusterOptions {
   authMethod?: AuthMethod;
   /** Called with each line postgres logs; default: a `postgres.log` file in each node's data dir. */
   log?: (nodeId: string, line: string) => void;
+  /**
+   * First part of the node ids (default 'pg': 'pg-primary', 'pg-replica1', …); also names the
+   * data directories. Letters, digits, '_' and '-'. {@link PgShardedCluster} uses 'pg-s1', ….
+   */
+  idPrefix?: string;
+  /** The shard these nodes serve, as `postgres.nodes[].shard` would say (default 'default'). */
+  shard?: string;
 }
 
 /** One node of a running cluster. */
 export interface PgNodeHandle {
-  /** 'pg-primary', 'pg-replica1', 'pg-replica2', … */
+  /** 'pg-primary', 'pg-replica1', 'pg-replica2', … (with idPrefix 'pg-s1': 'pg-s1-primary', …) */
   id: string;
+  /** The shard of the cluster ('default' unless started with a `shard` option). */
+  shard: string;
   role: 'primary' | 'replica';
   host: '127.0.0.1';
   port: number;
@@ -100,6 +109,13 @@ function installExitHook(): void {
   });
 }
 
+const ID_PREFIX = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+/** Node ids of a cluster: the primary first, then 'replica1', 'replica2', …. */
+function nodeIdsFor(idPrefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${idPrefix}-${i === 0 ? 'primary' : `replica${i}`}`);
+}
+
 function connectionString(port: number, password: string | undefined): string {
   const auth = password !== undefined ? `postgres:${encodeURIComponent(password)}` : 'postgres';
   return `postgresql://${auth}@127.0.0.1:${port}/postgres`;
@@ -120,14 +136,16 @@ export class PgCluster {
     private readonly options: ResolvedOptions,
     private readonly runAs: RunAs,
     ports: number[],
-    log: PgClusterOptions['log'],
+    nodeIds: string[],
+    opts: PgClusterOptions,
   ) {
     this.dir = dirs.dir;
     this.nodes = [];
     const postgresBin = pgBinary('postgres');
+    const { log } = opts;
     ports.forEach((port, index) => {
       const standbyName = index === 0 ? undefined : `replica${index}`;
-      const id = standbyName === undefined ? 'pg-primary' : `pg-${standbyName}`;
+      const id = nodeIds[index] ?? `node${index}`;
       const dataDir = path.join(dirs.dir, id);
       const postmaster = new Postmaster({
         id,
@@ -140,6 +158,7 @@ export class PgCluster {
       });
       const handle: PgNodeHandle = {
         id,
+        shard: opts.shard ?? 'default',
         role: index === 0 ? 'primary' : 'replica',
         host: '127.0.0.1',
         port,
@@ -164,12 +183,19 @@ export class PgCluster {
    */
   static async start(opts: PgClusterOptions = {}): Promise<PgCluster> {
     const options = resolveOptions(opts);
+    const idPrefix = opts.idPrefix ?? 'pg';
+    if (!ID_PREFIX.test(idPrefix)) {
+      throw new ClusterError(
+        'BAD_OPTIONS',
+        `PgCluster: idPrefix '${idPrefix}': use letters, digits, '_' and '-'`,
+      );
+    }
     pgBinary('initdb'); // fail early, with the install hint, before creating anything
     const runAs = resolvePgRunAs();
     const ports = options.fixedPorts ?? (await freePorts(options.replicas + 1));
-    const nodeIds = ports.map((_, i) => (i === 0 ? 'pg-primary' : `pg-replica${i}`));
-    const dirs = prepareDirs(opts.dir, nodeIds, runAs);
-    const cluster = new PgCluster(dirs, options, runAs, ports, opts.log);
+    const nodeIds = nodeIdsFor(idPrefix, ports.length);
+    const dirs = prepareDirs(opts.dir, nodeIds, runAs, idPrefix);
+    const cluster = new PgCluster(dirs, options, runAs, ports, nodeIds, opts);
     installExitHook();
     live.add(cluster);
     try {
@@ -225,7 +251,7 @@ export class PgCluster {
   }
 
   private async boot(): Promise<void> {
-    const primary = this.runtime('pg-primary');
+    const primary = this.runtime(this.primary.id);
     await initPrimary({
       initdbBin: pgBinary('initdb'),
       dataDir: primary.handle.dataDir,

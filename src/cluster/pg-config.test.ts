@@ -31,6 +31,24 @@ describe('pg-config', () => {
     assert.equal(scram['password_encryption'], 'scram-sha-256');
   });
 
+  test('max_prepared_transactions follows max_connections unless set', () => {
+    const base = postgresqlConfSettings({ socketDir: '/s', authMethod: 'trust', userSettings: {} });
+    assert.equal(base['max_prepared_transactions'], base['max_connections']);
+    assert.ok(Number(base['max_prepared_transactions']) >= 100);
+    const more = postgresqlConfSettings({
+      socketDir: '/s',
+      authMethod: 'trust',
+      userSettings: { max_connections: '300' },
+    });
+    assert.equal(more['max_prepared_transactions'], '300');
+    const own = postgresqlConfSettings({
+      socketDir: '/s',
+      authMethod: 'trust',
+      userSettings: { max_connections: '300', max_prepared_transactions: '0' },
+    });
+    assert.equal(own['max_prepared_transactions'], '0');
+  });
+
   test('renderConf writes one quoted line per setting and rejects odd names', () => {
     const text = renderConf({ fsync: 'off', 'auto_explain.log_min_duration': '0' });
     assert.match(text, /^fsync = 'off'$/m);

@@ -22,7 +22,6 @@ const BASE_SETTINGS: Record<string, string> = {
   shared_buffers: '64MB',
   max_connections: '200',
   wal_keep_size: '256MB',
-  max_prepared_transactions: '20',
   // A replica whose primary restarted reconnects after this delay (default 5 s); tests that
   // crash and restart a primary should not wait that long.
   wal_retrieve_retry_interval: '200ms',
@@ -53,7 +52,14 @@ export function postgresqlConfSettings(input: ConfInput): Record<string, string>
   const settings: Record<string, string> = { ...BASE_SETTINGS, unix_socket_directories: input.socketDir };
   // md5 auth needs md5-hashed passwords: a SCRAM verifier cannot answer an md5 challenge.
   settings['password_encryption'] = input.authMethod === 'md5' ? 'md5' : 'scram-sha-256';
-  return { ...settings, ...input.userSettings };
+  const merged = { ...settings, ...input.userSettings };
+  // rwsplit's two-phase commit leaves one prepared transaction per participant session until
+  // COMMIT PREPARED, so every connection may hold one: as many slots as connections unless the
+  // caller sets its own. (A standby needs at least the primary's value; base backups copy it.)
+  if (input.userSettings['max_prepared_transactions'] === undefined) {
+    merged['max_prepared_transactions'] = merged['max_connections'] ?? '100';
+  }
+  return merged;
 }
 
 /** Renders settings as postgresql.conf lines; names are checked, every value is quoted. */

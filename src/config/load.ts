@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { TableRuleError, TableRules } from '../pg/shard-rules.js';
 import { configSchema, type Config } from './schema.js';
 
 /** A configuration problem; `message` is meant for the user as-is. */
@@ -59,6 +60,7 @@ function checkCrossFields(config: Config, source: string): void {
       throw new ConfigError(`${source}: postgres.nodes.${i}.id: duplicate node id "${node.id}"`);
     ids.add(node.id);
   }
+  checkShards(config, source);
   const { auth } = config.postgres;
   if (auth.method === 'scram-sha-256' && auth.users.length === 0) {
     throw new ConfigError(
@@ -70,5 +72,39 @@ function checkCrossFields(config: Config, source: string): void {
     throw new ConfigError(
       `${source}: listen.http.port: same address as listen.postgres; choose another port`,
     );
+  }
+}
+
+/**
+ * PostgreSQL shards: the shard names are those the nodes use, so every shard has a node; more
+ * than one name needs a `postgres.sharding` section, and the shards it names must exist.
+ */
+function checkShards(config: Config, source: string): void {
+  const { nodes, sharding } = config.postgres;
+  const shards = [...new Set(nodes.map((n) => n.shard))];
+  const known = `shards of postgres.nodes: ${shards.join(', ')}`;
+  if (sharding === undefined) {
+    if (shards.length > 1) {
+      throw new ConfigError(
+        `${source}: postgres.sharding: the nodes use ${shards.length} shards (${shards.join(', ')}); ` +
+          'add a postgres.sharding section (it may be empty: {}) to say how statements find their shard',
+      );
+    }
+    return;
+  }
+  const named: [string, string | undefined][] = [
+    ['postgres.sharding.defaultShard', sharding.defaultShard],
+    ['postgres.sharding.twoPhase.logShard', sharding.twoPhase.logShard],
+  ];
+  for (const [key, shard] of named) {
+    if (shard !== undefined && !shards.includes(shard)) {
+      throw new ConfigError(`${source}: ${key}: no node has shard "${shard}" (${known})`);
+    }
+  }
+  try {
+    new TableRules(sharding.tables);
+  } catch (err) {
+    if (err instanceof TableRuleError) throw new ConfigError(`${source}: ${err.message}`);
+    throw err;
   }
 }

@@ -56,7 +56,8 @@ export async function awaitReplay(
       return failure(err);
     }
     // NULL: the node is not (or no longer) a replica; its data may be another history.
-    if (position === null) return { kind: 'error', reason: 'not a replica (pg_last_wal_replay_lsn() is NULL)' };
+    if (position === null)
+      return { kind: 'error', reason: 'not a replica (pg_last_wal_replay_lsn() is NULL)' };
     if (position >= token) return { kind: 'ready', position };
     if (performance.now() >= deadline || isCancelled()) return { kind: 'timeout' };
     await new Promise((r) => setTimeout(r, POLL_MS));

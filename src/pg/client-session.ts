@@ -19,6 +19,8 @@ import {
   decodeErrorFields,
   decodeQuery,
   encodeCommandComplete,
+  encodeNoticeResponse,
+  encodeQuery,
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
@@ -28,6 +30,10 @@ import { classifyQuery, decideRoute, parseOf, type RouteDecision } from './route
 import type { RouteReason, SessionContext } from './session-context.js';
 import { ClientStatements } from './statement-registry.js';
 import { awaitReplay, commitPosition } from './causal-gate.js';
+import { readAllShards } from './all-shards-read.js';
+import { InternalQueryError, internalQuery } from './internal-query.js';
+import { chooseShard } from './shard-choice.js';
+import type { Participant } from './twopc/index.js';
 import {
   applySessionCommand,
   mayBeSessionCommand,
@@ -38,8 +44,17 @@ import {
 const TX_IDLE = 0x49; // 'I'
 const TX_BLOCK = 0x54; // 'T'
 const TX_FAILED = 0x45; // 'E'
-/** the only shard until PostgreSQL sharding routes per statement */
+/** the shard of an unsharded setup */
 const SHARD = 'default';
+const BEGIN = encodeQuery('BEGIN');
+
+/** A backend holding this session's transaction on another shard, while it works on one. */
+interface Participation {
+  conn: BackendConnection;
+  pool: BackendPool;
+  node: NodeStatus;
+  txStatus: number;
+}
 
 export class ClientSession implements BackendListener, TrackerSink {
   private backend: BackendConnection | null = null;
@@ -80,6 +95,12 @@ export class ClientSession implements BackendListener, TrackerSink {
    * aborted transaction. Holds the error the next statement gets.
    */
   private abortedTx: RwsplitPgError | null = null;
+  /** the shard the batch being routed belongs to (sharded PostgreSQL), else 'default' */
+  private shard = SHARD;
+  /** the transaction's backends on other shards (a transaction that spans shards) */
+  private readonly parked = new Map<string, Participation>();
+  /** the BEGIN that opened the transaction, replayed on each shard it reaches */
+  private beginFrame: Buffer = BEGIN;
   /** this session's pool per node id (the login is fixed for the session's life) */
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
@@ -180,6 +201,7 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.answerAbortedTransaction();
       return;
     }
+    if (this.ctx.sharding && !this.placeOnShard()) return;
     const conn = this.backend;
     if (conn) {
       if (this.mustLeaveReplica()) {
@@ -213,12 +235,13 @@ export class ClientSession implements BackendListener, TrackerSink {
     if (decision.target === 'read' && level === 'strong')
       decision = { target: 'primary', reason: 'strong', retryable: decision.retryable };
     if (decision.target === 'primary') {
-      const node = this.ctx.topology.writablePrimary(SHARD);
+      const node = this.ctx.topology.writablePrimary(this.shard);
       if (node) this.routeTo(node, decision, decision.reason, failed, null);
       else this.awaitPrimary(decision, failed);
       return;
     }
-    const pick = this.ctx.readRouter.pick(failed ?? undefined, { allowLagging: level === 'eventual' });
+    const shard = this.ctx.sharding ? this.shard : undefined;
+    const pick = this.ctx.readRouter.pick(failed ?? undefined, { allowLagging: level === 'eventual', shard });
     if (!pick.ok) {
       this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
       return;
@@ -231,7 +254,7 @@ export class ClientSession implements BackendListener, TrackerSink {
         this.readOnPrimary(decision, failed);
         return;
       }
-      const token = this.settings.token.get(SHARD);
+      const token = this.settings.token.get(this.shard);
       if (token !== undefined) {
         const replay = this.ctx.replay;
         if (replay.known(node) >= token) this.ctx.stats.causalRead('replica-known');
@@ -239,6 +262,7 @@ export class ClientSession implements BackendListener, TrackerSink {
           // Another replica may be known to be far enough; else ask the one picked.
           const known = this.ctx.readRouter.pick(failed ?? undefined, {
             accept: (n) => replay.known(n) >= token,
+            shard,
           });
           if (known.ok && known.node.role === 'replica') {
             node = known.node;
@@ -260,7 +284,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     const eventual = this.settings.consistency === 'eventual';
     for (const n of this.ctx.topology.nodes) {
       if (n.role !== 'replica' || !n.reachable || n.fenced || (n.lagging && !eventual)) continue;
-      if (n.spec.shard !== SHARD || failed?.has(n.spec.id)) continue;
+      if (n.spec.shard !== this.shard || failed?.has(n.spec.id)) continue;
       const at = this.ctx.replay.known(n);
       if (at > bestAt) {
         best = n;
@@ -273,25 +297,25 @@ export class ClientSession implements BackendListener, TrackerSink {
   /** Writes wait up to failover.bufferMs for a primary (a failover or switchover under way). */
   private awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void {
     const topology = this.ctx.topology;
-    const during = topology.failover(SHARD);
+    const during = topology.failover(this.shard);
     if (this.ctx.failoverBufferMs <= 0 && !during) {
       this.failBatch(noPrimaryError(during));
       return;
     }
     this.acquiring = true;
-    void topology.whenWritable(SHARD, Math.max(this.ctx.failoverBufferMs, 1)).then((node) => {
+    void topology.whenWritable(this.shard, Math.max(this.ctx.failoverBufferMs, 1)).then((node) => {
       this.acquiring = false;
       if (this.closed) return;
       this.socket.resume();
       if (node) this.routeTo(node, decision, decision.reason, failed, null);
-      else this.failBatch(noPrimaryError(topology.failover(SHARD) ?? during));
+      else this.failBatch(noPrimaryError(topology.failover(this.shard) ?? during));
     });
   }
 
   /** A read-your-writes read no replica could serve in time goes to the primary. */
   private readOnPrimary(decision: RouteDecision, failed: Set<string> | null): void {
     this.ctx.stats.causalRead('primary');
-    const node = this.ctx.topology.primary(SHARD);
+    const node = this.ctx.topology.primary(this.shard);
     const read: RouteDecision = {
       target: 'primary',
       reason: 'causal-primary',
@@ -500,6 +524,7 @@ export class ClientSession implements BackendListener, TrackerSink {
       // Deferring BEGIN lets the next statement decide the node: `SET TRANSACTION READ ONLY`
       // makes it a replica transaction. Snapshots start at the first statement anyway.
       this.deferredBegin = Buffer.from(first);
+      this.beginFrame = this.deferredBegin;
       this.answer(encodeCommandComplete('BEGIN'), readyForQuery(TX_BLOCK));
       return true;
     }
@@ -717,6 +742,7 @@ export class ClientSession implements BackendListener, TrackerSink {
       `The transaction was lost: ${cause}. Send ROLLBACK.`,
     );
     this.waitingForIdle = false;
+    this.discardParked(`the transaction was lost on shard ${node.spec.shard}`);
     if (pendingReady > 0) {
       this.ctx.stats.clientError(err.sqlstate);
       this.out.push(err.toFrame());
@@ -763,6 +789,306 @@ export class ClientSession implements BackendListener, TrackerSink {
       }
     }
     return false;
+  }
+
+  // ---- sharded PostgreSQL ------------------------------------------------------------
+
+  /**
+   * Sets `this.shard` for the queued batch, or handles the batch itself (an error, a read of
+   * every shard, the end of a transaction that spans shards, a switch to another shard's
+   * backend) and returns false.
+   */
+  private placeOnShard(): boolean {
+    const sharding = this.ctx.sharding!;
+    const first = this.batch[0]!;
+    if (this.parked.size > 0 && this.backend) {
+      const end = this.distributedEnd(first);
+      if (end !== null) {
+        if (!this.backendIdle()) this.waitingForIdle = true;
+        else this.finishDistributed(end);
+        return false;
+      }
+      if (this.endsTransaction(this.batch)) {
+        this.failBatch(
+          new RwsplitPgError(
+            'DISTRIBUTED_COMMIT_FORM',
+            SqlState.FeatureNotSupported,
+            'a transaction that spans shards must end with a simple-protocol COMMIT or ROLLBACK on its own',
+            'Send COMMIT as a plain query (node-postgres: client.query("COMMIT")).',
+          ),
+          TX_BLOCK,
+        );
+        return false;
+      }
+    }
+    const inTransaction = (this.backend !== null && this.txStatus !== TX_IDLE) || this.deferredBegin !== null;
+    const choice = chooseShard(this.batch, this.statements, sharding.resolver, this.settings.shardKey);
+    switch (choice.kind) {
+      case 'none':
+        return true;
+      case 'error':
+        this.failBatch(choice.error, this.clientTxStatus());
+        return false;
+      case 'all-shards':
+        if (inTransaction || this.backend || this.batch.length !== 1 || first[0] !== FrontendCode.Query) {
+          this.failBatch(
+            new RwsplitPgError(
+              'ALL_SHARDS_FORM',
+              SqlState.FeatureNotSupported,
+              '/* rwsplit:all-shards */ reads run as one simple-protocol query outside a transaction',
+            ),
+            this.clientTxStatus(),
+          );
+        } else this.readEveryShard(first);
+        return false;
+      case 'unknown':
+        if (this.backend && inTransaction) return true; // the transaction's current shard
+        if (!this.backend && this.isTransactionControl(first)) return true; // BEGIN waits for its first statement
+        this.failBatch(sharding.resolver.unknownShardError(), this.clientTxStatus());
+        return false;
+      case 'shard':
+        break;
+    }
+    const target = choice.shard;
+    if (!this.backend || this.node!.spec.shard === target) {
+      this.shard = target;
+      return true;
+    }
+    if (!this.backendIdle()) {
+      this.waitingForIdle = true; // the current shard's answers first
+      return false;
+    }
+    if (this.pinnedBy) {
+      this.failBatch(
+        new RwsplitPgError(
+          'PINNED_TO_SHARD',
+          SqlState.FeatureNotSupported,
+          `this session is pinned to shard ${this.node!.spec.shard} by ${this.pinnedBy}; it cannot run statements on shard ${target}`,
+        ),
+        this.clientTxStatus(),
+      );
+      return false;
+    }
+    if (this.txStatus === TX_IDLE) {
+      this.waitingForIdle = true; // released in a moment; then routed afresh
+      return false;
+    }
+    this.switchShard(target);
+    return false;
+  }
+
+  /** Parks the current shard's backend (its transaction stays open) and continues on `target`. */
+  private switchShard(target: string): void {
+    const cur: Participation = {
+      conn: this.backend!,
+      pool: this.backendPool!,
+      node: this.node!,
+      txStatus: this.txStatus,
+    };
+    cur.conn.listener = this.parkedListener(cur);
+    this.parked.set(cur.node.spec.shard, cur);
+    this.backend = null;
+    this.backendPool = null;
+    this.node = null;
+    this.shard = target;
+    const back = this.parked.get(target);
+    if (back) {
+      this.parked.delete(target);
+      back.conn.listener = this;
+      this.backend = back.conn;
+      this.backendPool = back.pool;
+      this.node = back.node;
+      this.txStatus = back.txStatus;
+    } else {
+      // The transaction reaches a new shard: its BEGIN goes ahead of the batch there.
+      this.txStatus = TX_IDLE;
+      this.deferredBegin = this.beginFrame;
+    }
+    this.dispatch();
+  }
+
+  private parkedListener(p: Participation): BackendListener {
+    return {
+      onBackendFrame: () => undefined,
+      onBackendChunkEnd: () => undefined,
+      onBackendClose: (_conn, reason) => {
+        if (this.parked.get(p.node.spec.shard) !== p) return;
+        this.parked.delete(p.node.spec.shard);
+        p.pool.lost();
+        this.ctx.nodeFailed(p.node.spec.id, reason);
+        // The whole transaction is lost: end it everywhere and tell the client.
+        if (this.backend)
+          this.backend.destroy(`shard ${p.node.spec.shard} of this transaction was lost: ${reason}`);
+        else this.transactionLost(p.node, reason, false, 0);
+      },
+    };
+  }
+
+  /** Drops the backends of the transaction's other shards (their servers roll back). */
+  private discardParked(reason: string): void {
+    for (const p of this.parked.values()) {
+      p.conn.listener = null;
+      p.pool.discard(p.conn, reason);
+    }
+    this.parked.clear();
+  }
+
+  /** 'commit' or 'rollback' when the batch is one simple COMMIT/ROLLBACK, else null. */
+  private distributedEnd(first: Buffer): 'commit' | 'rollback' | null {
+    if (this.batch.length !== 1 || first[0] !== FrontendCode.Query) return null;
+    const c = classifyQuery(this.ctx.classifier, first);
+    if (c.statementCount !== 1) return null;
+    return c.tx === 'commit' ? 'commit' : c.tx === 'rollback' ? 'rollback' : null;
+  }
+
+  /** A lone BEGIN/COMMIT/ROLLBACK: needs no shard before a statement gives one. */
+  private isTransactionControl(first: Buffer): boolean {
+    if (this.batch.length !== 1 || first[0] !== FrontendCode.Query) return false;
+    const c = classifyQuery(this.ctx.classifier, first);
+    return c.statementCount === 1 && c.tx !== null;
+  }
+
+  private backendIdle(): boolean {
+    return this.tracker.idle && !this.translator.unsynced;
+  }
+
+  private clientTxStatus(): number {
+    if (this.abortedTx) return TX_FAILED;
+    if (this.backend) return this.txStatus;
+    return this.deferredBegin ? TX_BLOCK : TX_IDLE;
+  }
+
+  /**
+   * COMMIT of a transaction that wrote on several shards: two-phase commit over every
+   * participant's backend (PREPARE TRANSACTION, a durable decision, COMMIT PREPARED); ROLLBACK
+   * (or COMMIT of a failed transaction) rolls every participant back. The client sees one
+   * ordinary answer.
+   */
+  private finishDistributed(end: 'commit' | 'rollback'): void {
+    this.batch.shift();
+    this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
+    const all: Participation[] = [
+      ...this.parked.values(),
+      { conn: this.backend!, pool: this.backendPool!, node: this.node!, txStatus: this.txStatus },
+    ];
+    this.parked.clear();
+    this.backend = null;
+    this.backendPool = null;
+    this.node = null;
+    this.txStatus = TX_IDLE;
+    this.gated = true;
+    const failed = all.some((p) => p.txStatus === TX_FAILED);
+    const work =
+      end === 'commit' && !failed
+        ? this.twoPhaseCommit(all)
+        : Promise.all(all.map((p) => internalQuery(p.conn, 'ROLLBACK').catch(() => undefined))).then(() => [
+            encodeCommandComplete('ROLLBACK'),
+          ]);
+    void work.then((frames) => {
+      for (const p of all) {
+        p.conn.listener = null;
+        if (p.conn.closed) p.pool.lost();
+        else p.pool.release(p.conn);
+      }
+      this.gated = false;
+      this.wroteOnLease = false;
+      if (this.closed) return;
+      for (const f of frames) this.out.push(f);
+      this.out.push(readyForQuery(TX_IDLE));
+      this.out.flush();
+      this.dispatch();
+    });
+  }
+
+  private async twoPhaseCommit(all: readonly Participation[]): Promise<Buffer[]> {
+    const participants: Participant[] = all.map((p) => ({
+      shard: p.node.spec.shard,
+      exec: (sql) =>
+        internalQuery(p.conn, sql).then(
+          (r) => r.tag ?? undefined,
+          (err: unknown) => {
+            // The coordinator reads a server error's SQLSTATE from `code`, as node-postgres has it.
+            if (err instanceof InternalQueryError)
+              throw Object.assign(new Error(err.message), { code: err.sqlstate });
+            throw err;
+          },
+        ),
+    }));
+    try {
+      const result = await this.ctx.sharding!.coordinator.commit(participants);
+      if (this.settings.consistency === 'read-your-writes') {
+        for (const p of all) {
+          const pos = await commitPosition(p.conn);
+          if (pos.kind === 'ready') advanceToken(this.settings.token, p.node.spec.shard, pos.position);
+          else this.tokenUnknown = true;
+        }
+      }
+      const out = [encodeCommandComplete('COMMIT')];
+      if (result.outcome === 'committed-pending') {
+        out.unshift(
+          encodeNoticeResponse({
+            severity: 'WARNING',
+            code: '01000',
+            message: `committed; shards ${result.pending.join(', ')} finish the commit when they are back (transaction ${result.gid})`,
+          }),
+        );
+      }
+      return out;
+    } catch (err) {
+      const e =
+        err instanceof RwsplitPgError
+          ? err
+          : new RwsplitPgError('TWOPC_FAILED', '40000', `COMMIT failed: ${(err as Error).message}`);
+      this.ctx.stats.clientError(e.sqlstate);
+      return [e.toFrame()];
+    }
+  }
+
+  /** `/* rwsplit:all-shards *\/`: the query on one read node per shard, rows merged. */
+  private readEveryShard(frame: Buffer): void {
+    this.batch.shift();
+    this.batchBytes -= frame.length;
+    this.gated = true;
+    const shards = [...new Set(this.ctx.topology.nodes.map((n) => n.spec.shard))];
+    const leases: { pool: BackendPool; conn: BackendConnection }[] = [];
+    const strong = this.settings.consistency === 'strong';
+    const run = async (): Promise<Buffer[]> => {
+      for (const shard of shards) {
+        const pick = strong
+          ? this.ctx.topology.primary(shard)
+          : (() => {
+              const d = this.ctx.readRouter.pick(undefined, { shard });
+              return d.ok ? d.node : undefined;
+            })();
+        if (!pick)
+          throw new RwsplitPgError(
+            'NO_READ_NODE',
+            SqlState.CannotConnectNow,
+            `no node of shard ${shard} can serve this read`,
+          );
+        let pool = this.pools.get(pick.spec.id);
+        if (!pool) this.pools.set(pick.spec.id, (pool = this.ctx.pool(pick, this.login)));
+        leases.push({ pool, conn: await pool.acquire() });
+      }
+      return readAllShards(
+        frame,
+        leases.map((l, i) => ({ shard: shards[i]!, conn: l.conn })),
+      );
+    };
+    void run()
+      .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
+      .then((frames) => {
+        for (const l of leases) {
+          if (l.conn.closed) l.pool.lost();
+          else l.pool.release(l.conn);
+        }
+        this.gated = false;
+        if (this.closed) return;
+        for (const f of frames) this.out.push(f);
+        this.out.push(readyForQuery(TX_IDLE));
+        this.out.flush();
+        this.dispatch();
+      });
   }
 
   /** rwsplit's own SHOW/SET (`rwsplit.causal_token`, …): answered here, in order with the rest. */

@@ -12,6 +12,8 @@ export interface InternalResult {
   rows: (string | null)[][];
   /** transaction status from the closing ReadyForQuery ('I', 'T' or 'E') */
   txStatus: string;
+  /** the last CommandComplete tag (`COMMIT`, `PREPARE TRANSACTION`, `ROLLBACK`, …) */
+  tag: string | null;
 }
 
 /** The server answered with an ErrorResponse; `fields` are its fields by code letter. */
@@ -44,15 +46,17 @@ export function internalQuery(conn: BackendConnection, sql: string): Promise<Int
   return new Promise((resolve, reject) => {
     const rows: (string | null)[][] = [];
     let error: Map<string, string> | null = null;
+    let tag: string | null = null;
     const listener: BackendListener = {
       onBackendFrame(type, frame) {
         if (type === BackendCode.DataRow) rows.push(decodeDataRow(frame));
+        else if (type === BackendCode.CommandComplete) tag = frame.toString('utf8', 5, frame.length - 1);
         else if (type === BackendCode.ErrorResponse) error = decodeErrorFields(frame);
         else if (type === BackendCode.ReadyForQuery) {
           conn.listener = previous;
           const txStatus = String.fromCharCode(frame[5]!);
           if (error) reject(new InternalQueryError(error, sql));
-          else resolve({ rows, txStatus });
+          else resolve({ rows, txStatus, tag });
         }
       },
       onBackendChunkEnd() {},

@@ -27,7 +27,7 @@ import {
   ProtocolError,
   readyForQuery,
 } from './protocol/index.js';
-import type { PgStats, SessionContext } from './session-context.js';
+import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
@@ -39,6 +39,8 @@ export interface PgProxyDeps {
   stats: PgStats;
   log: Logger;
   tls: tls.SecureContext | null;
+  /** statement-to-shard resolution and the 2PC coordinator, when postgres.sharding is set */
+  sharding?: ShardingContext | null;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -53,6 +55,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly causalWaitMs: number;
   readonly failoverBufferMs: number;
   readonly replay: ReplayPositions;
+  readonly sharding: ShardingContext | null;
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -74,6 +77,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.causalWaitMs = deps.config.routing.causalWaitMs;
     this.failoverBufferMs = deps.config.failover.bufferMs;
     this.replay = new ReplayPositions(deps.topology);
+    this.sharding = deps.sharding ?? null;
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,

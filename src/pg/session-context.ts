@@ -9,6 +9,8 @@ import type { ReadRouter } from '../core/read-router.js';
 import type { Classifier } from './classifier/classify.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { ShardResolver } from './shard-resolver.js';
+import type { TwoPhaseCoordinator } from './twopc/index.js';
 
 /** Why a batch went where it went; a label of the routing-decision metric. */
 export type RouteReason =
@@ -40,6 +42,12 @@ export interface PgStats {
 
 export type CausalOutcome = 'replica-known' | 'replica-checked' | 'primary';
 
+/** Sharded PostgreSQL: how statements find their shard, and the 2PC coordinator for COMMIT. */
+export interface ShardingContext {
+  readonly resolver: ShardResolver;
+  readonly coordinator: TwoPhaseCoordinator;
+}
+
 export interface SessionContext {
   readonly classifier: Classifier;
   readonly topology: Topology;
@@ -52,6 +60,8 @@ export interface SessionContext {
   readonly causalWaitMs: number;
   /** how long a write waits for a new primary (postgres.failover.bufferMs) */
   readonly failoverBufferMs: number;
+  /** null unless postgres.sharding is configured */
+  readonly sharding: ShardingContext | null;
   /** replicas' known replay positions, for causal tokens */
   readonly replay: ReplayPositions;
 
