@@ -1004,7 +1004,11 @@ export class ClientSession implements BackendListener, TrackerSink {
     const participants: Participant[] = all.map((p) => ({
       shard: p.node.spec.shard,
       exec: (sql) =>
-        internalQuery(p.conn, sql).then(
+        withConnectionDeadline(
+          p.conn,
+          internalQuery(p.conn, sql),
+          this.ctx.sharding!.statementTimeoutMs,
+        ).then(
           (r) => r.tag ?? undefined,
           (err: unknown) => {
             // The coordinator reads a server error's SQLSTATE from `code`, as node-postgres has it.
@@ -1193,6 +1197,16 @@ function isServerGoingAway(frame: Buffer): boolean {
   const severity = fields.get('V') ?? fields.get('S');
   const code = fields.get('C') ?? '';
   return (severity === 'FATAL' || severity === 'PANIC') && (code.startsWith('57P') || code.startsWith('08'));
+}
+
+/**
+ * A participant that does not answer (a stopped server) must not hold the COMMIT forever:
+ * past the deadline its connection is closed, which the coordinator treats as a lost
+ * participant (roll back, or leave the prepared transaction to recovery).
+ */
+function withConnectionDeadline<T>(conn: BackendConnection, work: Promise<T>, ms: number): Promise<T> {
+  const timer = setTimeout(() => conn.destroy(`no answer within ${ms} ms during a two-phase commit`), ms);
+  return work.finally(() => clearTimeout(timer));
 }
 
 function noPrimaryError(failover: { kind: string; from: string } | undefined): RwsplitPgError {

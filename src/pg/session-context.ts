@@ -46,6 +46,8 @@ export type CausalOutcome = 'replica-known' | 'replica-checked' | 'primary';
 export interface ShardingContext {
   readonly resolver: ShardResolver;
   readonly coordinator: TwoPhaseCoordinator;
+  /** longest wait for one participant's PREPARE/COMMIT PREPARED (decisionTimeoutMs) */
+  readonly statementTimeoutMs: number;
 }
 
 export interface SessionContext {

@@ -61,7 +61,7 @@ export function setUpSharding(
     recoveryIntervalMs,
     log,
   });
-  return { context: { resolver, coordinator }, recovery };
+  return { context: { resolver, coordinator, statementTimeoutMs: decisionTimeoutMs }, recovery };
 }
 
 /** host-pid, cut to the gid's allowed characters and length: unique among live instances. */
