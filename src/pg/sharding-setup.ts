@@ -59,6 +59,8 @@ export function setUpSharding(
     shards: () => shardNames.map((shard) => ({ shard, connect: (db?: string) => connect(shard, db) })),
     decisionTimeoutMs,
     recoveryIntervalMs,
+    // A live coordinator finishes its own commits; recovery is for the ones left behind.
+    settleMs: Math.min(2000, decisionTimeoutMs / 2),
     log,
   });
   return { context: { resolver, coordinator, statementTimeoutMs: decisionTimeoutMs }, recovery };

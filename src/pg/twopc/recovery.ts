@@ -33,6 +33,12 @@ export interface TwoPhaseRecoveryOptions {
   shards: () => readonly RecoveryShard[];
   /** postgres.sharding.twoPhase.decisionTimeoutMs */
   decisionTimeoutMs: number;
+  /**
+   * Prepared transactions younger than this are left alone even when decided: their
+   * coordinator is most likely finishing them right now, and two COMMIT PREPAREDs of one gid
+   * make one of them fail with "is busy" (default 0).
+   */
+  settleMs?: number;
   /** postgres.sharding.twoPhase.recoveryIntervalMs (default 5,000) */
   recoveryIntervalMs?: number;
   /**
@@ -228,6 +234,10 @@ export class TwoPhaseRecovery {
   ): Promise<{ row: PreparedRow; decision: Decision }[]> {
     const plan: { row: PreparedRow; decision: Decision }[] = [];
     for (const row of rows) {
+      if (row.ageMs < (this.opts.settleMs ?? 0)) {
+        report.waiting.push({ shard, gid: row.gid });
+        continue;
+      }
       if (parseGid(row.gid) === null) {
         report.errors.push(`shard ${shard}: '${row.gid}' has our prefix but not our format; left alone`);
         continue;
