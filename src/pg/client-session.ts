@@ -5,88 +5,84 @@
  * for that backend (statement names, re-Parse), and the backend's answers are streamed back
  * untouched except where the response tracker says otherwise. The connection goes back to
  * its pool as soon as the server is idle outside a transaction, unless session state pins it.
+ *
+ * The session owns the backend lease and the plain read/write path. Three collaborators it
+ * owns handle the rest, each through a narrow host interface the session implements:
+ * CausalReads (read-your-writes on a lease), SessionRecovery (servers lost under the session,
+ * rwsplit's own SHOW/SET) and ShardTransaction (sharded PostgreSQL).
  */
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { advanceToken } from '../core/causal.js';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
+import { CausalReads, type CausalSessionHost } from './causal-reads.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
   BackendCode,
   decodeErrorFields,
-  decodeQuery,
   encodeCommandComplete,
-  encodeNoticeResponse,
-  encodeQuery,
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
 import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
-import { classifyQuery, decideRoute, parseOf, type RouteDecision } from './route-decision.js';
+import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import { ClientStatements } from './statement-registry.js';
-import { awaitReplay, commitPosition } from './causal-gate.js';
-import { readAllShards } from './all-shards-read.js';
-import { InternalQueryError, internalQuery } from './internal-query.js';
-import { chooseShard } from './shard-choice.js';
-import type { Participant } from './twopc/index.js';
+import { mayBeSessionCommand, type SessionSettings } from './session-commands.js';
 import {
-  applySessionCommand,
-  mayBeSessionCommand,
-  parseSessionCommand,
-  type SessionSettings,
-} from './session-commands.js';
+  asClientError,
+  DEFAULT_SHARD,
+  endsWithCommit,
+  isServerGoingAway,
+  noPrimaryError,
+  SessionRecovery,
+  TX_BLOCK,
+  TX_FAILED,
+  TX_IDLE,
+  type RecoverySessionHost,
+} from './session-recovery.js';
+import { ShardTransaction, type Participation, type ShardSessionHost } from './shard-transaction.js';
 
-const TX_IDLE = 0x49; // 'I'
-const TX_BLOCK = 0x54; // 'T'
-const TX_FAILED = 0x45; // 'E'
-/** the shard of an unsharded setup */
-const SHARD = 'default';
-const BEGIN = encodeQuery('BEGIN');
-
-/** A backend holding this session's transaction on another shard, while it works on one. */
-interface Participation {
-  conn: BackendConnection;
-  pool: BackendPool;
-  node: NodeStatus;
-  txStatus: number;
-}
-
-export class ClientSession implements BackendListener, TrackerSink {
+/**
+ * A client's session. Members without `private` are its state and steps as the collaborators
+ * see them through their host interfaces; the proxy itself uses only the client-side entry
+ * points, the cancel key, nodeFenced/nodeDown, fatal and close.
+ */
+export class ClientSession
+  implements BackendListener, TrackerSink, CausalSessionHost, RecoverySessionHost, ShardSessionHost
+{
   private backend: BackendConnection | null = null;
   private backendPool: BackendPool | null = null;
-  private node: NodeStatus | null = null;
+  /** the node of the leased backend */
+  node: NodeStatus | null = null;
   /** client frames not yet sent to a backend */
-  private batch: Buffer[] = [];
+  batch: Buffer[] = [];
   private batchBytes = 0;
   /** transaction status of the leased backend, from its last ReadyForQuery */
-  private txStatus = TX_IDLE;
+  txStatus = TX_IDLE;
   /** reason the session is pinned to its backend (session state), or null */
-  private pinnedBy: string | null = null;
-  /** a lone BEGIN answered by the proxy and not yet sent (see tryDeferBegin) */
-  private deferredBegin: Buffer | null = null;
+  pinnedBy: string | null = null;
+  /** a lone BEGIN answered by the proxy and not yet sent (see tryAnswerWithoutBackend) */
+  deferredBegin: Buffer | null = null;
   private acquiring = false;
   /** frames of the batch the last routing decision covered (more may queue while acquiring) */
   private routedCount = 0;
   /** the side of the split the current backend was chosen for (metrics) */
   private routedAs: 'read' | 'write' = 'read';
   /** a batch that needs the primary waits for the current (replica) backend to go idle */
-  private waitingForIdle = false;
+  waitingForIdle = false;
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
   private retryable: { frames: Buffer[]; failed: Set<string> } | null = null;
   private readonly dispatchTimes: number[] = [];
   /** consistency level, causal token, shard key: rwsplit's own settings (SET rwsplit.…) */
   private readonly settings: SessionSettings;
   /** a batch routed as a write ran on the current lease: take the commit position before release */
-  private wroteOnLease = false;
-  /** the last commit position could not be read: reads go to the primary until the next one */
-  private tokenUnknown = false;
+  wroteOnLease = false;
   /** the proxy runs its own statement on the leased backend (causal token work): hold the client's */
-  private gated = false;
+  gated = false;
   /** a COMMIT was sent and not yet answered (its outcome is unknown if the server dies now) */
   private commitInFlight = false;
   /**
@@ -94,20 +90,20 @@ export class ClientSession implements BackendListener, TrackerSink {
    * transaction is over, and until it sends ROLLBACK/COMMIT every statement fails as in an
    * aborted transaction. Holds the error the next statement gets.
    */
-  private abortedTx: RwsplitPgError | null = null;
+  abortedTx: RwsplitPgError | null = null;
   /** the shard the batch being routed belongs to (sharded PostgreSQL), else 'default' */
-  private shard = SHARD;
-  /** the transaction's backends on other shards (a transaction that spans shards) */
-  private readonly parked = new Map<string, Participation>();
-  /** the BEGIN that opened the transaction, replayed on each shard it reaches */
-  private beginFrame: Buffer = BEGIN;
+  shard = DEFAULT_SHARD;
   /** this session's pool per node id (the login is fixed for the session's life) */
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
   private readonly statements = new ClientStatements();
   private readonly translator: BatchTranslator;
   private readonly out: OutputCoalescer;
-  private closed = false;
+  private readonly causal: CausalReads;
+  private readonly recovery: SessionRecovery;
+  /** null unless postgres.sharding is configured */
+  private readonly shards: ShardTransaction | null;
+  closed = false;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -124,6 +120,19 @@ export class ClientSession implements BackendListener, TrackerSink {
       shardKey: null,
     };
     this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
+    this.causal = new CausalReads(ctx, this.settings, this);
+    this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
+    this.shards = ctx.sharding
+      ? new ShardTransaction(
+          ctx,
+          ctx.sharding,
+          this.settings,
+          this.statements,
+          this.causal,
+          this.recovery,
+          this,
+        )
+      : null;
   }
 
   /** The backend currently running this session's work (for CancelRequest). */
@@ -192,16 +201,21 @@ export class ClientSession implements BackendListener, TrackerSink {
 
   // ---- routing -----------------------------------------------------------------------
 
-  private dispatch(): void {
+  /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
+  dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
     const first = this.batch[0]!;
-    if (first[0] === FrontendCode.Query && mayBeSessionCommand(first) && this.trySessionCommand(first))
+    if (
+      first[0] === FrontendCode.Query &&
+      mayBeSessionCommand(first) &&
+      this.recovery.trySessionCommand(first)
+    )
       return;
     if (this.abortedTx) {
-      this.answerAbortedTransaction();
+      this.recovery.answerAbortedTransaction();
       return;
     }
-    if (this.ctx.sharding && !this.placeOnShard()) return;
+    if (this.shards !== null && !this.shards.place()) return;
     const conn = this.backend;
     if (conn) {
       if (this.mustLeaveReplica()) {
@@ -229,7 +243,8 @@ export class ClientSession implements BackendListener, TrackerSink {
     return decision.target === 'primary';
   }
 
-  private route(decision: RouteDecision, failed: Set<string> | null): void {
+  /** Picks the node for the batch (`failed`: nodes a retried read must avoid) and leases a backend there. */
+  route(decision: RouteDecision, failed: Set<string> | null): void {
     this.routedCount = this.batch.length;
     const level = this.settings.consistency;
     if (decision.target === 'read' && level === 'strong')
@@ -246,56 +261,14 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
       return;
     }
-    let node = pick.node;
     const reason: RouteReason = pick.reason === 'fallback-primary' ? 'fallback-primary' : decision.reason;
-    let checkToken: bigint | null = null;
-    if (level === 'read-your-writes' && node.role === 'replica') {
-      if (this.tokenUnknown) {
-        this.readOnPrimary(decision, failed);
-        return;
-      }
-      const token = this.settings.token.get(this.shard);
-      if (token !== undefined) {
-        const replay = this.ctx.replay;
-        if (replay.known(node) >= token) this.ctx.stats.causalRead('replica-known');
-        else {
-          // Another replica may be known to be far enough; else ask the one picked.
-          const known = this.ctx.readRouter.pick(failed ?? undefined, {
-            accept: (n) => replay.known(n) >= token,
-            shard,
-          });
-          if (known.ok && known.node.role === 'replica') {
-            node = known.node;
-            this.ctx.stats.causalRead('replica-known');
-          } else {
-            // Ask the replica most likely to be there: the one known to be furthest ahead.
-            node = this.furthestReplica(failed) ?? node;
-            checkToken = token;
-          }
-        }
-      }
-    }
-    this.routeTo(node, decision, reason, failed, checkToken);
-  }
-
-  private furthestReplica(failed: Set<string> | null): NodeStatus | undefined {
-    let best: NodeStatus | undefined;
-    let bestAt = -2n;
-    const eventual = this.settings.consistency === 'eventual';
-    for (const n of this.ctx.topology.nodes) {
-      if (n.role !== 'replica' || !n.reachable || n.fenced || (n.lagging && !eventual)) continue;
-      if (n.spec.shard !== this.shard || failed?.has(n.spec.id)) continue;
-      const at = this.ctx.replay.known(n);
-      if (at > bestAt) {
-        best = n;
-        bestAt = at;
-      }
-    }
-    return best;
+    if (level === 'read-your-writes' && pick.node.role === 'replica')
+      this.causal.routeRead(pick.node, decision, reason, failed);
+    else this.routeTo(pick.node, decision, reason, failed, null);
   }
 
   /** Writes wait up to failover.bufferMs for a primary (a failover or switchover under way). */
-  private awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void {
+  awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void {
     const topology = this.ctx.topology;
     const during = topology.failover(this.shard);
     if (this.ctx.failoverBufferMs <= 0 && !during) {
@@ -312,20 +285,8 @@ export class ClientSession implements BackendListener, TrackerSink {
     });
   }
 
-  /** A read-your-writes read no replica could serve in time goes to the primary. */
-  private readOnPrimary(decision: RouteDecision, failed: Set<string> | null): void {
-    this.ctx.stats.causalRead('primary');
-    const node = this.ctx.topology.primary(this.shard);
-    const read: RouteDecision = {
-      target: 'primary',
-      reason: 'causal-primary',
-      retryable: decision.retryable,
-    };
-    if (node) this.routeTo(node, read, 'causal-primary', failed, null);
-    else this.awaitPrimary(read, failed);
-  }
-
-  private routeTo(
+  /** Leases a backend on `node` for the batch; `checkToken`: the replica must first show it has replayed it. */
+  routeTo(
     node: NodeStatus,
     decision: RouteDecision,
     reason: RouteReason,
@@ -344,10 +305,18 @@ export class ClientSession implements BackendListener, TrackerSink {
     let pool = this.pools.get(node.spec.id);
     if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
     const conn = pool.tryAcquire();
-    if (conn) {
-      this.lease(conn, pool, node, decision, checkToken);
-      return;
-    }
+    if (conn) this.lease(conn, pool, node, decision, checkToken);
+    else this.awaitConnection(pool, node, decision, failed, checkToken);
+  }
+
+  /** Every connection of the node's pool is lent: the batch waits for one (or moves on if none comes). */
+  private awaitConnection(
+    pool: BackendPool,
+    node: NodeStatus,
+    decision: RouteDecision,
+    failed: Set<string> | null,
+    checkToken: bigint | null,
+  ): void {
     this.acquiring = true;
     // Frames keep queuing while we wait: the retry copy must hold only the routed ones.
     if (this.retryable) this.retryable.frames = this.batch.slice(0, this.routedCount);
@@ -381,6 +350,13 @@ export class ClientSession implements BackendListener, TrackerSink {
     );
   }
 
+  /** This session's pool for a node (the login is fixed for the session's life). */
+  poolFor(node: NodeStatus): BackendPool {
+    let pool = this.pools.get(node.spec.id);
+    if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
+    return pool;
+  }
+
   private lease(
     conn: BackendConnection,
     pool: BackendPool,
@@ -393,11 +369,12 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.backendPool = pool;
     this.node = node;
     this.socket.resume();
-    if (checkToken !== null) this.checkReplay(conn, node, checkToken, decision);
+    if (checkToken !== null) this.causal.checkReplay(conn, node, checkToken, decision);
     else this.startLease(conn);
   }
 
-  private startLease(conn: BackendConnection): void {
+  /** Sends the routed batch on a backend just leased (a deferred BEGIN goes first). */
+  startLease(conn: BackendConnection): void {
     if (this.deferredBegin) {
       // Goes ahead of the batch, in the same write; its answer is swallowed.
       this.translator.injectQuery(this.deferredBegin, conn);
@@ -407,83 +384,6 @@ export class ClientSession implements BackendListener, TrackerSink {
     // routing decision: send what was decided, then route the rest (dispatch checks them).
     this.sendBatch(conn, this.routedCount);
     if (this.batch.length > 0) this.dispatch();
-  }
-
-  /**
-   * Read-your-writes on a replica not known to have replayed the session's token: ask it,
-   * waiting up to causalWaitMs; if it never gets there, the read goes to the primary.
-   */
-  private checkReplay(
-    conn: BackendConnection,
-    node: NodeStatus,
-    token: bigint,
-    decision: RouteDecision,
-  ): void {
-    this.gated = true;
-    void awaitReplay(conn, token, this.ctx.causalWaitMs, () => this.closed).then((outcome) => {
-      if (this.backend !== conn) return; // the client left and the connection was dropped
-      this.gated = false;
-      if (this.closed) {
-        this.releaseBackend();
-        return;
-      }
-      switch (outcome.kind) {
-        case 'ready':
-          this.ctx.replay.confirm(node.spec.id, outcome.position);
-          this.ctx.stats.causalRead('replica-checked');
-          this.startLease(conn);
-          return;
-        case 'lost':
-          this.lostWhileGated(node, outcome.reason);
-          this.route(decision, new Set([node.spec.id]));
-          return;
-        case 'timeout':
-        case 'error':
-          this.releaseBackend();
-          this.readOnPrimary(decision, null);
-          return;
-      }
-    });
-  }
-
-  /**
-   * After a write, before the backend goes back to its pool: the primary's WAL insert
-   * position becomes the session's causal token. The client already has its answer; its
-   * next request waits for this one round trip (gated).
-   */
-  private captureThenRelease(conn: BackendConnection): void {
-    this.gated = true;
-    this.wroteOnLease = false;
-    const node = this.node!;
-    void commitPosition(conn).then((outcome) => {
-      if (this.backend !== conn) return;
-      this.gated = false;
-      if (outcome.kind === 'ready') {
-        advanceToken(this.settings.token, node.spec.shard, outcome.position);
-        this.tokenUnknown = false;
-      } else {
-        // Without the position, no replica can be proven fresh enough: primary reads until the next write.
-        this.tokenUnknown = true;
-      }
-      if (outcome.kind === 'lost') this.lostWhileGated(node, outcome.reason);
-      else this.releaseBackend();
-      if (!this.closed && this.batch.length > 0) {
-        this.waitingForIdle = false;
-        this.dispatch();
-      }
-    });
-  }
-
-  /** The leased connection died during the proxy's own statement: a node failure, nothing owed to the client. */
-  private lostWhileGated(node: NodeStatus, reason: string): void {
-    this.ctx.nodeFailed(node.spec.id, reason);
-    this.backendPool?.lost();
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
-    this.tracker.reset();
-    this.translator.reset();
-    this.txStatus = TX_IDLE;
   }
 
   private sendBatch(conn: BackendConnection, count = this.batch.length): void {
@@ -498,7 +398,7 @@ export class ClientSession implements BackendListener, TrackerSink {
     }
     if (this.routedAs === 'write') this.wroteOnLease = true;
     if (this.txStatus === TX_BLOCK && !this.commitInFlight)
-      this.commitInFlight = this.endsTransaction(frames);
+      this.commitInFlight = endsWithCommit(this.ctx.classifier, frames);
     const result = this.translator.translate(frames, conn);
     if (result.pin && !this.pinnedBy) this.pinnedBy = result.pin;
     const node = this.node!;
@@ -524,7 +424,7 @@ export class ClientSession implements BackendListener, TrackerSink {
       // Deferring BEGIN lets the next statement decide the node: `SET TRANSACTION READ ONLY`
       // makes it a replica transaction. Snapshots start at the first statement anyway.
       this.deferredBegin = Buffer.from(first);
-      this.beginFrame = this.deferredBegin;
+      if (this.shards) this.shards.beginFrame = this.deferredBegin;
       this.answer(encodeCommandComplete('BEGIN'), readyForQuery(TX_BLOCK));
       return true;
     }
@@ -536,18 +436,27 @@ export class ClientSession implements BackendListener, TrackerSink {
     return false;
   }
 
-  private answer(...frames: Buffer[]): void {
+  /** Drops the whole batch and sends these frames instead. */
+  answer(...frames: Buffer[]): void {
     this.batch = [];
     this.batchBytes = 0;
     for (const f of frames) this.out.push(f);
     this.out.flush();
   }
 
+  /** The proxy's own answer to the request it took off the batch: frames, ReadyForQuery, then the rest. */
+  reply(frames: readonly Buffer[], status: number): void {
+    for (const f of frames) this.out.push(f);
+    this.out.push(readyForQuery(status));
+    this.out.flush();
+    this.dispatch();
+  }
+
   /**
    * Answers a batch that cannot be routed: one ErrorResponse for each group the server would
    * have answered, each closed by ReadyForQuery. A transaction the proxy deferred cannot go on.
    */
-  private failBatch(err: RwsplitPgError, status = TX_IDLE): void {
+  failBatch(err: RwsplitPgError, status = TX_IDLE): void {
     this.ctx.stats.clientError(err.sqlstate);
     if (this.deferredBegin) {
       this.fatal(err);
@@ -570,6 +479,13 @@ export class ClientSession implements BackendListener, TrackerSink {
       }
     }
     this.out.flush();
+  }
+
+  /** Takes the first queued frame off the batch (the proxy answers it itself). */
+  shiftBatch(): Buffer {
+    const frame = this.batch.shift()!;
+    this.batchBytes -= frame.length;
+    return frame;
   }
 
   // ---- backend side ------------------------------------------------------------------
@@ -624,7 +540,8 @@ export class ClientSession implements BackendListener, TrackerSink {
         this.settings.consistency === 'read-your-writes' &&
         this.node?.role === 'primary'
       ) {
-        this.captureThenRelease(conn);
+        this.wroteOnLease = false;
+        this.causal.captureThenRelease(conn, this.node);
         return;
       }
       this.wroteOnLease = false;
@@ -652,6 +569,26 @@ export class ClientSession implements BackendListener, TrackerSink {
     );
   }
 
+  /** No answer is pending on the leased backend. */
+  backendIdle(): boolean {
+    return this.tracker.idle && !this.translator.unsynced;
+  }
+
+  /** The transaction status the client was last told (the proxy answers some requests itself). */
+  clientTxStatus(): number {
+    if (this.abortedTx) return TX_FAILED;
+    if (this.backend) return this.txStatus;
+    return this.deferredBegin ? TX_BLOCK : TX_IDLE;
+  }
+
+  /** Sends what queued meanwhile: a batch that waited for the backend to go idle goes now. */
+  resumeQueued(): void {
+    if (this.batch.length > 0) {
+      this.waitingForIdle = false;
+      this.dispatch();
+    }
+  }
+
   onBackendClose(conn: BackendConnection, reason: string): void {
     if (conn !== this.backend) return;
     const node = this.node!;
@@ -675,448 +612,15 @@ export class ClientSession implements BackendListener, TrackerSink {
       this.ctx.stats.retried(node.spec.id);
       this.batch = retry.frames.concat(this.batch);
       this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
-      const decision = decideRoute(this.batch, this.statements, this.ctx.classifier, false);
-      this.route(decision, retry.failed);
+      this.route(decideRoute(this.batch, this.statements, this.ctx.classifier, false), retry.failed);
       return;
     }
     const commitInFlight = this.commitInFlight;
     this.commitInFlight = false;
-    if (wasInTransaction && this.pinnedBy === null) {
-      this.transactionLost(node, reason, commitInFlight, pendingReady);
-      return;
-    }
-    const err = new RwsplitPgError(
-      'BACKEND_LOST',
-      SqlState.ConnectionFailure,
-      `rwsplit lost its connection to ${node.spec.id} (${node.spec.host}:${node.spec.port}) while it ran this request: ${reason}`,
-      wasInTransaction
-        ? undefined
-        : node.role === 'primary'
-          ? 'The request may or may not have run; retry it if it is idempotent. New writes wait up to postgres.failover.bufferMs for a primary (failover).'
-          : 'The request may or may not have run; retry it if it is idempotent.',
-    );
-    if (wasInTransaction) {
-      this.fatal(err, 'the session state on that server (SET, temporary tables, …) is lost');
-      return;
-    }
-    this.ctx.stats.clientError(err.sqlstate);
-    this.out.push(err.toFrame());
-    for (let i = 0; i < pendingReady; i++) this.out.push(readyForQuery(TX_IDLE));
-    this.out.flush();
-    this.waitingForIdle = false;
-    this.dispatch();
-  }
-
-  /**
-   * The transaction's server is gone (a crash, a failover fencing it). The client connection
-   * stays: it gets an error for what it was waiting for and, as in any aborted transaction,
-   * errors until it ends the transaction; then it carries on with new servers.
-   */
-  private transactionLost(
-    node: NodeStatus,
-    reason: string,
-    commitInFlight: boolean,
-    pendingReady: number,
-  ): void {
-    const failover = this.ctx.topology.failover(node.spec.shard);
-    const cause = failover
-      ? `${node.spec.id} was lost to a ${failover.kind} (${reason})`
-      : `rwsplit lost its connection to ${node.spec.id} (${node.spec.host}:${node.spec.port}): ${reason}`;
-    const err = commitInFlight
-      ? new RwsplitPgError(
-          'COMMIT_OUTCOME_UNKNOWN',
-          '08007',
-          `${cause}; the COMMIT was sent and its outcome is unknown`,
-          'Check whether the transaction took effect before running it again.',
-        )
-      : new RwsplitPgError(
-          'TRANSACTION_LOST',
-          '40001',
-          `${cause}; the transaction was rolled back`,
-          'Run the transaction again: new writes go to the new primary (they wait up to postgres.failover.bufferMs for one).',
-        );
-    const aborted = new RwsplitPgError(
-      'IN_FAILED_TRANSACTION',
-      '25P02',
-      'current transaction is aborted, commands ignored until end of transaction block',
-      `The transaction was lost: ${cause}. Send ROLLBACK.`,
-    );
-    this.waitingForIdle = false;
-    this.discardParked(`the transaction was lost on shard ${node.spec.shard}`);
-    if (pendingReady > 0) {
-      this.ctx.stats.clientError(err.sqlstate);
-      this.out.push(err.toFrame());
-      for (let i = 0; i < pendingReady; i++) this.out.push(readyForQuery(TX_FAILED));
-      this.out.flush();
-      this.abortedTx = aborted;
-    } else {
-      this.abortedTx = err; // nothing was waiting: the next statement learns it
-    }
-    this.dispatch();
-  }
-
-  /** In a transaction lost with its server: ROLLBACK/COMMIT end it, anything else fails. */
-  private answerAbortedTransaction(): void {
-    const first = this.batch[0]!;
-    if (this.batch.length === 1 && first[0] === FrontendCode.Query) {
-      const c = classifyQuery(this.ctx.classifier, first);
-      if (c.statementCount === 1 && (c.tx === 'commit' || c.tx === 'rollback')) {
-        this.abortedTx = null;
-        // PostgreSQL answers COMMIT of a failed transaction with the tag ROLLBACK too.
-        this.answer(encodeCommandComplete('ROLLBACK'), readyForQuery(TX_IDLE));
-        return;
-      }
-    }
-    const err = this.abortedTx!;
-    if (err.sqlstate !== '25P02') {
-      this.abortedTx = new RwsplitPgError(
-        'IN_FAILED_TRANSACTION',
-        '25P02',
-        'current transaction is aborted, commands ignored until end of transaction block',
-        'Send ROLLBACK.',
-      );
-    }
-    this.failBatch(err, TX_FAILED);
-  }
-
-  /** Does this batch (sent inside a transaction) end it with COMMIT? */
-  private endsTransaction(frames: readonly Buffer[]): boolean {
-    for (const f of frames) {
-      if (f[0] === FrontendCode.Query) {
-        if (classifyQuery(this.ctx.classifier, f).tx === 'commit') return true;
-      } else if (f[0] === FrontendCode.Parse) {
-        if (this.ctx.classifier.classify(parseOf(f).query).tx === 'commit') return true;
-      }
-    }
-    return false;
-  }
-
-  // ---- sharded PostgreSQL ------------------------------------------------------------
-
-  /**
-   * Sets `this.shard` for the queued batch, or handles the batch itself (an error, a read of
-   * every shard, the end of a transaction that spans shards, a switch to another shard's
-   * backend) and returns false.
-   */
-  private placeOnShard(): boolean {
-    const sharding = this.ctx.sharding!;
-    const first = this.batch[0]!;
-    if (this.parked.size > 0 && this.backend) {
-      const end = this.distributedEnd(first);
-      if (end !== null) {
-        if (!this.backendIdle()) this.waitingForIdle = true;
-        else this.finishDistributed(end);
-        return false;
-      }
-      if (this.endsTransaction(this.batch)) {
-        this.failBatch(
-          new RwsplitPgError(
-            'DISTRIBUTED_COMMIT_FORM',
-            SqlState.FeatureNotSupported,
-            'a transaction that spans shards must end with a simple-protocol COMMIT or ROLLBACK on its own',
-            'Send COMMIT as a plain query (node-postgres: client.query("COMMIT")).',
-          ),
-          TX_BLOCK,
-        );
-        return false;
-      }
-    }
-    const inTransaction = (this.backend !== null && this.txStatus !== TX_IDLE) || this.deferredBegin !== null;
-    const choice = chooseShard(this.batch, this.statements, sharding.resolver, this.settings.shardKey);
-    switch (choice.kind) {
-      case 'none':
-        return true;
-      case 'error':
-        this.failBatch(choice.error, this.clientTxStatus());
-        return false;
-      case 'all-shards':
-        if (inTransaction || this.backend || this.batch.length !== 1 || first[0] !== FrontendCode.Query) {
-          this.failBatch(
-            new RwsplitPgError(
-              'ALL_SHARDS_FORM',
-              SqlState.FeatureNotSupported,
-              '/* rwsplit:all-shards */ reads run as one simple-protocol query outside a transaction',
-            ),
-            this.clientTxStatus(),
-          );
-        } else this.readEveryShard(first);
-        return false;
-      case 'unknown':
-        if (this.backend && inTransaction) return true; // the transaction's current shard
-        if (!this.backend && this.isTransactionControl(first)) return true; // BEGIN waits for its first statement
-        this.failBatch(sharding.resolver.unknownShardError(), this.clientTxStatus());
-        return false;
-      case 'shard':
-        break;
-    }
-    const target = choice.shard;
-    if (!this.backend || this.node!.spec.shard === target) {
-      this.shard = target;
-      return true;
-    }
-    if (!this.backendIdle()) {
-      this.waitingForIdle = true; // the current shard's answers first
-      return false;
-    }
-    if (this.pinnedBy) {
-      this.failBatch(
-        new RwsplitPgError(
-          'PINNED_TO_SHARD',
-          SqlState.FeatureNotSupported,
-          `this session is pinned to shard ${this.node!.spec.shard} by ${this.pinnedBy}; it cannot run statements on shard ${target}`,
-        ),
-        this.clientTxStatus(),
-      );
-      return false;
-    }
-    if (this.txStatus === TX_IDLE) {
-      this.waitingForIdle = true; // released in a moment; then routed afresh
-      return false;
-    }
-    this.switchShard(target);
-    return false;
-  }
-
-  /** Parks the current shard's backend (its transaction stays open) and continues on `target`. */
-  private switchShard(target: string): void {
-    const cur: Participation = {
-      conn: this.backend!,
-      pool: this.backendPool!,
-      node: this.node!,
-      txStatus: this.txStatus,
-    };
-    cur.conn.listener = this.parkedListener(cur);
-    this.parked.set(cur.node.spec.shard, cur);
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
-    this.shard = target;
-    const back = this.parked.get(target);
-    if (back) {
-      this.parked.delete(target);
-      back.conn.listener = this;
-      this.backend = back.conn;
-      this.backendPool = back.pool;
-      this.node = back.node;
-      this.txStatus = back.txStatus;
-    } else {
-      // The transaction reaches a new shard: its BEGIN goes ahead of the batch there.
-      this.txStatus = TX_IDLE;
-      this.deferredBegin = this.beginFrame;
-    }
-    this.dispatch();
-  }
-
-  private parkedListener(p: Participation): BackendListener {
-    return {
-      onBackendFrame: () => undefined,
-      onBackendChunkEnd: () => undefined,
-      onBackendClose: (_conn, reason) => {
-        if (this.parked.get(p.node.spec.shard) !== p) return;
-        this.parked.delete(p.node.spec.shard);
-        p.pool.lost();
-        this.ctx.nodeFailed(p.node.spec.id, reason);
-        // The whole transaction is lost: end it everywhere and tell the client.
-        if (this.backend)
-          this.backend.destroy(`shard ${p.node.spec.shard} of this transaction was lost: ${reason}`);
-        else this.transactionLost(p.node, reason, false, 0);
-      },
-    };
-  }
-
-  /** Drops the backends of the transaction's other shards (their servers roll back). */
-  private discardParked(reason: string): void {
-    for (const p of this.parked.values()) {
-      p.conn.listener = null;
-      p.pool.discard(p.conn, reason);
-    }
-    this.parked.clear();
-  }
-
-  /** 'commit' or 'rollback' when the batch is one simple COMMIT/ROLLBACK, else null. */
-  private distributedEnd(first: Buffer): 'commit' | 'rollback' | null {
-    if (this.batch.length !== 1 || first[0] !== FrontendCode.Query) return null;
-    const c = classifyQuery(this.ctx.classifier, first);
-    if (c.statementCount !== 1) return null;
-    return c.tx === 'commit' ? 'commit' : c.tx === 'rollback' ? 'rollback' : null;
-  }
-
-  /** A lone BEGIN/COMMIT/ROLLBACK: needs no shard before a statement gives one. */
-  private isTransactionControl(first: Buffer): boolean {
-    if (this.batch.length !== 1 || first[0] !== FrontendCode.Query) return false;
-    const c = classifyQuery(this.ctx.classifier, first);
-    return c.statementCount === 1 && c.tx !== null;
-  }
-
-  private backendIdle(): boolean {
-    return this.tracker.idle && !this.translator.unsynced;
-  }
-
-  private clientTxStatus(): number {
-    if (this.abortedTx) return TX_FAILED;
-    if (this.backend) return this.txStatus;
-    return this.deferredBegin ? TX_BLOCK : TX_IDLE;
-  }
-
-  /**
-   * COMMIT of a transaction that wrote on several shards: two-phase commit over every
-   * participant's backend (PREPARE TRANSACTION, a durable decision, COMMIT PREPARED); ROLLBACK
-   * (or COMMIT of a failed transaction) rolls every participant back. The client sees one
-   * ordinary answer.
-   */
-  private finishDistributed(end: 'commit' | 'rollback'): void {
-    this.batch.shift();
-    this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
-    const all: Participation[] = [
-      ...this.parked.values(),
-      { conn: this.backend!, pool: this.backendPool!, node: this.node!, txStatus: this.txStatus },
-    ];
-    this.parked.clear();
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
-    this.txStatus = TX_IDLE;
-    this.gated = true;
-    const failed = all.some((p) => p.txStatus === TX_FAILED);
-    const work =
-      end === 'commit' && !failed
-        ? this.twoPhaseCommit(all)
-        : Promise.all(all.map((p) => internalQuery(p.conn, 'ROLLBACK').catch(() => undefined))).then(() => [
-            encodeCommandComplete('ROLLBACK'),
-          ]);
-    void work.then((frames) => {
-      for (const p of all) {
-        p.conn.listener = null;
-        if (p.conn.closed) p.pool.lost();
-        else p.pool.release(p.conn);
-      }
-      this.gated = false;
-      this.wroteOnLease = false;
-      if (this.closed) return;
-      for (const f of frames) this.out.push(f);
-      this.out.push(readyForQuery(TX_IDLE));
-      this.out.flush();
-      this.dispatch();
-    });
-  }
-
-  private async twoPhaseCommit(all: readonly Participation[]): Promise<Buffer[]> {
-    const participants: Participant[] = all.map((p) => ({
-      shard: p.node.spec.shard,
-      exec: (sql) =>
-        withConnectionDeadline(
-          p.conn,
-          internalQuery(p.conn, sql),
-          this.ctx.sharding!.statementTimeoutMs,
-        ).then(
-          (r) => r.tag ?? undefined,
-          (err: unknown) => {
-            // The coordinator reads a server error's SQLSTATE from `code`, as node-postgres has it.
-            if (err instanceof InternalQueryError)
-              throw Object.assign(new Error(err.message), { code: err.sqlstate });
-            throw err;
-          },
-        ),
-    }));
-    try {
-      const result = await this.ctx.sharding!.coordinator.commit(participants);
-      if (this.settings.consistency === 'read-your-writes') {
-        for (const p of all) {
-          const pos = await commitPosition(p.conn);
-          if (pos.kind === 'ready') advanceToken(this.settings.token, p.node.spec.shard, pos.position);
-          else this.tokenUnknown = true;
-        }
-      }
-      const out = [encodeCommandComplete('COMMIT')];
-      if (result.outcome === 'committed-pending') {
-        out.unshift(
-          encodeNoticeResponse({
-            severity: 'WARNING',
-            code: '01000',
-            message: `committed; shards ${result.pending.join(', ')} finish the commit when they are back (transaction ${result.gid})`,
-          }),
-        );
-      }
-      return out;
-    } catch (err) {
-      const e =
-        err instanceof RwsplitPgError
-          ? err
-          : new RwsplitPgError('TWOPC_FAILED', '40000', `COMMIT failed: ${(err as Error).message}`);
-      this.ctx.stats.clientError(e.sqlstate);
-      return [e.toFrame()];
-    }
-  }
-
-  /** `/* rwsplit:all-shards *\/`: the query on one read node per shard, rows merged. */
-  private readEveryShard(frame: Buffer): void {
-    this.batch.shift();
-    this.batchBytes -= frame.length;
-    this.gated = true;
-    const shards = [...new Set(this.ctx.topology.nodes.map((n) => n.spec.shard))];
-    const leases: { pool: BackendPool; conn: BackendConnection }[] = [];
-    const strong = this.settings.consistency === 'strong';
-    const run = async (): Promise<Buffer[]> => {
-      for (const shard of shards) {
-        const pick = strong
-          ? this.ctx.topology.primary(shard)
-          : (() => {
-              const d = this.ctx.readRouter.pick(undefined, { shard });
-              return d.ok ? d.node : undefined;
-            })();
-        if (!pick)
-          throw new RwsplitPgError(
-            'NO_READ_NODE',
-            SqlState.CannotConnectNow,
-            `no node of shard ${shard} can serve this read`,
-          );
-        let pool = this.pools.get(pick.spec.id);
-        if (!pool) this.pools.set(pick.spec.id, (pool = this.ctx.pool(pick, this.login)));
-        leases.push({ pool, conn: await pool.acquire() });
-      }
-      return readAllShards(
-        frame,
-        leases.map((l, i) => ({ shard: shards[i]!, conn: l.conn })),
-      );
-    };
-    void run()
-      .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
-      .then((frames) => {
-        for (const l of leases) {
-          if (l.conn.closed) l.pool.lost();
-          else l.pool.release(l.conn);
-        }
-        this.gated = false;
-        if (this.closed) return;
-        for (const f of frames) this.out.push(f);
-        this.out.push(readyForQuery(TX_IDLE));
-        this.out.flush();
-        this.dispatch();
-      });
-  }
-
-  /** rwsplit's own SHOW/SET (`rwsplit.causal_token`, …): answered here, in order with the rest. */
-  private trySessionCommand(frame: Buffer): boolean {
-    const cmd = parseSessionCommand(decodeQuery(frame));
-    if (!cmd) return false;
-    if (this.backend && !(this.tracker.idle && !this.translator.unsynced)) {
-      this.waitingForIdle = true; // answers for earlier requests are still coming
-      return true;
-    }
-    this.batch.shift();
-    this.batchBytes -= frame.length;
-    for (const f of applySessionCommand(cmd, this.settings, SHARD)) this.out.push(f);
-    const status = this.abortedTx
-      ? TX_FAILED
-      : this.backend
-        ? this.txStatus
-        : this.deferredBegin
-          ? TX_BLOCK
-          : TX_IDLE;
-    this.out.push(readyForQuery(status));
-    this.out.flush();
-    this.dispatch();
-    return true;
+    if (!wasInTransaction) this.recovery.requestLost(node, reason, pendingReady);
+    else if (this.pinnedBy === null)
+      this.recovery.transactionLost(node, reason, commitInFlight, pendingReady);
+    else this.recovery.pinnedSessionLost(node, reason);
   }
 
   /**
@@ -1156,9 +660,10 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.backend?.prepared.add(key);
   }
 
-  // ---- endings -------------------------------------------------------------------------
+  // ---- the lease -----------------------------------------------------------------------
 
-  private releaseBackend(): void {
+  /** Gives the leased backend back to its pool. */
+  releaseBackend(): void {
     const conn = this.backend!;
     this.backend = null;
     this.node = null;
@@ -1176,6 +681,49 @@ export class ClientSession implements BackendListener, TrackerSink {
     pool.discard(conn, reason);
   }
 
+  /** The leased connection died during the proxy's own statement: a node failure, nothing owed to the client. */
+  leaseLost(node: NodeStatus, reason: string): void {
+    this.ctx.nodeFailed(node.spec.id, reason);
+    this.backendPool?.lost();
+    this.backend = null;
+    this.backendPool = null;
+    this.node = null;
+    this.tracker.reset();
+    this.translator.reset();
+    this.txStatus = TX_IDLE;
+  }
+
+  /** Gives up the lease, its transaction still open on the backend (a shard the transaction left). */
+  detachLease(): Participation {
+    const lease: Participation = {
+      conn: this.backend!,
+      pool: this.backendPool!,
+      node: this.node!,
+      txStatus: this.txStatus,
+    };
+    this.backend = null;
+    this.backendPool = null;
+    this.node = null;
+    this.txStatus = TX_IDLE;
+    return lease;
+  }
+
+  /** Takes back a backend detached earlier, with its transaction. */
+  attachLease(p: Participation): void {
+    p.conn.listener = this;
+    this.backend = p.conn;
+    this.backendPool = p.pool;
+    this.node = p.node;
+    this.txStatus = p.txStatus;
+  }
+
+  /** Drops the backends of the transaction's other shards (their servers roll back). */
+  discardParked(reason: string): void {
+    this.shards?.discardParked(reason);
+  }
+
+  // ---- endings -------------------------------------------------------------------------
+
   /** Sends a FATAL error in the client's protocol and closes this client only. */
   fatal(err: RwsplitPgError, detail?: string): void {
     if (this.socket.destroyed) return;
@@ -1189,49 +737,4 @@ export class ClientSession implements BackendListener, TrackerSink {
     this.socket.end();
     this.onClientClose();
   }
-}
-
-/** FATAL/PANIC with an operator-intervention or connection SQLSTATE (57P01 admin shutdown, …). */
-function isServerGoingAway(frame: Buffer): boolean {
-  const fields = decodeErrorFields(frame);
-  const severity = fields.get('V') ?? fields.get('S');
-  const code = fields.get('C') ?? '';
-  return (severity === 'FATAL' || severity === 'PANIC') && (code.startsWith('57P') || code.startsWith('08'));
-}
-
-/**
- * A participant that does not answer (a stopped server) must not hold the COMMIT forever:
- * past the deadline its connection is closed, which the coordinator treats as a lost
- * participant (roll back, or leave the prepared transaction to recovery).
- */
-function withConnectionDeadline<T>(conn: BackendConnection, work: Promise<T>, ms: number): Promise<T> {
-  const timer = setTimeout(() => conn.destroy(`no answer within ${ms} ms during a two-phase commit`), ms);
-  return work.finally(() => clearTimeout(timer));
-}
-
-function noPrimaryError(failover: { kind: string; from: string } | undefined): RwsplitPgError {
-  if (failover) {
-    return new RwsplitPgError(
-      'NO_PRIMARY',
-      SqlState.CannotConnectNow,
-      `no primary took this write within postgres.failover.bufferMs: a ${failover.kind} is replacing ${failover.from}`,
-      'Retry shortly; `rwsplit status` shows the failover. Raise postgres.failover.bufferMs to wait longer.',
-    );
-  }
-  return new RwsplitPgError(
-    'NO_PRIMARY',
-    SqlState.CannotConnectNow,
-    'no primary is available for this write: every node that could be the primary is down or fenced',
-    'Check the primary listed in postgres.nodes; `rwsplit status` shows what rwsplit sees. With postgres.failover.mode "auto", rwsplit promotes a replica.',
-  );
-}
-
-function asClientError(err: Error, node: NodeStatus): RwsplitPgError {
-  if (err instanceof RwsplitPgError) return err;
-  return new RwsplitPgError(
-    'BACKEND_UNAVAILABLE',
-    SqlState.ConnectionFailure,
-    `cannot connect to ${node.spec.id} (${node.spec.host}:${node.spec.port}): ${err.message}`,
-    'Check that the node is running; `rwsplit status` shows what rwsplit sees.',
-  );
 }

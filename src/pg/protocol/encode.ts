@@ -206,7 +206,14 @@ export function encodeCommandComplete(tag: string): Buffer {
  */
 export function encodeRowDescription(columns: readonly { name: string; typeOid?: number }[]): Buffer {
   const w = writer.startTyped(BackendCode.RowDescription).int16(columns.length);
-  for (const c of columns) w.cstring(c.name).int32(0).int16(0).int32(c.typeOid ?? 25).int16(-1).int32(-1).int16(0);
+  for (const c of columns)
+    w.cstring(c.name)
+      .int32(0)
+      .int16(0)
+      .int32(c.typeOid ?? 25)
+      .int16(-1)
+      .int32(-1)
+      .int16(0);
   return w.finish();
 }
 
