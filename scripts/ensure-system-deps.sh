@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Makes sure the system binaries rwsplit's demo and tests start are present:
 # the PostgreSQL 15+ server (initdb, postgres, pg_basebackup) and, when asked, more
-# Debian packages (the benchmark adds pgbouncer and pgpool2).
+# Debian packages (the benchmark adds pgbouncer and pgpool2). redis-sentinel is the
+# authority test/redis-sentinel.test.ts follows (`redis.failover.mode: follow`).
 # Installs them with apt-get when we are root on Debian/Ubuntu; otherwise stops and
 # says exactly what to install.
 set -euo pipefail
 
-extra_pkgs=(redis-server redis-tools nutcracker "$@")
+extra_pkgs=(redis-server redis-tools redis-sentinel nutcracker "$@")
 
 pg_bindir() {
   if command -v pg_config >/dev/null 2>&1; then

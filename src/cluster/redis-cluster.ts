@@ -346,6 +346,28 @@ export class RedisCluster {
     );
   }
 
+  /**
+   * Records that `nodeId` is now its shard's primary and the shard's other nodes its replicas,
+   * after a failover made by someone else (rwsplit, Sentinel): later restart() and
+   * waitForReplication() follow it, and the handles' `role` change. Sends nothing to any
+   * server.
+   */
+  adoptPrimary(nodeId: string): void {
+    const rt = this.runtime(nodeId);
+    const shard = this.shards.find((s) => s.name === rt.handle.shard)!;
+    if (shard.primary === rt) return;
+    shard.replicas = [shard.primary, ...shard.replicas].filter((r) => r !== rt);
+    shard.primary = rt;
+    rt.primary = undefined;
+    rt.following = undefined;
+    rt.handle.role = 'primary';
+    for (const r of shard.replicas) {
+      r.primary = rt.handle;
+      r.following = rt.handle.port;
+      r.handle.role = 'replica';
+    }
+  }
+
   /** Sends a signal to a node's redis-server (e.g. 'SIGSTOP', 'SIGCONT', 'SIGKILL'). */
   signal(nodeId: string, sig: NodeJS.Signals): void {
     this.runtime(nodeId).proc.signal(sig);

@@ -127,8 +127,46 @@ export class RedisLink {
   private corked = false;
   private readonly uncork = (): void => {
     this.corked = false;
+    if (this.trailers) this.writeTrailers();
     this.socket.uncork();
   };
+
+  /** commands to write once at the end of this tick, with everyone who asked for their reply */
+  private trailers: Map<Buffer, ReplyCallback[]> | null = null;
+
+  /**
+   * Asks for `raw` to be written once at the end of this tick, after every command written in
+   * it, in the same system call; every caller in the tick that passes the same `raw` Buffer
+   * shares its one reply. The write path uses it to follow a tick's writes with one `WAIT`
+   * and one `INFO replication`: Redis runs a connection's commands in order, so their answers
+   * cover every write before them on this link.
+   */
+  trailer(raw: Buffer, cb: ReplyCallback): void {
+    if (this.closed) {
+      cb(null, null);
+      return;
+    }
+    this.corkForTick();
+    this.trailers ??= new Map();
+    const waiting = this.trailers.get(raw);
+    if (waiting) waiting.push(cb);
+    else this.trailers.set(raw, [cb]);
+  }
+
+  private writeTrailers(): void {
+    const trailers = this.trailers!;
+    this.trailers = null;
+    for (const [raw, cbs] of trailers) {
+      this.callbacks.push(
+        cbs.length === 1
+          ? cbs[0]!
+          : (reply, info) => {
+              for (const cb of cbs) cb(reply, info);
+            },
+      );
+      this.socket.write(raw);
+    }
+  }
 
   /** Writes several commands in one write, with their callbacks in order. */
   sendMany(raw: Buffer, cbs: ReplyCallback[]): boolean {
@@ -148,7 +186,10 @@ export class RedisLink {
     const pending = this.callbacks.slice(this.head);
     this.callbacks.length = 0;
     this.head = 0;
+    const trailers = this.trailers;
+    this.trailers = null;
     for (const cb of pending) cb(null, null);
+    if (trailers) for (const cbs of trailers.values()) for (const cb of cbs) cb(null, null);
     this.onClose?.(this, reason);
   }
 

@@ -10,6 +10,8 @@ export interface CommandInfo {
   name: string;
   readonly: boolean;
   write: boolean;
+  /** may write through what it runs (EVAL, FCALL, PUBLISH): flag `may_replicate` */
+  mayReplicate: boolean;
   blocking: boolean;
   pubsub: boolean;
   /** first key position, last key position (negative = from the end), step; 0 = no keys */
@@ -36,6 +38,7 @@ export class CommandTable {
         name,
         readonly: flags.has('readonly'),
         write: flags.has('write'),
+        mayReplicate: flags.has('may_replicate'),
         blocking: flags.has('blocking'),
         pubsub: flags.has('pubsub'),
         firstKey: Number(entry[3]),
@@ -59,6 +62,16 @@ export class CommandTable {
    * Positions of the key arguments of a command (args[0] is the command name), or null when
    * they cannot be found (a movable-keys command this proxy does not know).
    */
+  /**
+   * Whether a command sent to a primary may change data there: such a command is followed by
+   * WAIT (zero-loss mode) and by the causal position; INFO, CLIENT, CONFIG GET are not. A
+   * command with keys that is not read-only counts as a write: EVAL, EVALSHA and FCALL carry
+   * no `write` flag (Redis 7.0: "we cannot tell how the keys will be used").
+   */
+  static mayWrite(info: CommandInfo): boolean {
+    return info.write || info.mayReplicate || (!info.readonly && (info.firstKey > 0 || info.movableKeys));
+  }
+
   keyPositions(info: CommandInfo, args: readonly Buffer[]): number[] | null {
     if (info.movableKeys) return movableKeyPositions(info.name, args);
     if (info.firstKey <= 0) return [];

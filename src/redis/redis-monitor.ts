@@ -1,8 +1,11 @@
 /**
- * Probes every Redis node on an interval with `ROLE` (one round trip: role, replication
- * offset, link state): roles per shard, lag in bytes (primary offset minus the replica's
- * processed offset) and in time (since the primary first passed that offset), fed to the
- * staleness bound. A probe that fails or times out takes the node out of rotation at once.
+ * Probes every Redis node on an interval with `INFO replication` (one round trip: role,
+ * history id, offset, link state; see replication-info.ts). Per shard, the primary
+ * authority (primary-authority.ts) turns a round into roles and fences; the positions go to
+ * the position book (read-your-writes); lag in bytes (primary offset minus the replica's
+ * applied offset) and in time (since the primary first passed that offset) feeds the
+ * staleness bound. A probe that fails or times out takes the node out of rotation at once;
+ * consecutive failures are counted for failure detection (redis-failover.ts).
  */
 import type { Logger } from 'pino';
 import { PositionHistory } from '../core/lag.js';
@@ -10,7 +13,9 @@ import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
 import { withDeadline } from '../util/deadline.js';
 import { RedisLink } from './backend-link.js';
-import { encodeCommand, parseReply } from './resp/index.js';
+import { INFO_REPLICATION, type PositionBook } from './position-book.js';
+import type { AuthorityDecision, NodeProbe, PrimaryAuthority } from './primary-authority.js';
+import { replicationInfoFromReply, type ReplicationInfo } from './replication-info.js';
 
 export interface RedisMonitorOptions {
   intervalMs: number;
@@ -20,27 +25,52 @@ export interface RedisMonitorOptions {
   onLag?: (nodeId: string, lagMs: number) => void;
 }
 
-interface RoleProbe {
-  primary: boolean;
-  offset: number;
-  linkUp: boolean;
+/** One shard as the monitor watches it. */
+export interface MonitoredShard {
+  topology: Topology;
+  authority: PrimaryAuthority;
 }
 
-const ROLE = encodeCommand(['ROLE']);
+/** Consecutive probe failures of a node, for failure detection. */
+export interface FailureStreak {
+  count: number;
+  /** when the first failure of the streak was seen (a probe, or the data path) */
+  since: number;
+}
+
+/** Called after each shard's round with what was decided and seen. */
+export type RoundListener = (shard: MonitoredShard, decision: AuthorityDecision, probes: NodeProbe[]) => void;
 
 export class RedisMonitor {
   private readonly links = new Map<string, RedisLink>();
   private readonly histories = new Map<Topology, PositionHistory>();
+  private readonly streaks = new Map<string, FailureStreak>();
+  private readonly listeners: RoundListener[] = [];
+  /** awaited with each round's probes (Sentinel queries) */
+  private readonly sources: (() => Promise<void>)[] = [];
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
 
   constructor(
-    private readonly shards: readonly Topology[],
+    readonly shards: readonly MonitoredShard[],
     private readonly staleness: StalenessTracker,
+    private readonly book: PositionBook,
     private readonly opts: RedisMonitorOptions,
     private readonly log: Logger,
   ) {
-    for (const t of shards) this.histories.set(t, new PositionHistory());
+    for (const s of shards) {
+      this.histories.set(s.topology, new PositionHistory());
+      // A failure seen by the data path starts the streak's clock; probes still decide.
+      s.topology.on('event', (e: { type: string; node: string; at: number }) => {
+        if (e.type === 'down' && !this.streaks.has(e.node))
+          this.streaks.set(e.node, { count: 0, since: e.at });
+        if (e.type === 'down') this.book.forget(e.node);
+      });
+    }
+  }
+
+  get intervalMs(): number {
+    return this.opts.intervalMs;
   }
 
   async start(): Promise<void> {
@@ -55,6 +85,20 @@ export class RedisMonitor {
     this.links.clear();
   }
 
+  onRound(listener: RoundListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Something to refresh with every round (the Sentinel follower). */
+  addSource(refresh: () => Promise<void>): void {
+    this.sources.push(refresh);
+  }
+
+  /** The node's current streak of failed probes, if it is failing. */
+  failures(nodeId: string): FailureStreak | undefined {
+    return this.streaks.get(nodeId);
+  }
+
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => void this.round().finally(() => this.schedule()), this.opts.intervalMs);
@@ -62,76 +106,129 @@ export class RedisMonitor {
   }
 
   async round(): Promise<void> {
-    await Promise.all(this.shards.map((t) => this.probeShard(t)));
+    await Promise.all([
+      ...this.sources.map((refresh) => refresh().catch(() => undefined)),
+      ...this.shards.map((s) => this.probeShard(s)),
+    ]);
   }
 
-  private async probeShard(t: Topology): Promise<void> {
-    const results = await Promise.all(t.nodes.map((n) => this.probe(n, t)));
+  /**
+   * Probes one shard now (after a promotion, or when Sentinel announced a switch). Nodes in
+   * `skip` count as not answering without being asked (a primary being replaced: a
+   * SIGSTOPped one would hold the round up for the probe timeout).
+   */
+  async probeShard(shard: MonitoredShard, skip?: ReadonlySet<string>): Promise<void> {
+    const t = shard.topology;
+    const probes: NodeProbe[] = await Promise.all(
+      t.nodes.map(async (n) => ({
+        id: n.spec.id,
+        host: n.spec.host,
+        port: n.spec.port,
+        info: skip?.has(n.spec.id) ? null : await this.probe(n, t),
+      })),
+    );
+    if (this.stopped) return;
+    const fenced = new Set(t.nodes.filter((n) => n.fenced).map((n) => n.spec.id));
+    const decision = shard.authority.decide(probes, fenced);
+    // Fences first: no moment where a stray master is routable with its new role.
+    for (const f of decision.fence) {
+      this.log.warn({ node: f.id, reason: f.reason }, 'fencing a Redis node');
+      t.fence(f.id, f.reason);
+    }
+    for (const p of probes) {
+      if (!p.info) continue;
+      const n = t.get(p.id)!;
+      t.markProbeOk(p.id, decision.roles.get(p.id)!);
+      n.position = String(p.info.offset);
+      this.book.observe(p.id, p.info);
+    }
+    for (const u of decision.unfence) t.unfence(u.id, u.reason);
+    this.recordLag(t, probes, decision.primary);
+    for (const l of this.listeners) l(shard, decision, probes);
+  }
+
+  private recordLag(t: Topology, probes: readonly NodeProbe[], primaryId: string | null): void {
+    const primary = probes.find((p) => p.id === primaryId);
+    const primaryNode = primaryId === null ? undefined : t.get(primaryId);
+    if (!primary?.info || primary.info.role !== 'master' || !primaryNode || primaryNode.fenced) return;
     const now = Date.now();
-    let primaryOffset: number | null = null;
-    t.nodes.forEach((n, i) => {
-      const r = results[i];
-      if (!r) return;
-      t.markProbeOk(n.spec.id, r.primary ? 'primary' : 'replica');
-      n.position = String(r.offset);
-      if (r.primary && !n.fenced) primaryOffset = r.offset;
-    });
-    if (primaryOffset === null) return;
+    const primaryOffset = primary.info.offset;
     const history = this.histories.get(t)!;
     history.record(BigInt(primaryOffset), now);
-    t.nodes.forEach((n, i) => {
-      const r = results[i];
-      if (!r) return;
-      if (r.primary) {
+    for (const p of probes) {
+      if (!p.info) continue;
+      const n = t.get(p.id)!;
+      if (p.info.role === 'master') {
         n.lagBytes = 0;
         n.lagMs = 0;
-        return;
+        continue;
       }
-      n.lagBytes = Math.max(0, primaryOffset! - r.offset);
-      n.lagMs = r.linkUp ? history.lagMs(BigInt(r.offset), now) : null;
-      if (n.lagMs !== null) this.opts.onLag?.(n.spec.id, n.lagMs);
-      // A replica whose link to the primary is down serves ever older data: out of rotation.
-      const eligible = this.staleness.observe(n.spec.id, n.lagBytes, n.lagMs) && r.linkUp;
-      t.setLagging(n.spec.id, !eligible);
-    });
+      this.replicaLag(t, n, p.info, primaryOffset, history, now);
+    }
   }
 
-  private async probe(n: NodeStatus, t: Topology): Promise<RoleProbe | null> {
+  private replicaLag(
+    t: Topology,
+    n: NodeStatus,
+    info: ReplicationInfo,
+    primaryOffset: number,
+    history: PositionHistory,
+    now: number,
+  ): void {
+    n.lagBytes = Math.max(0, primaryOffset - info.offset);
+    n.lagMs = info.linkUp ? history.lagMs(BigInt(info.offset), now) : null;
+    if (n.lagMs !== null) this.opts.onLag?.(n.spec.id, n.lagMs);
+    // A replica whose link to the primary is down serves ever older data: out of rotation.
+    const eligible = this.staleness.observe(n.spec.id, n.lagBytes, n.lagMs) && info.linkUp;
+    t.setLagging(n.spec.id, !eligible);
+  }
+
+  private async probe(n: NodeStatus, t: Topology): Promise<ReplicationInfo | null> {
     const id = n.spec.id;
+    const startedAt = Date.now();
     try {
       const raw = await withDeadline(this.opts.timeoutMs, async (deadline) => {
-        let link = this.links.get(id);
-        if (!link || link.closed) {
-          const connecting = RedisLink.connect(
-            { nodeId: id, host: n.spec.host, port: n.spec.port },
-            { resp3: false, connectTimeoutMs: this.opts.timeoutMs, ...this.credentials() },
-          );
-          try {
-            link = await Promise.race([connecting, deadline]);
-          } catch (err) {
-            // Lost the race: a connection that completes later must not linger.
-            connecting.then(
-              (late) => late.destroy('probe gave up'),
-              () => undefined,
-            );
-            throw err;
-          }
-          this.links.set(id, link);
-        }
-        const l = link;
+        const link = await this.linkTo(n, deadline);
         const reply = new Promise<Buffer>((resolve, reject) =>
-          l.send(ROLE, (r) => (r ? resolve(r) : reject(new Error('connection lost')))),
+          link.send(INFO_REPLICATION, (r) => (r ? resolve(r) : reject(new Error('connection lost')))),
         );
         return Promise.race([reply, deadline]);
       });
-      return parseRole(raw);
+      const info = replicationInfoFromReply(raw);
+      this.streaks.delete(id);
+      return info;
     } catch (err) {
       this.links.get(id)?.destroy('probe failed');
       this.links.delete(id);
+      const streak = this.streaks.get(id) ?? { count: 0, since: startedAt };
+      streak.count++;
+      this.streaks.set(id, streak);
       const reason = `probe failed: ${(err as Error).message}`;
       if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
       t.markDown(id, reason);
       return null;
+    }
+  }
+
+  private async linkTo(n: NodeStatus, deadline: Promise<never>): Promise<RedisLink> {
+    const id = n.spec.id;
+    const existing = this.links.get(id);
+    if (existing && !existing.closed) return existing;
+    const connecting = RedisLink.connect(
+      { nodeId: id, host: n.spec.host, port: n.spec.port },
+      { resp3: false, connectTimeoutMs: this.opts.timeoutMs, ...this.credentials() },
+    );
+    try {
+      const link = await Promise.race([connecting, deadline]);
+      this.links.set(id, link);
+      return link;
+    } catch (err) {
+      // Lost the race: a connection that completes later must not linger.
+      connecting.then(
+        (late) => late.destroy('probe gave up'),
+        () => undefined,
+      );
+      throw err;
     }
   }
 
@@ -141,18 +238,4 @@ export class RedisMonitor {
     if (this.opts.user !== undefined) out.user = this.opts.user;
     return out;
   }
-}
-
-/** ROLE: ["master", offset, replicas] or ["slave", host, port, state, offset]. */
-function parseRole(raw: Buffer): RoleProbe {
-  const v = parseReply(raw);
-  if (!Array.isArray(v) || !Buffer.isBuffer(v[0]))
-    throw new Error(`unexpected ROLE reply ${raw.toString().slice(0, 80)}`);
-  const role = v[0].toString();
-  if (role === 'master') return { primary: true, offset: Number(v[1]), linkUp: true };
-  if (role === 'slave') {
-    const state = Buffer.isBuffer(v[3]) ? v[3].toString() : String(v[3]);
-    return { primary: false, offset: Number(v[4]), linkUp: state === 'connected' };
-  }
-  throw new Error(`unsupported role ${role}`);
 }

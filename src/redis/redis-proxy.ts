@@ -11,9 +11,12 @@ import type { RedisConfig } from '../config/schema.js';
 import { createRing } from '../sharding/ring.js';
 import { RedisLink, type LinkOptions } from './backend-link.js';
 import { CommandTable } from './command-table.js';
+import { PositionBook } from './position-book.js';
+import { ReadPlanner } from './read-planner.js';
 import { RedisSession, type RedisSessionContext } from './redis-session.js';
 import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
 import { ShardSet, type Shard } from './shards.js';
+import { WritePath } from './write-path.js';
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -23,6 +26,10 @@ export interface RedisStats {
 export class RedisProxy implements ConnectionStatsSource {
   readonly kind = 'redis';
   readonly shards: ShardSet;
+  /** replication positions per node (monitor probes and on-demand checks) */
+  readonly book: PositionBook;
+  private readonly planner: ReadPlanner;
+  private readonly writes: WritePath;
   private readonly server: net.Server;
   private readonly sessions = new Map<number, RedisSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -59,9 +66,18 @@ export class RedisProxy implements ConnectionStatsSource {
     );
     for (const s of shards) {
       s.topology.on('event', (e: { type: string; node: string }) => {
-        if (e.type === 'down') this.shards.dropNode(e.node);
+        // A fenced node (a primary being replaced) loses its links at once: commands in
+        // flight there get an error that names the failover, none is sent there again.
+        if (e.type === 'down' || e.type === 'fenced') this.shards.dropNode(e.node);
       });
     }
+    this.book = new PositionBook(() => this.linkOptions(), config.monitor.timeoutMs);
+    this.planner = new ReadPlanner(shards, this.book, {
+      readFrom: config.readFrom,
+      balance: config.balance,
+      causalWaitMs: config.causalWaitMs,
+    });
+    this.writes = new WritePath(config.waitReplicas);
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
@@ -114,6 +130,7 @@ export class RedisProxy implements ConnectionStatsSource {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     this.shards.closeAll();
+    this.book.close();
     await closed;
   }
 
@@ -167,6 +184,10 @@ export class RedisProxy implements ConnectionStatsSource {
       commands: this.table!,
       shards: this.shards,
       readFrom: cfg.readFrom,
+      planner: this.planner,
+      writes: this.writes,
+      consistency: cfg.consistency,
+      failover: { mode: cfg.failover.mode, bufferMs: cfg.failover.bufferMs, detectMs: cfg.failover.detectMs },
       authRequired: cfg.auth.password !== undefined || cfg.auth.users.length > 0,
       checkPassword: (user, password) => {
         if (user === null || user === 'default') {

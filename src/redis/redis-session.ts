@@ -1,31 +1,44 @@
 /**
  * One Redis client connection: commands in, replies out in order. Routes each command by
- * its keys (ring → shard) and flags (read-only → a replica of that shard, per `readFrom`;
- * anything else → the shard's primary), splits multi-key commands over shards, pins
- * MULTI/EXEC and WATCH to one shard's primary, and gives blocking commands and pub/sub
+ * its keys (ring → shard) and flags (read-only → a node chosen by the connection's
+ * consistency level, see read-planner.ts; anything else → the shard's primary, followed by
+ * WAIT and the causal position, see write-path.ts), splits multi-key commands over shards,
+ * pins MULTI/EXEC and WATCH to one shard's primary, and gives blocking commands and pub/sub
  * connections of their own.
+ *
+ * Commands run in the client's order: while a write waits for a shard's new primary
+ * (failover, `redis.failover.bufferMs`) or a read waits for a replica to reach the
+ * connection's causal token (`redis.causalWaitMs`), the commands after it wait in a queue.
  */
 import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
+import type { ConsistencyLevel } from '../config/schema.js';
 import type { RedisLink } from './backend-link.js';
-import type { CommandInfo, CommandTable } from './command-table.js';
-import { ReplySlots, type Slot } from './reply-slots.js';
-import {
-  encodeArrayHeader,
-  encodeBulk,
-  encodeCommand,
-  encodeError,
-  encodeSimple,
-  type ReplyInfo,
-} from './resp/index.js';
-import type { ReadFrom, ShardSet } from './shards.js';
+import { CommandTable, type CommandInfo } from './command-table.js';
+import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
+import { INFO_REPLICATION } from './position-book.js';
 import { PubSub } from './pubsub.js';
+import type { ReadChoice, ReadPlanner } from './read-planner.js';
+import { ReplySlots, type Slot } from './reply-slots.js';
+import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple } from './resp/index.js';
+import { rwsplitCommand } from './rwsplit-command.js';
+import { SessionCausal } from './session-causal.js';
+import { SessionFanout } from './session-fanout.js';
+import { Transactions } from './session-transactions.js';
+import type { ReadFrom, ShardSet } from './shards.js';
+import { positionFrom, type WritePath } from './write-path.js';
 
 export interface RedisSessionContext {
   readonly commands: CommandTable;
   readonly shards: ShardSet;
   readonly readFrom: ReadFrom;
+  readonly planner: ReadPlanner;
+  readonly writes: WritePath;
+  /** every connection starts at this level (`redis.consistency`) */
+  readonly consistency: ConsistencyLevel;
+  /** `redis.failover`: how long writes wait for a new primary, and what the errors say */
+  readonly failover: FailoverSettings;
   /** null when no password is configured */
   checkPassword(user: string | null, password: string): boolean;
   readonly authRequired: boolean;
@@ -34,44 +47,42 @@ export interface RedisSessionContext {
   sessionClosed(id: number): void;
 }
 
-/** Multi-key commands split by shard and merged back. */
-const SPLIT: Record<string, { merge: 'sum' | 'ok' | 'mget'; pairs: boolean }> = {
-  mget: { merge: 'mget', pairs: false },
-  del: { merge: 'sum', pairs: false },
-  unlink: { merge: 'sum', pairs: false },
-  exists: { merge: 'sum', pairs: false },
-  touch: { merge: 'sum', pairs: false },
-  mset: { merge: 'ok', pairs: true },
-};
-
-const CROSSSLOT = (what: string): Buffer =>
-  encodeError(
-    `Keys in ${what} don't hash to the same shard; put them under one hash tag, e.g. {user:42}:a and {user:42}:b`,
-    'CROSSSLOT',
-  );
+/** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
+const MAX_QUEUED = 1024;
 
 export class RedisSession implements LocalContext {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;
-  private readonly slots: ReplySlots;
-  /** MULTI in progress: commands queued here, sent with EXEC to one shard */
-  private multi: { commands: Buffer[]; shard: number | null; failed: string | null } | null = null;
-  /** WATCH in progress: a link of this client's own to the watched keys' primary */
-  private watch: { link: RedisLink; shard: number; node: NodeStatus } | null = null;
+  readonly slots: ReplySlots;
+  readonly causal: SessionCausal;
+  private readonly tx: Transactions;
+  private readonly fanout: SessionFanout;
   private pubsub: PubSub | null = null;
   private readonly dedicatedInUse = new Set<RedisLink>();
   /** the replica chosen per shard in this tick (see read) */
   private readonly tickPicks = new Map<number, NodeStatus>();
+  /** commands waiting behind a write that waits for a primary or a read that waits for a replica */
+  private held = 0;
+  private queue: [Buffer[], Buffer, number][] = [];
+  private queueHead = 0;
+  /**
+   * When the command being dispatched arrived: waits (bufferMs, causalWaitMs) count from
+   * there, so a pipeline queued behind a waiting command does not wait once per command.
+   */
+  private arrivedAt = 0;
   private closed = false;
 
   constructor(
-    private readonly ctx: RedisSessionContext,
+    readonly ctx: RedisSessionContext,
     readonly socket: net.Socket,
     readonly id: number,
   ) {
     this.authenticated = !ctx.authRequired;
     this.slots = new ReplySlots(socket, () => this.resp3);
+    this.causal = new SessionCausal(ctx.consistency);
+    this.tx = new Transactions(this);
+    this.fanout = new SessionFanout(this);
   }
 
   get serverVersion(): string {
@@ -85,6 +96,16 @@ export class RedisSession implements LocalContext {
   /** `raw` is the command's bytes as the client sent them: forwarded as-is where nothing changes. */
   onCommand(args: Buffer[], raw: Buffer): void {
     if (this.closed) return;
+    if (this.held > 0) {
+      this.queue.push([args, raw, Date.now()]);
+      if (this.queue.length - this.queueHead > MAX_QUEUED) this.socket.pause();
+      return;
+    }
+    this.arrivedAt = Date.now();
+    this.dispatch(args, raw);
+  }
+
+  private dispatch(args: Buffer[], raw: Buffer): void {
     const name = args[0]!.toString('latin1').toLowerCase();
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
       this.slots.answer(
@@ -107,6 +128,10 @@ export class RedisSession implements LocalContext {
       if (local !== null) this.slots.answer(local);
       return;
     }
+    if (name === 'rwsplit') {
+      this.rwsplit(args);
+      return;
+    }
     if (this.routeSpecial(name, args)) return;
     const info = this.ctx.commands.get(name);
     if (!info) {
@@ -124,60 +149,68 @@ export class RedisSession implements LocalContext {
     this.routeKeyed(name, info, args, raw);
   }
 
+  /**
+   * Commands after this point wait until `work` settles (they run in the client's order).
+   * `work` must not reject.
+   */
+  hold(work: Promise<void>): void {
+    this.held++;
+    void work
+      .catch((err: Error) => this.socket.destroy(err)) // a bug, not a client error: this client only
+      .finally(() => {
+        this.held--;
+        this.drain();
+      });
+  }
+
+  private drain(): void {
+    while (this.held === 0 && this.queueHead < this.queue.length && !this.closed) {
+      const [args, raw, at] = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined as unknown as [Buffer[], Buffer, number];
+      this.arrivedAt = at;
+      this.dispatch(args, raw);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    }
+    if (this.queue.length - this.queueHead <= MAX_QUEUED && this.socket.isPaused()) this.socket.resume();
+  }
+
   /** Commands whose routing is not "the keys' shard". Returns true when handled. */
   private routeSpecial(name: string, args: Buffer[]): boolean {
     switch (name) {
       case 'multi':
-        if (this.multi) this.slots.answer(encodeError('MULTI calls can not be nested'));
-        else {
-          this.multi = { commands: [encodeCommand(args)], shard: this.watch?.shard ?? null, failed: null };
-          this.slots.answer(encodeSimple('OK'));
-        }
-        return true;
       case 'exec':
-        this.exec();
-        return true;
       case 'discard':
-        if (!this.multi) this.slots.answer(encodeError('DISCARD without MULTI'));
-        else {
-          this.multi = null;
-          this.endWatch();
-          this.slots.answer(encodeSimple('OK'));
-        }
-        return true;
       case 'watch':
-        this.startWatch(args);
-        return true;
       case 'unwatch':
-        this.endWatch();
-        this.slots.answer(encodeSimple('OK'));
+        this.tx.command(name, args);
         return true;
-      case 'publish':
-        this.sendTo(
-          this.primaryOf(this.ctx.shards.shardOf(args[1] ?? Buffer.alloc(0))),
-          encodeCommand(args),
-          this.slots.open(),
-        );
+      case 'publish': {
+        const shard = this.ctx.shards.shardOf(args[1] ?? Buffer.alloc(0));
+        this.write(shard, encodeCommand(args), this.slots.open(), false);
         return true;
+      }
       case 'keys':
       case 'dbsize':
       case 'flushall':
       case 'flushdb':
       case 'randomkey':
-        this.broadcast(name, args);
+        this.fanout.broadcast(name, args);
         return true;
       case 'script':
       case 'function': {
         const sub = args[1]?.toString().toLowerCase();
         if (sub === 'load' || sub === 'flush' || sub === 'delete' || sub === 'restore') {
-          this.broadcast(name, args);
+          this.fanout.broadcast(name, args);
           return true;
         }
         return false;
       }
       default:
-        if (this.multi) {
-          this.queueInMulti(name, args);
+        if (this.tx.inMulti) {
+          this.tx.queue(name, args);
           return true;
         }
         return false;
@@ -195,62 +228,173 @@ export class RedisSession implements LocalContext {
       positions.length === 1
         ? new Set([this.ctx.shards.shardOf(args[positions[0]!]!)])
         : new Set(positions.map((p) => this.ctx.shards.shardOf(args[p]!)));
-    if (this.watch) {
-      if (shards.size > 1 || (shards.size === 1 && !shards.has(this.watch.shard))) {
-        this.slots.answer(CROSSSLOT('a command during WATCH'));
-        return;
-      }
-      this.watch.link.send(raw, this.filler(this.slots.open()));
+    if (this.tx.watching) {
+      this.tx.duringWatch(shards, raw, CommandTable.mayWrite(info));
       return;
     }
     if (shards.size > 1) {
-      const split = SPLIT[name];
-      if (!split) this.slots.answer(CROSSSLOT(`'${name}'`));
-      else this.split(name, args, split.merge, split.pairs);
+      this.fanout.split(name, args);
       return;
     }
     const shard = shards.size === 1 ? [...shards][0]! : 0;
     if (info.blocking) {
-      this.blocking(shard, raw);
+      this.blocking(shard, raw, CommandTable.mayWrite(info));
       return;
     }
     const slot = this.slots.open();
     if (info.readonly && !info.write) this.read(shard, raw, slot, null);
-    else this.sendTo(this.primaryOf(shard), raw, slot);
+    else this.write(shard, raw, slot, CommandTable.mayWrite(info));
   }
 
-  // ---- sending ---------------------------------------------------------------------------
+  // ---- RWSPLIT -----------------------------------------------------------------------------
 
-  private primaryOf(shard: number): NodeStatus | null {
-    return this.ctx.shards.shards[shard]!.topology.primary() ?? null;
-  }
-
-  private read(shard: number, raw: Buffer, slot: Slot, failed: Set<string> | null): void {
-    const s = this.ctx.shards.shards[shard]!;
-    let node: NodeStatus | null;
-    if (this.ctx.readFrom === 'primary') node = s.topology.primary() ?? null;
-    else {
-      // The reads of one pipeline (one tick) share a replica: one write to one link instead of
-      // one per replica; the balancer still spreads pipelines and clients.
-      const sticky = failed ? undefined : this.tickPicks.get(shard);
-      if (sticky && sticky.reachable && !sticky.lagging && !sticky.fenced) node = sticky;
-      else {
-        const pick = s.readRouter.pick(failed ?? undefined);
-        if (!pick.ok) {
-          this.slots.fill(slot, encodeError(`${pick.message}. ${pick.hint}`, 'CLUSTERDOWN'));
-          return;
-        }
-        node = pick.node;
-        this.rememberForTick(shard, node);
-      }
-    }
-    if (!node) {
-      this.slots.fill(slot, encodeError(`no node of shard ${s.name} can serve this read`, 'CLUSTERDOWN'));
+  private rwsplit(args: Buffer[]): void {
+    const names = this.ctx.shards.shards.map((s) => s.name);
+    const action = rwsplitCommand(args, this.causal, names);
+    if ('reply' in action) {
+      this.slots.answer(action.reply);
       return;
     }
-    const chosen = node;
-    this.ctx.stats.routed(chosen.spec.id, true);
-    this.withLink(chosen, slot, (link) =>
+    const slot = this.slots.open();
+    this.causal.wantToken();
+    // Shards whose position is unknown: their primary's position now covers the writes.
+    const unknown = this.causal.unknownShards();
+    let left = unknown.length + 1;
+    let failed: string | null = null;
+    const done = (): void => {
+      if (--left > 0) return;
+      if (failed) this.slots.fill(slot, encodeError(failed, 'CLUSTERDOWN'));
+      else this.causal.whenSettled(() => this.slots.fill(slot, encodeBulk(this.causal.token.format(names))));
+    };
+    for (const shard of unknown) {
+      const s = this.ctx.shards.shards[shard]!;
+      const node = s.topology.primary();
+      if (!node) {
+        failed = `cannot give a causal token now: the primary of shard ${s.name} is unavailable`;
+        done();
+        continue;
+      }
+      this.withLink(node, slot, (link) =>
+        link.send(INFO_REPLICATION, (raw) => {
+          const info = positionFrom(raw);
+          if (info) this.causal.resolve(shard, info);
+          else failed = `cannot give a causal token now: ${node.spec.id} did not report its position`;
+          done();
+        }),
+      );
+    }
+    done();
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  /**
+   * Runs `use` with the shard's writable primary: at once, or once a failover or switchover
+   * gives the shard one (up to `failover.bufferMs`; commands after this one wait meanwhile).
+   */
+  withPrimary(shard: number, fail: (error: Buffer) => void, use: (node: NodeStatus) => void): void {
+    const s = this.ctx.shards.shards[shard]!;
+    const node = s.topology.writablePrimary(s.name);
+    if (node) {
+      use(node);
+      return;
+    }
+    const { bufferMs } = this.ctx.failover;
+    const left = bufferMs - (Date.now() - this.arrivedAt);
+    if (left <= 0) {
+      fail(noPrimaryError(s, bufferMs > 0 ? bufferMs : 0));
+      return;
+    }
+    this.hold(
+      s.topology.whenWritable(s.name, left).then((n) => {
+        if (this.closed) return;
+        if (n) use(n);
+        else fail(noPrimaryError(s, bufferMs));
+      }),
+    );
+  }
+
+  /**
+   * A command that must run on the shard's primary, answered in `slot`; `mayWrite`: it may
+   * change data, so it gets WAIT and the causal position behind it (write-path.ts).
+   */
+  write(shard: number, raw: Buffer, slot: Slot, mayWrite: boolean): void {
+    const fail = (e: Buffer): void => this.slots.fill(slot, e);
+    this.withPrimary(shard, fail, (node) => {
+      this.ctx.stats.routed(node.spec.id, false);
+      this.withLink(node, slot, (link) => {
+        const deliver = (r: Buffer | null): void =>
+          this.slots.fill(slot, r ?? encodeError(this.lostMessage(shard, node)));
+        link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
+      });
+    });
+  }
+
+  /** What a client is told when the link to `node` died before a command's reply. */
+  lostMessage(shard: number, node: NodeStatus): string {
+    return lostConnectionMessage(this.ctx.shards.shards[shard]!, node, this.ctx.failover);
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  read(shard: number, raw: Buffer, slot: Slot, failed: Set<string> | null): void {
+    const level = this.causal.level;
+    const pin = level === 'read-your-writes' ? this.causal.pin(shard) : null;
+    if (pin !== null) {
+      // A write of this connection to the shard has no position yet: read behind it.
+      const s = this.ctx.shards.shards[shard]!;
+      const node = pin === 'primary' ? s.topology.primary() : pin.node;
+      if (node && node.reachable && !node.fenced && !failed?.has(node.spec.id)) {
+        this.sendRead(shard, node, raw, slot, failed, pin === 'primary');
+        return;
+      }
+    }
+    const want = this.causal.token.forShard(shard);
+    // The reads of one pipeline (one tick) share a replica: one write to one link instead of
+    // one per replica; the balancer still spreads pipelines and clients.
+    const sticky = failed ? undefined : this.tickPicks.get(shard);
+    if (
+      sticky &&
+      sticky.reachable &&
+      !sticky.lagging &&
+      !sticky.fenced &&
+      level !== 'strong' &&
+      (level !== 'read-your-writes' || this.ctx.planner.holds(sticky, want))
+    ) {
+      this.sendRead(shard, sticky, raw, slot, failed, false);
+      return;
+    }
+    const choice = this.ctx.planner.plan(shard, level, want, failed ?? undefined, this.arrivedAt);
+    if (choice instanceof Promise) this.hold(choice.then((c) => this.routeRead(shard, c, raw, slot, failed)));
+    else this.routeRead(shard, choice, raw, slot, failed);
+  }
+
+  private routeRead(
+    shard: number,
+    choice: ReadChoice,
+    raw: Buffer,
+    slot: Slot,
+    failed: Set<string> | null,
+  ): void {
+    if (this.closed) return;
+    if (choice.error !== undefined) {
+      this.slots.fill(slot, encodeError(choice.error, 'CLUSTERDOWN'));
+      return;
+    }
+    if (choice.node.role === 'replica') this.rememberForTick(shard, choice.node);
+    this.sendRead(shard, choice.node, raw, slot, failed, false);
+  }
+
+  private sendRead(
+    shard: number,
+    node: NodeStatus,
+    raw: Buffer,
+    slot: Slot,
+    failed: Set<string> | null,
+    resolvePosition: boolean,
+  ): void {
+    this.ctx.stats.routed(node.spec.id, true);
+    this.withLink(node, slot, (link) => {
       link.send(raw, (reply) => {
         if (reply !== null) {
           this.slots.fill(slot, reply);
@@ -258,11 +402,17 @@ export class RedisSession implements LocalContext {
         }
         // The node died before answering: a read is safe to run elsewhere.
         const tried = failed ?? new Set<string>();
-        tried.add(chosen.spec.id);
-        this.ctx.stats.retried(chosen.spec.id);
+        tried.add(node.spec.id);
+        this.ctx.stats.retried(node.spec.id);
         this.read(shard, raw, slot, tried);
-      }),
-    );
+      });
+      if (resolvePosition) {
+        link.trailer(INFO_REPLICATION, (r) => {
+          const info = positionFrom(r);
+          if (info) this.causal.resolve(shard, info);
+        });
+      }
+    });
   }
 
   private rememberForTick(shard: number, node: NodeStatus): void {
@@ -270,17 +420,8 @@ export class RedisSession implements LocalContext {
     this.tickPicks.set(shard, node);
   }
 
-  private sendTo(node: NodeStatus | null, raw: Buffer, slot: Slot): void {
-    if (!node) {
-      this.slots.fill(slot, encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      return;
-    }
-    this.ctx.stats.routed(node.spec.id, false);
-    this.withLink(node, slot, (link) => link.send(raw, this.filler(slot, node)));
-  }
-
   /** Runs `use` with the shared link to `node`, at once when it is open. */
-  private withLink(node: NodeStatus, slot: Slot, use: (link: RedisLink) => void): void {
+  withLink(node: NodeStatus, slot: Slot, use: (link: RedisLink) => void): void {
     const link = this.ctx.shards.link(node, this.id, this.resp3);
     if (!(link instanceof Promise)) {
       use(link);
@@ -289,198 +430,31 @@ export class RedisSession implements LocalContext {
     link.then(use, (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')));
   }
 
-  private filler(slot: Slot, node?: NodeStatus): (raw: Buffer | null, info: ReplyInfo | null) => void {
-    return (raw) => {
-      const lost = `rwsplit lost its connection to ${node?.spec.id ?? 'the server'} before the reply; the command may or may not have run`;
-      this.slots.fill(slot, raw ?? encodeError(lost));
-    };
-  }
-
-  /** A multi-key command whose keys live on several shards: one sub-command per shard. */
-  private split(name: string, args: Buffer[], merge: 'sum' | 'ok' | 'mget', pairs: boolean): void {
-    const byShard = new Map<number, Buffer[]>();
-    const placement: [number, number][] = [];
-    const order: number[] = [];
-    const step = pairs ? 2 : 1;
-    for (let i = 1; i + step - 1 < args.length; i += step) {
-      const shard = this.ctx.shards.shardOf(args[i]!);
-      let list = byShard.get(shard);
-      if (!list) {
-        byShard.set(shard, (list = [args[0]!]));
-        order.push(shard);
-      }
-      placement.push([order.indexOf(shard), (list.length - 1) / step]);
-      for (let j = 0; j < step; j++) list.push(args[i + j]!);
-    }
-    const slot = this.slots.openSplit(order.length, merge);
-    if (merge === 'mget') slot.placement = placement;
-    const info = this.ctx.commands.get(name)!;
-    order.forEach((shard, part) => {
-      const raw = encodeCommand(byShard.get(shard)!);
-      const sub = { fill: (bytes: Buffer) => this.slots.fillPart(slot, part, bytes) };
-      const node = info.readonly ? null : this.primaryOf(shard);
-      if (info.readonly) {
-        const fake = this.slots.detached(sub.fill);
-        this.read(shard, raw, fake, null);
-      } else if (!node) sub.fill(encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      else {
-        this.ctx.stats.routed(node.spec.id, false);
-        this.withLink(node, this.slots.detached(sub.fill), (link) =>
-          link.send(raw, (r) => sub.fill(r ?? encodeError(`rwsplit lost its connection to ${node.spec.id}`))),
-        );
-      }
-    });
-  }
-
-  /** KEYS, DBSIZE, FLUSHALL, SCRIPT LOAD, …: every shard's primary; replies merged. */
-  private broadcast(name: string, args: Buffer[]): void {
-    const n = this.ctx.shards.shards.length;
-    const merge = name === 'dbsize' ? 'sum' : name === 'keys' ? 'keys' : 'ok';
-    const slot = merge === 'keys' ? this.slots.openConcat(n) : this.slots.openSplit(n, merge);
-    const raw = encodeCommand(args);
-    for (let i = 0; i < n; i++) {
-      const node = this.primaryOf(i);
-      const fill = (bytes: Buffer): void => this.slots.fillPart(slot, i, bytes);
-      if (!node) fill(encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      else
-        this.withLink(node, this.slots.detached(fill), (link) =>
-          link.send(raw, (r) => fill(r ?? encodeError('connection lost'))),
-        );
-    }
-  }
-
   /** Blocking commands (BLPOP, XREAD BLOCK, …) get a connection of their own for their duration. */
-  private blocking(shard: number, raw: Buffer): void {
+  private blocking(shard: number, raw: Buffer, mayWrite: boolean): void {
     const slot = this.slots.open();
-    const node = this.primaryOf(shard);
-    if (!node) {
-      this.slots.fill(slot, encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      return;
-    }
-    this.ctx.stats.routed(node.spec.id, false);
-    this.ctx.shards.dedicated(node, this.resp3).then(
-      (link) => {
-        if (this.closed) {
-          this.ctx.shards.releaseDedicated(node, link, this.resp3);
-          return;
-        }
-        this.dedicatedInUse.add(link);
-        link.send(raw, (reply) => {
-          this.dedicatedInUse.delete(link);
-          this.slots.fill(slot, reply ?? encodeError(`rwsplit lost its connection to ${node.spec.id}`));
-          this.ctx.shards.releaseDedicated(node, link, this.resp3);
-        });
-      },
-      (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
-    );
-  }
-
-  // ---- transactions ----------------------------------------------------------------------
-
-  private queueInMulti(name: string, args: Buffer[]): void {
-    const m = this.multi!;
-    const info = this.ctx.commands.get(name);
-    const positions = info ? this.ctx.commands.keyPositions(info, args) : null;
-    if (!info || positions === null) {
-      m.failed = info ? `cannot locate the keys of '${name}'` : `unknown command '${name}'`;
-      this.slots.answer(encodeError(m.failed));
-      return;
-    }
-    for (const p of positions) {
-      const shard = this.ctx.shards.shardOf(args[p]!);
-      if (m.shard === null) m.shard = shard;
-      else if (m.shard !== shard) {
-        m.failed = 'keys of this transaction live on different shards';
-        this.slots.answer(CROSSSLOT('this transaction'));
-        return;
-      }
-    }
-    m.commands.push(encodeCommand(args));
-    this.slots.answer(encodeSimple('QUEUED'));
-  }
-
-  /** Sends MULTI … EXEC as one write to the shard's primary and answers with EXEC's reply. */
-  private exec(): void {
-    const m = this.multi;
-    if (!m) {
-      this.slots.answer(encodeError('EXEC without MULTI'));
-      return;
-    }
-    this.multi = null;
-    const slot = this.slots.open();
-    if (m.failed) {
-      this.endWatch();
-      this.slots.fill(
-        slot,
-        encodeError(`Transaction discarded because of previous errors: ${m.failed}`, 'EXECABORT'),
+    const fail = (e: Buffer): void => this.slots.fill(slot, e);
+    this.withPrimary(shard, fail, (node) => {
+      this.ctx.stats.routed(node.spec.id, false);
+      this.ctx.shards.dedicated(node, this.resp3).then(
+        (link) => {
+          if (this.closed) {
+            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+            return;
+          }
+          this.dedicatedInUse.add(link);
+          const deliver = (reply: Buffer | null): void => {
+            this.dedicatedInUse.delete(link);
+            this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
+            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+          };
+          // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
+          // once the command unblocks, since it reads a blocked client's next commands only then.
+          link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
+        },
+        (err: Error) => fail(encodeError(err.message, 'CLUSTERDOWN')),
       );
-      return;
-    }
-    m.commands.push(encodeCommand(['EXEC']));
-    const raw = Buffer.concat(m.commands);
-    const count = m.commands.length;
-    const onReplies = (link: RedisLink, done: () => void): void => {
-      const cbs = Array.from({ length: count }, (_, i) =>
-        i < count - 1
-          ? () => undefined // +OK for MULTI and +QUEUED for each command were answered already
-          : (r: Buffer | null) => {
-              this.slots.fill(
-                slot,
-                r ?? encodeError('connection lost during EXEC; the transaction may or may not have run'),
-              );
-              done();
-            },
-      );
-      link.sendMany(raw, cbs);
-    };
-    if (this.watch) {
-      const w = this.watch;
-      onReplies(w.link, () => this.endWatch());
-      return;
-    }
-    const node = this.primaryOf(m.shard ?? 0);
-    if (!node) {
-      this.slots.fill(slot, encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      return;
-    }
-    this.ctx.stats.routed(node.spec.id, false);
-    this.withLink(node, slot, (link) => onReplies(link, () => undefined));
-  }
-
-  private startWatch(args: Buffer[]): void {
-    const shards = new Set(args.slice(1).map((k) => this.ctx.shards.shardOf(k)));
-    if (shards.size !== 1 || (this.watch && !shards.has(this.watch.shard))) {
-      this.slots.answer(CROSSSLOT('WATCH'));
-      return;
-    }
-    const shard = [...shards][0]!;
-    const slot = this.slots.open();
-    if (this.watch) {
-      this.watch.link.send(encodeCommand(args), this.filler(slot));
-      return;
-    }
-    const node = this.primaryOf(shard);
-    if (!node) {
-      this.slots.fill(slot, encodeError('no primary is available for this shard', 'CLUSTERDOWN'));
-      return;
-    }
-    this.ctx.shards.dedicated(node, this.resp3).then(
-      (link) => {
-        this.watch = { link, shard, node };
-        link.send(encodeCommand(args), this.filler(slot, node));
-      },
-      (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
-    );
-  }
-
-  private endWatch(): void {
-    const w = this.watch;
-    if (!w) return;
-    this.watch = null;
-    // UNWATCH before the link serves anyone else.
-    w.link.send(encodeCommand(['UNWATCH']), () =>
-      this.ctx.shards.releaseDedicated(w.node, w.link, this.resp3),
-    );
+    });
   }
 
   // ---- pub/sub ---------------------------------------------------------------------------
@@ -492,13 +466,17 @@ export class RedisSession implements LocalContext {
         this.slots,
         this.socket,
         () => this.resp3,
-        (k) => this.primaryOf(k),
+        (k) => this.ctx.shards.shards[k]!.topology.primary() ?? null,
       );
     }
     return this.pubsub;
   }
 
   // ---- endings ---------------------------------------------------------------------------
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   quit(): void {
     this.slots.answer(encodeSimple('OK'));
@@ -512,9 +490,10 @@ export class RedisSession implements LocalContext {
     this.closed = true;
     for (const link of this.dedicatedInUse) link.destroy('client left');
     this.dedicatedInUse.clear();
-    if (this.watch) this.watch.link.destroy('client left');
-    this.watch = null;
+    this.tx.close();
     this.pubsub?.close();
+    this.queue = [];
+    this.queueHead = 0;
     this.ctx.sessionClosed(this.id);
   }
 }

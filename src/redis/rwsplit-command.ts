@@ -1,0 +1,53 @@
+/**
+ * `RWSPLIT …`: the one command rwsplit adds to Redis, answered by the proxy itself, about
+ * the client's own connection:
+ * - `RWSPLIT CONSISTENCY` → the connection's level (bulk string);
+ * - `RWSPLIT CONSISTENCY <eventual|bounded|read-your-writes|strong>` → `+OK`;
+ * - `RWSPLIT TOKEN` → the connection's causal token (bulk string), nil before any write;
+ * - `RWSPLIT TOKEN <token>` → `+OK`: reads of this connection now also see the writes that
+ *   token covers (handed over from another connection or another rwsplit instance).
+ */
+import { consistencyLevels, type ConsistencyLevel } from '../config/schema.js';
+import { CausalTokenError, parseCausalToken } from './causal-token.js';
+import { encodeBulk, encodeError, encodeSimple } from './resp/index.js';
+import type { SessionCausal } from './session-causal.js';
+
+/** An answer now, or "answer with the token once the connection's writes have their positions". */
+export type RwsplitAction = { reply: Buffer } | { tokenWanted: true };
+
+const USAGE = 'use RWSPLIT CONSISTENCY [eventual|bounded|read-your-writes|strong] or RWSPLIT TOKEN [token]';
+
+/** Runs `RWSPLIT …` (`args[0]` is the command name) for one connection. */
+export function rwsplitCommand(
+  args: readonly Buffer[],
+  causal: SessionCausal,
+  shardNames: readonly string[],
+): RwsplitAction {
+  const sub = args[1]?.toString().toLowerCase();
+  if (sub === 'consistency') {
+    if (args.length === 2) return { reply: encodeBulk(causal.level) };
+    if (args.length !== 3) return { reply: encodeError(`wrong number of arguments: ${USAGE}`) };
+    const level = args[2]!.toString().toLowerCase();
+    if (!(consistencyLevels as readonly string[]).includes(level)) {
+      return {
+        reply: encodeError(
+          `unknown consistency level '${level.slice(0, 64)}': use ${consistencyLevels.join(', ')}`,
+        ),
+      };
+    }
+    causal.level = level as ConsistencyLevel;
+    return { reply: encodeSimple('OK') };
+  }
+  if (sub === 'token') {
+    if (args.length === 2) return { tokenWanted: true };
+    if (args.length !== 3) return { reply: encodeError(`wrong number of arguments: ${USAGE}`) };
+    try {
+      causal.token.adopt(parseCausalToken(args[2]!.toString(), shardNames));
+    } catch (err) {
+      if (err instanceof CausalTokenError) return { reply: encodeError(err.message) };
+      throw err;
+    }
+    return { reply: encodeSimple('OK') };
+  }
+  return { reply: encodeError(`unknown RWSPLIT subcommand '${(sub ?? '').slice(0, 64)}': ${USAGE}`) };
+}
