@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled test files with node's built-in runner: unit tests (next to the code,
-// dist/src/**/*.test.js, and the benchmark's parsers in dist/bench) and integration tests
-// against real servers (dist/test/*.test.js).
+// dist/src/**/*.test.js, the benchmark's parsers in dist/bench, the chaos checker in
+// dist/chaos) and integration tests against real servers (dist/test/*.test.js).
 // Node 20's runner takes no globs, so the files are listed here.
 // Usage: node scripts/run-tests.js [unit|integration] [extra node --test flags]
 import { spawnSync } from 'node:child_process';
@@ -27,7 +27,7 @@ function find(dir) {
 const which = process.argv[2] === 'unit' || process.argv[2] === 'integration' ? process.argv[2] : 'all';
 const extra = process.argv.slice(which === 'all' ? 2 : 3);
 const files = [
-  ...(which !== 'integration' ? [...find('dist/src'), ...find('dist/bench')] : []),
+  ...(which !== 'integration' ? [...find('dist/src'), ...find('dist/bench'), ...find('dist/chaos')] : []),
   ...(which !== 'unit' ? find('dist/test') : []),
 ];
 if (files.length === 0) {
