@@ -167,6 +167,9 @@ export class BackendConnection {
     });
     this.socket.on('error', (err) => this.handleClose(err.message));
     this.socket.on('close', () => this.handleClose('server closed the connection'));
+    // The server's FIN: without this the socket stays half-open until 'close', and a pool
+    // could lend it meanwhile (the first write then fails with "write after end").
+    this.socket.on('end', () => this.handleClose('server closed the connection'));
   }
 
   write(buf: Buffer): boolean {

@@ -17,7 +17,7 @@ import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
 import { CausalReads, type CausalSessionHost } from './causal-reads.js';
-import { RwsplitPgError, SqlState } from './errors.js';
+import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
   BackendCode,
@@ -345,6 +345,17 @@ export class ClientSession
           this.route(decision, this.retryable.failed);
           return;
         }
+        if (
+          decision.target === 'primary' &&
+          isNodeFailure(err) &&
+          this.ctx.failoverBufferMs > 0 &&
+          !node.reachable
+        ) {
+          // The primary just died under us (the pool marked it down): nothing was sent, so the
+          // write waits for a new primary like any write that finds none (failover.bufferMs).
+          this.route(decision, failed);
+          return;
+        }
         this.failBatch(asClientError(err, node));
       },
     );
@@ -491,9 +502,11 @@ export class ClientSession
   // ---- backend side ------------------------------------------------------------------
 
   onBackendFrame(type: number, frame: Buffer): void {
-    if (type === BackendCode.ErrorResponse && this.retryable && isServerGoingAway(frame)) {
+    if (type === BackendCode.ErrorResponse && isServerGoingAway(frame)) {
       // The server is shutting down or lost its postmaster: a node failure, not an answer.
-      // Nothing reached the client yet, so the read runs again elsewhere (onBackendClose).
+      // The client must not see a FATAL (it would take its own session for dead): the
+      // connection is dropped and onBackendClose answers once, in the client's terms — a read
+      // runs again elsewhere, a write or transaction gets an error and the session goes on.
       this.backend?.destroy(
         `${this.node?.spec.id ?? 'server'} is terminating: ${decodeErrorFields(frame).get('M') ?? ''}`,
       );
@@ -605,6 +618,8 @@ export class ClientSession
     const wasInTransaction = this.txStatus !== TX_IDLE || this.pinnedBy !== null;
     this.txStatus = TX_IDLE;
     if (this.closed) return;
+    // Reading from the client may have been paused until that backend drained: it never will.
+    this.socket.resume();
     const retry = this.retryable;
     if (retry && !wasInTransaction) {
       // Nothing of the answer reached the client: run the same frames on another node.
@@ -737,4 +752,9 @@ export class ClientSession
     this.socket.end();
     this.onClientClose();
   }
+}
+
+/** A connection attempt that failed because of the node (refused, reset, timeout), not the login. */
+function isNodeFailure(err: Error): boolean {
+  return err instanceof BackendStartupError && err.nodeFailure;
 }

@@ -272,7 +272,7 @@ export function unknownShardError(shardNames: readonly string[]): RwsplitPgError
     SqlState.FeatureNotSupported,
     'rwsplit: cannot tell which shard this statement belongs to',
     'Give the shard with a /* rwsplit:shard=NAME */ or /* rwsplit:key=VALUE */ comment in the statement, ' +
-      "with SET rwsplit.shard_key = '…' for the rest of the transaction, or with a rule for its table in " +
+      "with SET rwsplit.shard_key = '…' (until RESET), or with a rule for its table in " +
       'postgres.sharding.tables (table and key column; the key a literal or $n parameter in a simple ' +
       'INSERT, UPDATE, DELETE or SELECT); or set postgres.sharding.defaultShard to send such statements ' +
       `to one shard. Shards: ${shardNames.join(', ')}.`,
