@@ -44,6 +44,8 @@ export interface TopologyEvent {
     | 'unfenced'
     | 'failover-start'
     | 'failover-end'
+    /** an old primary that came back as a primary was made read-only and its sessions ended */
+    | 'fenced-on-server'
     | 'writes-held'
     | 'writes-released';
   detail: string;
@@ -152,7 +154,11 @@ export class Topology extends EventEmitter {
   }
 
   /** Records a failover milestone in the event log (start, promotion, end). */
-  recordFailover(nodeId: string, type: 'failover-start' | 'failover-end', detail: string): void {
+  recordFailover(
+    nodeId: string,
+    type: 'failover-start' | 'failover-end' | 'fenced-on-server',
+    detail: string,
+  ): void {
     const n = this.byId.get(nodeId);
     if (n) this.record(n, type, detail);
   }

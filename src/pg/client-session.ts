@@ -609,6 +609,8 @@ export class ClientSession
     node.outstanding -= this.dispatchTimes.length;
     this.dispatchTimes.length = 0;
     const pendingReady = this.tracker.pendingReady;
+    // Nothing asked and unanswered (e.g. the server died between two requests): nobody to tell.
+    const awaited = pendingReady > 0 || !this.tracker.idle || this.translator.unsynced;
     this.tracker.reset();
     this.translator.reset();
     this.backendPool?.lost();
@@ -632,8 +634,10 @@ export class ClientSession
     }
     const commitInFlight = this.commitInFlight;
     this.commitInFlight = false;
-    if (!wasInTransaction) this.recovery.requestLost(node, reason, pendingReady);
-    else if (this.pinnedBy === null)
+    if (!wasInTransaction) {
+      if (awaited) this.recovery.requestLost(node, reason, pendingReady);
+      else this.dispatch();
+    } else if (this.pinnedBy === null)
       this.recovery.transactionLost(node, reason, commitInFlight, pendingReady);
     else this.recovery.pinnedSessionLost(node, reason);
   }

@@ -42,11 +42,15 @@ interface Retired {
   serverFenced: boolean;
 }
 
+/**
+ * The failover controller of one instance: watches each shard's primary after every monitor
+ * round (mode auto), runs failovers and switchovers one at a time per shard.
+ */
 export class PgFailover {
   readonly promotion: Promotion;
   readonly sql: NodeSql;
   /** the failover or switchover running per shard */
-  private readonly busy = new Map<string, Promise<unknown>>();
+  private readonly busy = new Map<string, { kind: FailoverState['kind']; run: Promise<unknown> }>();
   /** after a failover that promoted nothing, detection waits until this time */
   private readonly retryAt = new Map<string, number>();
   private readonly retired = new Map<string, Retired>();
@@ -78,7 +82,7 @@ export class PgFailover {
   /** Stops acting on monitor rounds and waits for a failover or switchover under way. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await Promise.allSettled([...this.busy.values()]);
+    await Promise.allSettled([...this.busy.values()].map((b) => b.run));
   }
 
   get isStopped(): boolean {
@@ -101,7 +105,7 @@ export class PgFailover {
         'UNKNOWN_SHARD',
         `no PostgreSQL shard '${shard}'; shards: ${this.shards().join(', ')}`,
       );
-    return this.exclusive(shard, () => runSwitchover(this, shard, to));
+    return this.exclusive(shard, 'switchover', () => runSwitchover(this, shard, to));
   }
 
   /** Marks a replaced primary, fenced on the server by the switchover (or not yet: a failover). */
@@ -110,14 +114,12 @@ export class PgFailover {
   }
 
   /** Runs `work` as the shard's only failover or switchover. */
-  private exclusive<T>(shard: string, work: () => Promise<T>): Promise<T> {
-    if (this.busy.has(shard))
-      throw new FailoverError(
-        'FAILOVER_RUNNING',
-        `a ${this.topology.failover(shard)?.kind ?? 'failover'} of shard ${shard} is already running`,
-      );
+  private exclusive<T>(shard: string, kind: FailoverState['kind'], work: () => Promise<T>): Promise<T> {
+    const running = this.busy.get(shard);
+    if (running)
+      throw new FailoverError('FAILOVER_RUNNING', `a ${running.kind} of shard ${shard} is already running`);
     const run = work().finally(() => this.busy.delete(shard));
-    this.busy.set(shard, run);
+    this.busy.set(shard, { kind, run });
     return run;
   }
 
@@ -157,7 +159,7 @@ export class PgFailover {
       return;
     }
     const why = `primary ${primary.spec.id} unreachable for ${now - health.failingSince!} ms (${health.failedProbes} probes failed)`;
-    this.exclusive(shard, () => this.failover(shard, primary, why)).catch((err: Error) =>
+    this.exclusive(shard, 'failover', () => this.failover(shard, primary, why)).catch((err: Error) =>
       this.log.error({ shard, err: err.message }, 'failover failed'),
     );
   }
@@ -227,6 +229,11 @@ export class PgFailover {
       if (!p.inRecovery) {
         const ended = await this.sql.run(node.spec, fenceServer);
         r.serverFenced = true;
+        this.topology.recordFailover(
+          id,
+          'fenced-on-server',
+          `back as a primary on timeline ${p.timeline}: default_transaction_read_only = on, ${ended} sessions ended`,
+        );
         this.log.warn(
           { node: id, shard: r.shard, endedSessions: ended },
           `old primary ${id} is back as a primary on timeline ${p.timeline}: fenced on the server (default_transaction_read_only = on, ${ended} sessions ended); it gets no traffic until it rejoins as a replica`,
