@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { endOfBlockComment } from './classifier/lexer.js';
 
 /** The shard hints of one query text, in the order written. */
 export interface ShardHints {
@@ -103,26 +104,6 @@ function endOfQuoted(sql: string, start: number, quote: number, backslashEscapes
     else if (c !== quote) i++;
     else if (sql.charCodeAt(i + 1) === quote) i += 2;
     else return i + 1;
-  }
-  return sql.length;
-}
-
-/** Block comments nest in PostgreSQL. */
-function endOfBlockComment(sql: string, start: number): number {
-  let depth = 0;
-  let i = start;
-  while (i < sql.length) {
-    const c = sql.charCodeAt(i);
-    if (c === CH_SLASH && sql.charCodeAt(i + 1) === CH_STAR) {
-      depth++;
-      i += 2;
-    } else if (c === CH_STAR && sql.charCodeAt(i + 1) === CH_SLASH) {
-      depth--;
-      i += 2;
-      if (depth === 0) return i;
-    } else {
-      i++;
-    }
   }
   return sql.length;
 }

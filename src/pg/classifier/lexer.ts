@@ -165,7 +165,7 @@ function endOfQuoted(sql: string, start: number, quote: number, backslashEscapes
 }
 
 /** Index just past a block comment opened at `start`; PostgreSQL block comments nest. */
-function endOfBlockComment(sql: string, start: number): number {
+export function endOfBlockComment(sql: string, start: number): number {
   let depth = 0;
   let i = start;
   while (i < sql.length) {
