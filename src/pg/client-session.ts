@@ -256,7 +256,11 @@ export class ClientSession
       return;
     }
     const shard = this.ctx.sharding ? this.shard : undefined;
-    const pick = this.ctx.readRouter.pick(failed ?? undefined, { allowLagging: level === 'eventual', shard });
+    // The common read (no sharding, not eventual) passes no options object: nothing allocated.
+    const pick =
+      level === 'eventual' || shard !== undefined
+        ? this.ctx.readRouter.pick(failed ?? undefined, { allowLagging: level === 'eventual', shard })
+        : this.ctx.readRouter.pick(failed ?? undefined);
     if (!pick.ok) {
       this.failBatch(new RwsplitPgError('NO_READ_NODE', SqlState.CannotConnectNow, pick.message, pick.hint));
       return;
