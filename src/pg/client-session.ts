@@ -608,6 +608,10 @@ export class ClientSession
 
   onBackendClose(conn: BackendConnection, reason: string): void {
     if (conn !== this.backend) return;
+    // Frames forwarded from the same read as the FATAL that closed the backend (a whole
+    // answer, ReadyForQuery included) are still in the coalescer, and the chunk-end flush will
+    // not come: the listener is gone. They belong to the client; without this it waits forever.
+    this.out.flush();
     const node = this.node!;
     this.ctx.nodeFailed(node.spec.id, reason);
     node.outstanding -= this.dispatchTimes.length;
