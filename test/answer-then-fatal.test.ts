@@ -38,7 +38,7 @@ describe('an answer followed at once by the server FATAL', () => {
       );
 
       // Find the replica backend running it.
-      let found: { node: string; pid: number } | null = null;
+      let found = null as { node: string; pid: number } | null;
       for (let i = 0; i < 100 && !found; i++) {
         for (const node of ['pg-replica1', 'pg-replica2']) {
           const d = await stack.direct(node);

@@ -28,7 +28,7 @@ const pgShardNode = pgNode.extend({
     .default('default'),
 });
 
-/** Read consistency levels (DESIGN.md capability 7); a session may change its own. */
+/** Read consistency levels (read-your-writes and its neighbours); a session may change its own. */
 export const consistencyLevels = ['eventual', 'bounded', 'read-your-writes', 'strong'] as const;
 export type ConsistencyLevel = (typeof consistencyLevels)[number];
 

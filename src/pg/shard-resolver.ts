@@ -1,5 +1,5 @@
 /**
- * Which PostgreSQL shard a statement belongs to (DESIGN.md capability 10). Pure logic: the
+ * Which PostgreSQL shard a statement belongs to. Pure logic: the
  * session asks per statement, with the statement's text and, for the extended protocol, its
  * bound parameters in text form.
  *

@@ -1,5 +1,5 @@
 /**
- * Automatic failover of Redis shards (`redis.failover.mode: auto`, DESIGN.md capability 8),
+ * Automatic failover of Redis shards (`redis.failover.mode: auto`),
  * one shard at a time each, decided after every monitor round:
  *
  * 1. Detection: the shard's primary failed at least 2 probes in a row and has been failing
