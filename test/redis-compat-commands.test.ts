@@ -5,6 +5,7 @@
  * protocol error texts.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { rawRedis, type RawRedis } from './support/raw-redis.js';
@@ -65,6 +66,8 @@ describe('Redis compatibility: rwsplit answers as the server does', () => {
       [['MULTI'], ['SET', 'foo'], ['FOO', 'x'], ['GET', 'a'], ['EXEC']],
       [['MULTI'], ['OBJECT', 'nope', 'k'], ['EXEC']],
       [['MULTI'], ['SET', 'm1', '1'], ['EVAL', 'return 1', 'x'], ['GET', 'm1'], ['EXEC']],
+      [['MULTI'], ['SCRIPT', 'EXISTS', 'abc'], ['SCRIPT', 'NOPE'], ['DISCARD']],
+      [['MULTI'], ['SCRIPT', 'EXISTS', 'abc'], ['FUNCTION', 'STATS'], ['EXEC']],
     ]) {
       const { want, got } = await both(steps);
       assert.deepEqual(got, want, steps.map((s) => s.join(' ')).join(' / '));
@@ -88,6 +91,20 @@ describe('Redis compatibility: rwsplit answers as the server does', () => {
     // Raw replies are latin1 text: the UTF-8 bytes of the name, as sent.
     const utf8 = (x: string): string => Buffer.from(x, 'utf8').toString('latin1');
     assert.equal(want[0], utf8("-ERR unknown command 'héllo', with args beginning with: 'wörld' \r\n"));
+  });
+
+  test('redis-cli shows a UTF-8 command name the same directly and through rwsplit', async () => {
+    const cli = (port: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'ちゃお', 'wörld']);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('error', reject);
+        child.on('close', () => resolve(out.trim()));
+      });
+    const want = await cli(stack.redis.shard('s1').primary.port);
+    assert.match(want, /unknown command 'ちゃお'/);
+    assert.equal(await cli(stack.port), want);
   });
 
   test('a script reply nested about 8,000 levels deep comes through, and the connection stays', async () => {

@@ -206,6 +206,11 @@ export class RedisSession implements LocalContext {
         return true;
       case 'script':
       case 'function': {
+        // Inside MULTI they are queued like any command (they run on the transaction's shard).
+        if (this.tx.inMulti) {
+          this.tx.queue(name, args);
+          return true;
+        }
         const sub = args[1]?.toString().toLowerCase();
         if (sub === 'load' || sub === 'flush' || sub === 'delete' || sub === 'restore') {
           this.fanout.broadcast(name, args);
