@@ -26,6 +26,8 @@ export interface LinkOptions {
 /** Called with one reply; `raw` is null when the link died before the reply came. */
 export type ReplyCallback = (raw: Buffer | null, info: ReplyInfo | null) => void;
 
+const BUSY = Buffer.from('-BUSY ', 'latin1');
+
 export class LinkError extends Error {
   readonly code = 'REDIS_LINK';
 }
@@ -86,7 +88,11 @@ export class RedisLink {
         if (hello.length > 0) link.send(encodeCommand(hello), check);
         link.send(encodeCommand(['PING']), (raw) => {
           clearTimeout(timer);
-          if (raw === null || raw[0] === 0x2d) return fail(raw?.toString().trim() ?? 'closed');
+          // BUSY (a script past busy-reply-threshold) is an answer: the server is up, and
+          // this link may be the one that carries SCRIPT KILL.
+          if (raw === null || (raw[0] === 0x2d && !raw.subarray(0, 6).equals(BUSY))) {
+            return fail(raw?.toString().trim() ?? 'closed');
+          }
           link.onClose = null;
           resolve(link);
         });

@@ -16,6 +16,11 @@ import { RedisLink } from './backend-link.js';
 import { INFO_REPLICATION, type PositionBook } from './position-book.js';
 import type { AuthorityDecision, NodeProbe, PrimaryAuthority } from './primary-authority.js';
 import { replicationInfoFromReply, type ReplicationInfo } from './replication-info.js';
+import { encodeCommand } from './resp/index.js';
+
+/** The client name of the monitor's connections; SLOWLOG GET through rwsplit leaves their entries out. */
+export const MONITOR_CLIENT_NAME = 'rwsplit-monitor';
+const SETNAME = encodeCommand(['CLIENT', 'SETNAME', MONITOR_CLIENT_NAME]);
 
 export interface RedisMonitorOptions {
   intervalMs: number;
@@ -45,6 +50,8 @@ export class RedisMonitor {
   private readonly links = new Map<string, RedisLink>();
   private readonly histories = new Map<Topology, PositionHistory>();
   private readonly streaks = new Map<string, FailureStreak>();
+  /** each node's last probe answer, kept for a node that answers BUSY */
+  private readonly lastInfo = new Map<string, ReplicationInfo>();
   private readonly listeners: RoundListener[] = [];
   /** awaited with each round's probes (Sentinel queries) */
   private readonly sources: (() => Promise<void>)[] = [];
@@ -194,7 +201,13 @@ export class RedisMonitor {
         );
         return Promise.race([reply, deadline]);
       });
-      const info = replicationInfoFromReply(raw);
+      // BUSY (a script or function past busy-reply-threshold) is an answer: the node is up and
+      // must stay in rotation so SCRIPT KILL / FUNCTION KILL can reach it; its role and
+      // position are as last seen.
+      const busy = raw.subarray(0, 6).toString('latin1') === '-BUSY ';
+      const info = busy ? this.lastInfo.get(id) : replicationInfoFromReply(raw);
+      if (!info) throw new Error(raw.toString('latin1').trim());
+      this.lastInfo.set(id, info);
       this.streaks.delete(id);
       return info;
     } catch (err) {
@@ -220,6 +233,8 @@ export class RedisMonitor {
     );
     try {
       const link = await Promise.race([connecting, deadline]);
+      // Named so its probes can be told from clients' commands (SLOWLOG, CLIENT LIST).
+      link.send(SETNAME, () => undefined);
       this.links.set(id, link);
       return link;
     } catch (err) {

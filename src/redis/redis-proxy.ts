@@ -14,7 +14,7 @@ import { CommandTable } from './command-table.js';
 import { PositionBook } from './position-book.js';
 import { ReadPlanner } from './read-planner.js';
 import { RedisSession, type RedisSessionContext } from './redis-session.js';
-import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
+import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
 import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
 
@@ -165,7 +165,8 @@ export class RedisProxy implements ConnectionStatsSource {
         reader.push(chunk, onCommand);
       } catch (err) {
         // A malformed or oversized request: tell this client why and close it; nobody else notices.
-        const message = err instanceof RespError ? err.message : `internal error: ${(err as Error).message}`;
+        const message =
+          err instanceof RespError ? redisProtocolText(err) : `internal error: ${(err as Error).message}`;
         this.log.info({ err: message }, 'closing a Redis client after a protocol error');
         socket.end(encodeError(`Protocol error: ${message}`));
         session.onClose();
@@ -201,4 +202,15 @@ export class RedisProxy implements ConnectionStatsSource {
       sessionClosed: (id) => this.sessions.delete(id),
     };
   }
+}
+
+/**
+ * Redis's own text for a length over a limit (`invalid bulk length`, `invalid multibulk
+ * length`: what redis-server answers past proto-max-bulk-len), followed by the setting to raise.
+ */
+function redisProtocolText(err: RespError): string {
+  if (!(err instanceof RespTooLargeError)) return err.message;
+  if (err.setting === 'maxBulkBytes') return `invalid bulk length (${err.message})`;
+  if (err.setting === 'maxArrayLength') return `invalid multibulk length (${err.message})`;
+  return err.message;
 }

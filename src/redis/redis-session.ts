@@ -14,7 +14,7 @@ import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
 import type { RedisLink } from './backend-link.js';
-import { CommandTable, type CommandInfo } from './command-table.js';
+import { CommandTable, proxyRefusal, unknownCommandError, type CommandInfo } from './command-table.js';
 import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from './position-book.js';
@@ -25,6 +25,7 @@ import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
+import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
 import type { ReadFrom, ShardSet } from './shards.js';
 import { positionFrom, type WritePath } from './write-path.js';
@@ -46,6 +47,9 @@ export interface RedisSessionContext {
   stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
   sessionClosed(id: number): void;
 }
+
+/** Scripts that run on replicas; see primaryOnReadonly. */
+const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
@@ -132,14 +136,15 @@ export class RedisSession implements LocalContext {
       this.rwsplit(args);
       return;
     }
+    const refused = proxyRefusal(name, args);
+    if (refused !== null && !this.tx.inMulti) {
+      this.slots.answer(encodeError(refused));
+      return;
+    }
     if (this.routeSpecial(name, args)) return;
     const info = this.ctx.commands.get(name);
     if (!info) {
-      const start = args
-        .slice(1, 4)
-        .map((a) => `'${a.toString().slice(0, 64)}'`)
-        .join(' ');
-      this.slots.answer(encodeError(`unknown command '${name}', with args beginning with: ${start}`));
+      this.slots.answer(unknownCommandError(args));
       return;
     }
     if (info.pubsub && name !== 'publish' && name !== 'spublish' && name !== 'pubsub') {
@@ -201,9 +206,18 @@ export class RedisSession implements LocalContext {
         return true;
       case 'script':
       case 'function': {
+        // Inside MULTI they are queued like any command (they run on the transaction's shard).
+        if (this.tx.inMulti) {
+          this.tx.queue(name, args);
+          return true;
+        }
         const sub = args[1]?.toString().toLowerCase();
         if (sub === 'load' || sub === 'flush' || sub === 'delete' || sub === 'restore') {
           this.fanout.broadcast(name, args);
+          return true;
+        }
+        if (sub === 'kill' && args.length === 2) {
+          this.fanout.kill(args);
           return true;
         }
         return false;
@@ -217,11 +231,19 @@ export class RedisSession implements LocalContext {
     }
   }
 
-  private routeKeyed(name: string, info: CommandInfo, args: Buffer[], raw: Buffer): void {
-    const positions = this.ctx.commands.keyPositions(info, args);
+  private routeKeyed(name: string, container: CommandInfo, args: Buffer[], raw: Buffer): void {
+    // A container's subcommand (OBJECT ENCODING, XINFO STREAM) has keys and flags of its own.
+    const info = CommandTable.resolve(container, args);
+    let positions = this.ctx.commands.keyPositions(info, args);
+    // Arguments the server refuses before touching a key (bad numkeys): it answers its own error.
+    if (positions === 'malformed') positions = [];
     if (positions === null) {
-      this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
-      return;
+      // With one shard every key is there, wherever it is named.
+      if (this.ctx.shards.shards.length > 1) {
+        this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
+        return;
+      }
+      positions = [];
     }
     // One key (the common case) needs no set.
     const shards =
@@ -241,9 +263,33 @@ export class RedisSession implements LocalContext {
       this.blocking(shard, raw, CommandTable.mayWrite(info));
       return;
     }
-    const slot = this.slots.open();
-    if (info.readonly && !info.write) this.read(shard, raw, slot, null);
-    else this.write(shard, raw, slot, CommandTable.mayWrite(info));
+    let slot = this.slots.open();
+    if (info.name === 'slowlog|get') {
+      const whole = slot;
+      slot = this.slots.detached((bytes) => this.slots.fill(whole, withoutMonitorEntries(bytes)));
+    }
+    // OBJECT IDLETIME/FREQ describe the key's accesses, which are the primary's (writes land there).
+    if (info.readonly && !info.write && container.name !== 'object') {
+      this.read(
+        shard,
+        raw,
+        READ_ONLY_SCRIPTS.has(name) ? this.primaryOnReadonly(shard, raw, slot) : slot,
+        null,
+      );
+    } else this.write(shard, raw, slot, CommandTable.mayWrite(info));
+  }
+
+  /**
+   * FCALL_RO/EVAL_RO/EVALSHA_RO of a script flagged for writes: a replica refuses it with
+   * `READONLY` before running it, the primary with Redis's own error (`Can not execute a
+   * script with write flag using *_ro command.`), which is what a direct client sees. The
+   * script does not run on either, so asking the primary again is safe.
+   */
+  private primaryOnReadonly(shard: number, raw: Buffer, slot: Slot): Slot {
+    return this.slots.detached((bytes) => {
+      if (bytes.subarray(0, 9).toString('latin1') === '-READONLY') this.write(shard, raw, slot, false);
+      else this.slots.fill(slot, bytes);
+    });
   }
 
   // ---- RWSPLIT -----------------------------------------------------------------------------

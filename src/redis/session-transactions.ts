@@ -6,6 +6,7 @@
  */
 import type { NodeStatus } from '../core/topology.js';
 import type { RedisLink, ReplyCallback } from './backend-link.js';
+import { CommandTable, proxyRefusal, unknownCommandError } from './command-table.js';
 import type { RedisSession } from './redis-session.js';
 import type { Slot } from './reply-slots.js';
 import { encodeCommand, encodeError, encodeSimple } from './resp/index.js';
@@ -86,11 +87,26 @@ export class Transactions {
       shards: this.s.ctx.shards,
       slots: this.s.slots,
     };
+    // Refused at once like Redis does (the transaction then ends in EXECABORT): unknown
+    // command or subcommand, wrong number of arguments.
     const info = commands.get(name);
-    const positions = info ? commands.keyPositions(info, args) : null;
-    if (!info || positions === null) {
-      m.failed = info ? `cannot locate the keys of '${name}'` : `unknown command '${name}'`;
-      slots.answer(encodeError(m.failed));
+    if (!info) {
+      m.failed = 'unknown command';
+      slots.answer(unknownCommandError(args));
+      return;
+    }
+    const refusal = CommandTable.refusal(info, args) ?? proxyRefusal(name, args);
+    if (refusal !== null) {
+      m.failed = refusal;
+      slots.answer(encodeError(refusal));
+      return;
+    }
+    let positions = commands.keyPositions(CommandTable.resolve(info, args), args);
+    // Malformed arguments: queued, EXEC carries the server's own error for this command.
+    if (positions === 'malformed' || (positions === null && shards.shards.length === 1)) positions = [];
+    if (positions === null) {
+      m.failed = `cannot locate the keys of '${name}'`;
+      slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
       return;
     }
     for (const p of positions) {
@@ -118,10 +134,8 @@ export class Transactions {
     const slot = slots.open();
     if (m.failed) {
       this.endWatch();
-      slots.fill(
-        slot,
-        encodeError(`Transaction discarded because of previous errors: ${m.failed}`, 'EXECABORT'),
-      );
+      // Redis's own text: each error was answered when its command was refused.
+      slots.fill(slot, encodeError('Transaction discarded because of previous errors.', 'EXECABORT'));
       return;
     }
     m.commands.push(encodeCommand(['EXEC']));
