@@ -17,7 +17,7 @@ import type { BackendLogin } from './backend-connection.js';
 import { BackendPool } from './backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
-import { ClientStartup, type ClientLogin, type StartupHost } from './client-startup.js';
+import { ClientStartup, closesSilently, type ClientLogin, type StartupHost } from './client-startup.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 import {
   encodeBackendKeyData,
@@ -320,6 +320,12 @@ class ClientConnection implements StartupHost {
 
   /** A malformed or oversized frame: tell this client why, close it, nobody else notices. */
   private protocolFailure(err: Error): void {
+    if (!this.session && this.reader.startup && closesSilently(err)) {
+      this.deps.log.debug({ err: err.message }, 'invalid length of startup packet: closing quietly');
+      this.reader.pause();
+      this.closeQuietly();
+      return;
+    }
     const message =
       err instanceof FrameTooLargeError
         ? `message of ${err.length} bytes exceeds the limit of ${err.max} bytes`
