@@ -50,6 +50,14 @@ const failoverFields = {
 /** `failover: auto` is shorthand for `failover: { mode: auto }`; an absent key takes every default. */
 const asFailoverObject = (v: unknown): unknown => (typeof v === 'string' ? { mode: v } : (v ?? {}));
 
+/** `postgres.pool.acquireTimeoutMs` is the first name of `queryWaitTimeoutMs`, still accepted. */
+const renamedPoolKeys = (v: unknown): unknown => {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || !('acquireTimeoutMs' in v) || 'queryWaitTimeoutMs' in v) return v;
+  const { acquireTimeoutMs, ...rest } = v as Record<string, unknown>;
+  return { ...rest, queryWaitTimeoutMs: acquireTimeoutMs };
+};
+
 const pgFailover = z.preprocess(
   asFailoverObject,
   z.strictObject({
@@ -230,14 +238,18 @@ export const configSchema = z.strictObject({
       })
       .default({}),
     tls: tlsServer.optional(),
-    pool: z
-      .strictObject({
+    pool: z.preprocess(
+      renamedPoolKeys,
+      z.strictObject({
         size: z.number().int().min(1).default(20),
-        acquireTimeoutMs: z.number().int().min(1).default(5000),
+        /** how long a client waits for a connection of a busy pool (PgBouncer's query_wait_timeout) */
+        queryWaitTimeoutMs: z.number().int().min(1).default(5000),
         connectTimeoutMs: z.number().int().min(1).default(3000),
         idleTimeoutMs: z.number().int().min(0).default(300_000),
-      })
-      .default({ size: 20, acquireTimeoutMs: 5000, connectTimeoutMs: 3000, idleTimeoutMs: 300_000 }),
+        /** a client idle inside a transaction longer than this is disconnected (25P03); 0 = never */
+        idleInTransactionTimeoutMs: z.number().int().min(0).default(0),
+      }),
+    ),
     routing: z
       .strictObject({
         balance: z

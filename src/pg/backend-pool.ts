@@ -9,7 +9,8 @@ import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 
 export interface PoolOptions {
   size: number;
-  acquireTimeoutMs: number;
+  /** how long acquire() waits for a connection of a busy pool (postgres.pool.queryWaitTimeoutMs) */
+  queryWaitTimeoutMs: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   maxFrameBytes: number;
@@ -69,11 +70,11 @@ export class BackendPool {
             new RwsplitPgError(
               'POOL_TIMEOUT',
               SqlState.TooManyConnections,
-              `all ${this.opts.size} connections to ${this.target.nodeId} stayed busy for ${this.opts.acquireTimeoutMs} ms`,
-              'Raise postgres.pool.size (and max_connections on the server) or postgres.pool.acquireTimeoutMs.',
+              `all ${this.opts.size} connections to ${this.target.nodeId} stayed busy for ${this.opts.queryWaitTimeoutMs} ms`,
+              'Raise postgres.pool.size (and max_connections on the server) or postgres.pool.queryWaitTimeoutMs, or end transactions sooner (postgres.pool.idleInTransactionTimeoutMs).',
             ),
           );
-        }, this.opts.acquireTimeoutMs),
+        }, this.opts.queryWaitTimeoutMs),
       };
       this.waiters.push(waiter);
     });

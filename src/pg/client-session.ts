@@ -17,6 +17,7 @@ import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
 import { CausalReads, type CausalSessionHost } from './causal-reads.js';
+import type { IdleTransactionSubject } from './idle-transaction.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
@@ -52,7 +53,13 @@ import { ShardTransaction, type Participation, type ShardSessionHost } from './s
  * points, the cancel key, nodeFenced/nodeDown, fatal and close.
  */
 export class ClientSession
-  implements BackendListener, TrackerSink, CausalSessionHost, RecoverySessionHost, ShardSessionHost
+  implements
+    BackendListener,
+    TrackerSink,
+    CausalSessionHost,
+    RecoverySessionHost,
+    ShardSessionHost,
+    IdleTransactionSubject
 {
   private backend: BackendConnection | null = null;
   private backendPool: BackendPool | null = null;
@@ -104,6 +111,8 @@ export class ClientSession
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
+  /** client frames received so far (the idle-in-transaction sweep compares two readings) */
+  clientFrames = 0;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -144,6 +153,7 @@ export class ClientSession
 
   onClientFrame(type: number, frame: Buffer): void {
     if (this.closed) return;
+    this.clientFrames++;
     switch (type) {
       case FrontendCode.Terminate:
         this.close();
@@ -596,6 +606,13 @@ export class ClientSession
     if (this.abortedTx) return TX_FAILED;
     if (this.backend) return this.txStatus;
     return this.deferredBegin ? TX_BLOCK : TX_IDLE;
+  }
+
+  /** The client was told it is in a transaction (or a failed one) and owes the next message. */
+  idleInTransaction(): boolean {
+    if (this.closed || this.batch.length > 0 || this.acquiring || this.gated) return false;
+    if (this.backend !== null && !this.backendIdle()) return false;
+    return this.clientTxStatus() !== TX_IDLE;
   }
 
   /** Sends what queued meanwhile: a batch that waited for the backend to go idle goes now. */

@@ -19,6 +19,7 @@ import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
 import { ClientStartup, closesSilently, type ClientLogin, type StartupHost } from './client-startup.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
+import { IdleTransactionWatch } from './idle-transaction.js';
 import {
   encodeBackendKeyData,
   encodeCancelRequest,
@@ -64,6 +65,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** ParameterStatus frames per login, replayed to each client at login */
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
+  /** null unless postgres.pool.idleInTransactionTimeoutMs is set */
+  private readonly idleTransactions: IdleTransactionWatch | null;
   private nextProcessId = 1;
 
   constructor(private readonly deps: PgProxyDeps) {
@@ -86,6 +89,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           : makeScramVerifier(u.password),
       );
     }
+    const idleMs = deps.config.pool.idleInTransactionTimeoutMs;
+    this.idleTransactions =
+      idleMs > 0 ? new IdleTransactionWatch(idleMs, () => this.sessions.values()) : null;
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     deps.topology.on('event', (e: TopologyEvent) => {
       if (e.type === 'down') {
@@ -129,6 +135,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           for (const pool of this.pools.values()) pool.reapIdle(now);
         }, 10_000);
         this.reaper.unref();
+        this.idleTransactions?.start();
         resolve(this.server.address() as net.AddressInfo);
       });
     });
@@ -136,6 +143,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    this.idleTransactions?.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const bye = new RwsplitPgError(
       'SHUTDOWN',
