@@ -59,6 +59,11 @@ export class BackendConnection {
   unnamedKey: string | null = null;
   listener: BackendListener | null = null;
   closed = false;
+  /**
+   * a client ran pg_terminate_backend on this backend through rwsplit: its FATAL 57P01 is that
+   * termination, not the server shutting down (see backend-signal.ts)
+   */
+  terminationRequested = false;
   /** true while a pool counts this connection in its total (cleared once it is forgotten) */
   counted = true;
   private closeNotified = false;

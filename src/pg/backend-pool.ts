@@ -29,6 +29,8 @@ interface Waiter {
 
 export class BackendPool {
   private readonly idle: BackendConnection[] = [];
+  /** every open connection, idle or lent (to find a backend by its server pid) */
+  readonly connections = new Set<BackendConnection>();
   private readonly waiters: Waiter[] = [];
   /** connections open or being opened */
   private total = 0;
@@ -142,6 +144,7 @@ export class BackendPool {
     try {
       const conn = await BackendConnection.connect(this.target, this.login, this.opts);
       conn.onClosed = (c) => this.forget(c);
+      this.connections.add(conn);
       this.leased++;
       return conn;
     } catch (err) {
@@ -154,6 +157,7 @@ export class BackendPool {
   }
 
   private forget(conn: BackendConnection): void {
+    this.connections.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     if (!conn.counted) return;

@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
+import { BackendSignals, type SignalledSession, type SignalSessionHost } from './backend-signal.js';
 import { CausalReads, type CausalSessionHost } from './causal-reads.js';
 import type { IdleTransactionSubject } from './idle-transaction.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
@@ -59,7 +60,9 @@ export class ClientSession
     CausalSessionHost,
     RecoverySessionHost,
     ShardSessionHost,
-    IdleTransactionSubject
+    IdleTransactionSubject,
+    SignalSessionHost,
+    SignalledSession
 {
   private backend: BackendConnection | null = null;
   private backendPool: BackendPool | null = null;
@@ -108,6 +111,7 @@ export class ClientSession
   private readonly out: OutputCoalescer;
   private readonly causal: CausalReads;
   private readonly recovery: SessionRecovery;
+  private readonly signals: BackendSignals;
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
@@ -131,6 +135,7 @@ export class ClientSession
     this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
+    this.signals = new BackendSignals(ctx, ctx.classifier, this);
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -236,6 +241,8 @@ export class ClientSession
       return;
     }
     if (this.tryAnswerWithoutBackend()) return;
+    // pg_cancel_backend/pg_terminate_backend: where the pid lives, not the primary.
+    if (this.deferredBegin === null && this.pinnedBy === null && this.signals.tryRoute()) return;
     const decision = decideRoute(
       this.batch,
       this.statements,
@@ -517,6 +524,13 @@ export class ClientSession
 
   onBackendFrame(type: number, frame: Buffer): void {
     if (type === BackendCode.ErrorResponse && isServerGoingAway(frame)) {
+      if (this.backend?.terminationRequested) {
+        // pg_terminate_backend through rwsplit: end this client as the server ends it.
+        this.out.push(frame);
+        this.out.flush();
+        this.close();
+        return;
+      }
       // The server is shutting down or lost its postmaster: a node failure, not an answer.
       // The client must not see a FATAL (it would take its own session for dead): the
       // connection is dropped and onBackendClose answers once, in the client's terms — a read

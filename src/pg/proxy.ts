@@ -14,6 +14,7 @@ import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { SignalTarget } from './backend-signal.js';
 import { BackendPool } from './backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
@@ -31,6 +32,12 @@ import {
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/**
+ * Process ids rwsplit hands out (BackendKeyData) start above the largest pid Linux can give
+ * (2^22), so a pid passed to pg_cancel_backend/pg_terminate_backend names either a server
+ * backend or an rwsplit session, never both.
+ */
+const FIRST_PROCESS_ID = 0x400001;
 
 export interface PgProxyDeps {
   config: PgConfig;
@@ -67,7 +74,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   private reaper: NodeJS.Timeout | null = null;
   /** null unless postgres.pool.idleInTransactionTimeoutMs is set */
   private readonly idleTransactions: IdleTransactionWatch | null;
-  private nextProcessId = 1;
+  private nextProcessId = FIRST_PROCESS_ID;
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -185,6 +192,21 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   sessionClosed(processId: number): void {
     this.sessions.delete(processId);
+  }
+
+  signalTarget(pid: number): SignalTarget | null {
+    if (pid >= FIRST_PROCESS_ID) {
+      const session = this.sessions.get(pid);
+      return session ? { kind: 'session', session } : null;
+    }
+    for (const pool of this.pools.values()) {
+      for (const conn of pool.connections) {
+        if (conn.processId !== pid) continue;
+        const node = this.topology.nodes.find((n) => n.spec.id === pool.target.nodeId);
+        if (node) return { kind: 'backend', conn, node };
+      }
+    }
+    return null;
   }
 
   // ---- connections -----------------------------------------------------------------------
