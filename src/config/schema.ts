@@ -185,7 +185,7 @@ const redisSchema = z.strictObject({
     .default({ maxBulkBytes: 512 * 1024 * 1024, maxArrayLength: 1_048_576, maxClients: 10_000 }),
 });
 
-export const configSchema = z.strictObject({
+const fullSchema = z.strictObject({
   listen: z
     .strictObject({
       postgres: listenAddress.default({ host: '127.0.0.1', port: 6432 }),
@@ -310,6 +310,9 @@ export const configSchema = z.strictObject({
     })
     .default({ level: 'info' }),
 });
+
+/** `postgres` may be absent: a Redis-only instance (the loader then requires `redis`). */
+export const configSchema = fullSchema.partial({ postgres: true });
 
 /** The validated configuration, defaults filled in. */
 export type Config = z.infer<typeof configSchema>;
