@@ -18,6 +18,7 @@ import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
 import { Topology } from './core/topology.js';
 import { Classifier } from './pg/classifier/classify.js';
+import { backendTlsByNode } from './pg/backend-tls.js';
 import { PgFailover } from './pg/failover.js';
 import { setUpSharding } from './pg/sharding-setup.js';
 import type { TwoPhaseRecovery } from './pg/twopc/index.js';
@@ -187,8 +188,10 @@ function assemblePostgres(
     },
     log,
   );
+  const backendTls = backendTlsByNode(pgc);
   const proxy = new PgProxy({
     config: pgc,
+    backendTls,
     topology,
     readRouter,
     classifier,
@@ -213,6 +216,7 @@ function assemblePostgres(
         : {}),
       onLag: (id, ms) => metrics.lagSample(id, ms),
       failoverMode: pgc.failover.mode,
+      tls: backendTls,
     },
     log,
   );

@@ -20,12 +20,19 @@ const pgNode = z.strictObject({
   weight: z.number().min(0).default(1),
 });
 
+/** TLS toward PostgreSQL servers, libpq's `sslmode` values (src/pg/backend-tls.ts). */
+export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof sslModes)[number];
+
 /** A PostgreSQL node: a pgNode with the shard it belongs to (one shard, "default", unless sharded). */
 const pgShardNode = pgNode.extend({
   shard: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"')
     .default('default'),
+  /** this node's own TLS mode and CA file (default: postgres.backend.sslmode / sslrootcert) */
+  sslmode: z.enum(sslModes).optional(),
+  sslrootcert: z.string().min(1).optional(),
 });
 
 /** Read consistency levels (DESIGN.md capability 7); a session may change its own. */
@@ -235,8 +242,12 @@ const fullSchema = z.strictObject({
       .strictObject({
         user: z.string().min(1).optional(),
         password: z.string().min(1).optional(),
+        /** TLS toward every node (a node's own `sslmode` wins) */
+        sslmode: z.enum(sslModes).default('disable'),
+        /** PEM file of the CA(s) that sign the servers' certificates (verify-ca, verify-full) */
+        sslrootcert: z.string().min(1).optional(),
       })
-      .default({}),
+      .default({ sslmode: 'disable' }),
     tls: tlsServer.optional(),
     pool: z.preprocess(
       renamedPoolKeys,

@@ -15,6 +15,7 @@ import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
 import type { SignalTarget } from './backend-signal.js';
+import type { BackendTls } from './backend-tls.js';
 import { BackendPool } from './backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
@@ -49,6 +50,8 @@ export interface PgProxyDeps {
   tls: tls.SecureContext | null;
   /** statement-to-shard resolution and the 2PC coordinator, when postgres.sharding is set */
   sharding?: ShardingContext | null;
+  /** TLS toward each node (sslmode other than disable) */
+  backendTls?: ReadonlyMap<string, BackendTls>;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -172,8 +175,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     let pool = this.pools.get(key);
     if (!pool) {
       const { pool: p, limits } = this.deps.config;
+      const tls = this.deps.backendTls?.get(node.spec.id);
       pool = new BackendPool(
-        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port, ...(tls ? { tls } : {}) },
         login,
         // Servers are trusted and a DataRow may legitimately be large: their frames are bounded
         // by PostgreSQL's own limit (1 GiB, MaxAllocSize), not by the client limit.
