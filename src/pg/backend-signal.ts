@@ -15,12 +15,12 @@
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
-import type { Classifier } from './classifier/classify.js';
+import type { Classification, Classifier } from './classifier/classify.js';
 import { lex } from './classifier/lexer.js';
 import { readAllShards } from './all-shards-read.js';
 import { RwsplitPgError } from './errors.js';
 import { decodeQuery, encodeParse, encodeQuery, FrontendCode } from './protocol/index.js';
-import { parseOf, type RouteDecision } from './route-decision.js';
+import { classifyQuery, parseOf, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import { asClientError, TX_IDLE } from './session-recovery.js';
 
@@ -154,13 +154,20 @@ export class BackendSignals {
     const s = this.session;
     const batch = s.batch;
     const first = batch[0]!;
+    // This runs before every routing decision: reads leave at the first test, and the
+    // classification is the one decideRoute looks up next (memoised per frame, cached per text).
+    let c: Classification;
     let text: string;
     if (first[0] === FrontendCode.Query) {
       if (batch.length !== 1) return false;
+      c = classifyQuery(this.classifier, first);
+      if (c.route !== 'write') return false;
       text = decodeQuery(first);
     } else if (first[0] === FrontendCode.Parse) {
       const msg = parseOf(first);
       if (msg.statement !== '') return false;
+      c = this.classifier.classify(msg.query);
+      if (c.route !== 'write') return false;
       for (let i = 1; i < batch.length; i++) {
         const t = batch[i]![0];
         if (t === FrontendCode.Parse || t === FrontendCode.Query || t === FrontendCode.FunctionCall)
@@ -168,10 +175,7 @@ export class BackendSignals {
       }
       text = msg.query;
     } else return false;
-    // Cheap rejects first: this runs for writes only, and most writes are not signal calls.
-    if (!text.includes('_backend')) return false;
-    const c = this.classifier.classify(text);
-    if (c.route !== 'write' || c.statementCount !== 1 || c.hint || c.tx !== null) return false;
+    if (c.statementCount !== 1 || c.hint || c.tx !== null || !text.includes('_backend')) return false;
     const call = findSignalCall(text);
     if (!call) return false;
     if (call.pid === null) {
