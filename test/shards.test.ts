@@ -83,7 +83,7 @@ describe('sharded PostgreSQL with two-phase commit', () => {
       },
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
-    resolver = new ShardResolver(cluster.shardNames, config.postgres.sharding!);
+    resolver = new ShardResolver(cluster.shardNames, config.postgres!.sharding!);
   });
 
   after(async () => {

@@ -20,12 +20,19 @@ const pgNode = z.strictObject({
   weight: z.number().min(0).default(1),
 });
 
+/** TLS toward PostgreSQL servers, libpq's `sslmode` values (src/pg/backend-tls.ts). */
+export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof sslModes)[number];
+
 /** A PostgreSQL node: a pgNode with the shard it belongs to (one shard, "default", unless sharded). */
 const pgShardNode = pgNode.extend({
   shard: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"')
     .default('default'),
+  /** this node's own TLS mode and CA file (default: postgres.backend.sslmode / sslrootcert) */
+  sslmode: z.enum(sslModes).optional(),
+  sslrootcert: z.string().min(1).optional(),
 });
 
 /** Read consistency levels (read-your-writes and its neighbours); a session may change its own. */
@@ -49,6 +56,14 @@ const failoverFields = {
 };
 /** `failover: auto` is shorthand for `failover: { mode: auto }`; an absent key takes every default. */
 const asFailoverObject = (v: unknown): unknown => (typeof v === 'string' ? { mode: v } : (v ?? {}));
+
+/** `postgres.pool.acquireTimeoutMs` is the first name of `queryWaitTimeoutMs`, still accepted. */
+const renamedPoolKeys = (v: unknown): unknown => {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || !('acquireTimeoutMs' in v) || 'queryWaitTimeoutMs' in v) return v;
+  const { acquireTimeoutMs, ...rest } = v as Record<string, unknown>;
+  return { ...rest, queryWaitTimeoutMs: acquireTimeoutMs };
+};
 
 const pgFailover = z.preprocess(
   asFailoverObject,
@@ -177,7 +192,7 @@ const redisSchema = z.strictObject({
     .default({ maxBulkBytes: 512 * 1024 * 1024, maxArrayLength: 1_048_576, maxClients: 10_000 }),
 });
 
-export const configSchema = z.strictObject({
+const fullSchema = z.strictObject({
   listen: z
     .strictObject({
       postgres: listenAddress.default({ host: '127.0.0.1', port: 6432 }),
@@ -227,17 +242,25 @@ export const configSchema = z.strictObject({
       .strictObject({
         user: z.string().min(1).optional(),
         password: z.string().min(1).optional(),
+        /** TLS toward every node (a node's own `sslmode` wins) */
+        sslmode: z.enum(sslModes).default('disable'),
+        /** PEM file of the CA(s) that sign the servers' certificates (verify-ca, verify-full) */
+        sslrootcert: z.string().min(1).optional(),
       })
-      .default({}),
+      .default({ sslmode: 'disable' }),
     tls: tlsServer.optional(),
-    pool: z
-      .strictObject({
+    pool: z.preprocess(
+      renamedPoolKeys,
+      z.strictObject({
         size: z.number().int().min(1).default(20),
-        acquireTimeoutMs: z.number().int().min(1).default(5000),
+        /** how long a client waits for a connection of a busy pool (PgBouncer's query_wait_timeout) */
+        queryWaitTimeoutMs: z.number().int().min(1).default(5000),
         connectTimeoutMs: z.number().int().min(1).default(3000),
         idleTimeoutMs: z.number().int().min(0).default(300_000),
-      })
-      .default({ size: 20, acquireTimeoutMs: 5000, connectTimeoutMs: 3000, idleTimeoutMs: 300_000 }),
+        /** a client idle inside a transaction longer than this is disconnected (25P03); 0 = never */
+        idleInTransactionTimeoutMs: z.number().int().min(0).default(0),
+      }),
+    ),
     routing: z
       .strictObject({
         balance: z
@@ -298,6 +321,9 @@ export const configSchema = z.strictObject({
     })
     .default({ level: 'info' }),
 });
+
+/** `postgres` may be absent: a Redis-only instance (the loader then requires `redis`). */
+export const configSchema = fullSchema.partial({ postgres: true });
 
 /** The validated configuration, defaults filled in. */
 export type Config = z.infer<typeof configSchema>;

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { md5PasswordResponse, ScramClient } from './auth/index.js';
+import { connectWithTls, type BackendTls } from './backend-tls.js';
 import { BackendStartupError } from './errors.js';
 import {
   BackendCode,
@@ -25,6 +26,8 @@ export interface BackendTarget {
   nodeId: string;
   host: string;
   port: number;
+  /** TLS toward this node (sslmode other than disable), else plain TCP */
+  tls?: BackendTls;
 }
 
 export interface BackendLogin {
@@ -59,6 +62,11 @@ export class BackendConnection {
   unnamedKey: string | null = null;
   listener: BackendListener | null = null;
   closed = false;
+  /**
+   * a client ran pg_terminate_backend on this backend through rwsplit: its FATAL 57P01 is that
+   * termination, not the server shutting down (see backend-signal.ts)
+   */
+  terminationRequested = false;
   /** true while a pool counts this connection in its total (cleared once it is forgotten) */
   counted = true;
   private closeNotified = false;
@@ -77,14 +85,27 @@ export class BackendConnection {
     this.reader = new FrameReader({ maxFrameBytes: opts.maxFrameBytes });
   }
 
-  /** Connects, authenticates and waits for the first ReadyForQuery. */
+  /** Connects (over TLS when the target asks for it), authenticates and waits for the first ReadyForQuery. */
   static connect(
     target: BackendTarget,
     login: BackendLogin,
     opts: BackendOptions,
   ): Promise<BackendConnection> {
+    if (!target.tls) return BackendConnection.logIn(target, login, opts, null);
+    return connectWithTls(target, target.tls, opts.connectTimeoutMs).then((socket) =>
+      BackendConnection.logIn(target, login, opts, socket),
+    );
+  }
+
+  /** The startup exchange, on `ready` (a socket already negotiated) or on a new plain TCP connection. */
+  private static logIn(
+    target: BackendTarget,
+    login: BackendLogin,
+    opts: BackendOptions,
+    ready: net.Socket | null,
+  ): Promise<BackendConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+      const socket = ready ?? net.connect({ host: target.host, port: target.port, noDelay: true });
       const conn = new BackendConnection(target, socket, opts);
       const startup = new StartupExchange(conn, login, socket);
       let settled = false;
@@ -108,7 +129,8 @@ export class BackendConnection {
           ),
         opts.connectTimeoutMs,
       );
-      socket.on('connect', () => socket.write(encodeStartupMessage(startup.startupParams())));
+      if (ready) socket.write(encodeStartupMessage(startup.startupParams()));
+      else socket.on('connect', () => socket.write(encodeStartupMessage(startup.startupParams())));
       socket.on('error', (err) =>
         fail(
           new BackendStartupError(

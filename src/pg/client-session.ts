@@ -16,7 +16,9 @@ import { performance } from 'node:perf_hooks';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
+import { BackendSignals, type SignalledSession, type SignalSessionHost } from './backend-signal.js';
 import { CausalReads, type CausalSessionHost } from './causal-reads.js';
+import type { IdleTransactionSubject } from './idle-transaction.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
@@ -52,7 +54,15 @@ import { ShardTransaction, type Participation, type ShardSessionHost } from './s
  * points, the cancel key, nodeFenced/nodeDown, fatal and close.
  */
 export class ClientSession
-  implements BackendListener, TrackerSink, CausalSessionHost, RecoverySessionHost, ShardSessionHost
+  implements
+    BackendListener,
+    TrackerSink,
+    CausalSessionHost,
+    RecoverySessionHost,
+    ShardSessionHost,
+    IdleTransactionSubject,
+    SignalSessionHost,
+    SignalledSession
 {
   private backend: BackendConnection | null = null;
   private backendPool: BackendPool | null = null;
@@ -101,9 +111,12 @@ export class ClientSession
   private readonly out: OutputCoalescer;
   private readonly causal: CausalReads;
   private readonly recovery: SessionRecovery;
+  private readonly signals: BackendSignals;
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
+  /** client frames received so far (the idle-in-transaction sweep compares two readings) */
+  clientFrames = 0;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -122,6 +135,7 @@ export class ClientSession
     this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
+    this.signals = new BackendSignals(ctx, ctx.classifier, this);
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -144,6 +158,7 @@ export class ClientSession
 
   onClientFrame(type: number, frame: Buffer): void {
     if (this.closed) return;
+    this.clientFrames++;
     switch (type) {
       case FrontendCode.Terminate:
         this.close();
@@ -226,6 +241,8 @@ export class ClientSession
       return;
     }
     if (this.tryAnswerWithoutBackend()) return;
+    // pg_cancel_backend/pg_terminate_backend: where the pid lives, not the primary.
+    if (this.deferredBegin === null && this.pinnedBy === null && this.signals.tryRoute()) return;
     const decision = decideRoute(
       this.batch,
       this.statements,
@@ -507,6 +524,13 @@ export class ClientSession
 
   onBackendFrame(type: number, frame: Buffer): void {
     if (type === BackendCode.ErrorResponse && isServerGoingAway(frame)) {
+      if (this.backend?.terminationRequested) {
+        // pg_terminate_backend through rwsplit: end this client as the server ends it.
+        this.out.push(frame);
+        this.out.flush();
+        this.close();
+        return;
+      }
       // The server is shutting down or lost its postmaster: a node failure, not an answer.
       // The client must not see a FATAL (it would take its own session for dead): the
       // connection is dropped and onBackendClose answers once, in the client's terms — a read
@@ -596,6 +620,13 @@ export class ClientSession
     if (this.abortedTx) return TX_FAILED;
     if (this.backend) return this.txStatus;
     return this.deferredBegin ? TX_BLOCK : TX_IDLE;
+  }
+
+  /** The client was told it is in a transaction (or a failed one) and owes the next message. */
+  idleInTransaction(): boolean {
+    if (this.closed || this.batch.length > 0 || this.acquiring || this.gated) return false;
+    if (this.backend !== null && !this.backendIdle()) return false;
+    return this.clientTxStatus() !== TX_IDLE;
   }
 
   /** Sends what queued meanwhile: a batch that waited for the backend to go idle goes now. */

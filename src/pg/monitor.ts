@@ -14,7 +14,9 @@ import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { NodeRole } from '../core/types.js';
 import { withDeadline } from '../util/deadline.js';
+import { isTlsRefusal, pgClientSsl, type BackendTls } from './backend-tls.js';
 import type { ProbeHealth } from './failover-plan.js';
+import type { SqlLogin } from './promotion-sql.js';
 
 /** `postgres.failover.mode` */
 type FailoverMode = PgConfig['failover']['mode'];
@@ -32,6 +34,8 @@ export interface MonitorOptions {
    * of each shard is its primary whatever it answers, and nothing is fenced.
    */
   failoverMode?: FailoverMode;
+  /** TLS toward each node (postgres.backend.sslmode and per node); absent: plain */
+  tls?: ReadonlyMap<string, BackendTls>;
 }
 
 /** What one successful probe of a node saw. */
@@ -66,6 +70,8 @@ interface ShardState {
 
 export class PgMonitor {
   private readonly clients = new Map<string, pg.Client>();
+  /** nodes with sslmode prefer that refused TLS: probed in plain */
+  private readonly plain = new Set<string>();
   private readonly shards = new Map<string, ShardState>();
   /** nodes this monitor fenced as stale primaries (operators' drains are not ours to lift) */
   private readonly staleFenced = new Set<string>();
@@ -108,9 +114,11 @@ export class PgMonitor {
   }
 
   /** The monitor's login (the failover controller connects with it too). */
-  get login(): { user: string; password?: string; database: string } {
-    const { user, password, database } = this.opts;
-    return password === undefined ? { user, database } : { user, password, database };
+  get login(): SqlLogin {
+    const { user, password, database, tls } = this.opts;
+    const login: SqlLogin = password === undefined ? { user, database } : { user, password, database };
+    if (tls) login.tls = tls;
+    return login;
   }
 
   /** The node's current run of failures (zeros when its last probe answered). */
@@ -295,7 +303,16 @@ export class PgMonitor {
         if (!client) {
           client = this.newClient(n);
           this.clients.set(id, client);
-          await Promise.race([client.connect(), deadline]);
+          try {
+            await Promise.race([client.connect(), deadline]);
+          } catch (err) {
+            // sslmode prefer and a server without TLS: plain from now on.
+            if (this.opts.tls?.get(id)?.mode !== 'prefer' || !isTlsRefusal(err as Error)) throw err;
+            this.plain.add(id);
+            client = this.newClient(n);
+            this.clients.set(id, client);
+            await Promise.race([client.connect(), deadline]);
+          }
         }
         const res = await Promise.race([client.query<Record<string, unknown>>(PROBE_SQL), deadline]);
         return res.rows[0]!;
@@ -345,6 +362,7 @@ export class PgMonitor {
       database: this.opts.database,
       application_name: MONITOR_APPLICATION_NAME,
       connectionTimeoutMillis: this.opts.timeoutMs,
+      ssl: this.plain.has(n.spec.id) ? false : pgClientSsl(this.opts.tls?.get(n.spec.id), n.spec.host),
     });
     client.on('error', () => undefined); // reported through the failing probe
     return client;

@@ -14,11 +14,14 @@ import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { SignalTarget } from './backend-signal.js';
+import type { BackendTls } from './backend-tls.js';
 import { BackendPool } from './backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
-import { ClientStartup, type ClientLogin, type StartupHost } from './client-startup.js';
+import { ClientStartup, closesSilently, type ClientLogin, type StartupHost } from './client-startup.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
+import { IdleTransactionWatch } from './idle-transaction.js';
 import {
   encodeBackendKeyData,
   encodeCancelRequest,
@@ -30,6 +33,12 @@ import {
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/**
+ * Process ids rwsplit hands out (BackendKeyData) start above the largest pid Linux can give
+ * (2^22), so a pid passed to pg_cancel_backend/pg_terminate_backend names either a server
+ * backend or an rwsplit session, never both.
+ */
+const FIRST_PROCESS_ID = 0x400001;
 
 export interface PgProxyDeps {
   config: PgConfig;
@@ -41,6 +50,8 @@ export interface PgProxyDeps {
   tls: tls.SecureContext | null;
   /** statement-to-shard resolution and the 2PC coordinator, when postgres.sharding is set */
   sharding?: ShardingContext | null;
+  /** TLS toward each node (sslmode other than disable) */
+  backendTls?: ReadonlyMap<string, BackendTls>;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -64,7 +75,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** ParameterStatus frames per login, replayed to each client at login */
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
-  private nextProcessId = 1;
+  /** null unless postgres.pool.idleInTransactionTimeoutMs is set */
+  private readonly idleTransactions: IdleTransactionWatch | null;
+  private nextProcessId = FIRST_PROCESS_ID;
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -86,6 +99,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           : makeScramVerifier(u.password),
       );
     }
+    const idleMs = deps.config.pool.idleInTransactionTimeoutMs;
+    this.idleTransactions =
+      idleMs > 0 ? new IdleTransactionWatch(idleMs, () => this.sessions.values()) : null;
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     deps.topology.on('event', (e: TopologyEvent) => {
       if (e.type === 'down') {
@@ -129,6 +145,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           for (const pool of this.pools.values()) pool.reapIdle(now);
         }, 10_000);
         this.reaper.unref();
+        this.idleTransactions?.start();
         resolve(this.server.address() as net.AddressInfo);
       });
     });
@@ -136,6 +153,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    this.idleTransactions?.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const bye = new RwsplitPgError(
       'SHUTDOWN',
@@ -157,8 +175,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     let pool = this.pools.get(key);
     if (!pool) {
       const { pool: p, limits } = this.deps.config;
+      const tls = this.deps.backendTls?.get(node.spec.id);
       pool = new BackendPool(
-        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port, ...(tls ? { tls } : {}) },
         login,
         // Servers are trusted and a DataRow may legitimately be large: their frames are bounded
         // by PostgreSQL's own limit (1 GiB, MaxAllocSize), not by the client limit.
@@ -177,6 +196,21 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   sessionClosed(processId: number): void {
     this.sessions.delete(processId);
+  }
+
+  signalTarget(pid: number): SignalTarget | null {
+    if (pid >= FIRST_PROCESS_ID) {
+      const session = this.sessions.get(pid);
+      return session ? { kind: 'session', session } : null;
+    }
+    for (const pool of this.pools.values()) {
+      for (const conn of pool.connections) {
+        if (conn.processId !== pid) continue;
+        const node = this.topology.nodes.find((n) => n.spec.id === pool.target.nodeId);
+        if (node) return { kind: 'backend', conn, node };
+      }
+    }
+    return null;
   }
 
   // ---- connections -----------------------------------------------------------------------
@@ -320,6 +354,12 @@ class ClientConnection implements StartupHost {
 
   /** A malformed or oversized frame: tell this client why, close it, nobody else notices. */
   private protocolFailure(err: Error): void {
+    if (!this.session && this.reader.startup && closesSilently(err)) {
+      this.deps.log.debug({ err: err.message }, 'invalid length of startup packet: closing quietly');
+      this.reader.pause();
+      this.closeQuietly();
+      return;
+    }
     const message =
       err instanceof FrameTooLargeError
         ? `message of ${err.length} bytes exceeds the limit of ${err.max} bytes`

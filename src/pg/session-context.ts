@@ -9,6 +9,7 @@ import type { ReadRouter } from '../core/read-router.js';
 import type { Classifier } from './classifier/classify.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { SignalTarget } from './backend-signal.js';
 import type { ShardResolver } from './shard-resolver.js';
 import type { TwoPhaseCoordinator } from './twopc/index.js';
 
@@ -73,4 +74,6 @@ export interface SessionContext {
   nodeFailed(nodeId: string, reason: string): void;
   /** a session ended (for the cancel-key registry) */
   sessionClosed(processId: number): void;
+  /** the backend of rwsplit's pools with this server pid, or the session rwsplit gave this pid to */
+  signalTarget(pid: number): SignalTarget | null;
 }
