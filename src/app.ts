@@ -13,6 +13,7 @@ import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
 import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
@@ -35,6 +36,8 @@ export class Rwsplit {
   failover: PgFailover | null = null;
   /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
   recovery: TwoPhaseRecovery | null = null;
+  /** the buffer budget and the record of clients cut off by a limit */
+  guard: ClientGuard | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
@@ -74,6 +77,8 @@ export class Rwsplit {
     const view = new ClusterView();
     view.addTopology(topology);
     const metrics = new Metrics(view);
+    const guard = new ClientGuard(config.limits.maxBufferedBytes);
+    metrics.watchGuard(guard);
     const readRouter = new ReadRouter(topology, {
       balance: pgc.routing.balance,
       primaryReads: pgc.routing.primaryReads,
@@ -107,6 +112,7 @@ export class Rwsplit {
         ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
         : null,
       sharding: sharding?.context ?? null,
+      guard,
     });
     view.addConnections(proxy);
     const monitor = new PgMonitor(
@@ -145,6 +151,8 @@ export class Rwsplit {
     });
     app = new Rwsplit(config, topology, proxy, monitor, admin, log, staleness, opts.configPath ?? null);
     app.failover = failover;
+    app.guard = guard;
+    reportKills(guard, (detail) => admin.events.record(null, 'client-killed', detail), log);
     await monitor.start();
     app.recovery = sharding?.recovery ?? null;
     app.recovery?.start();
@@ -157,6 +165,7 @@ export class Rwsplit {
           view,
           metrics.redisStats(),
           log,
+          guard,
         );
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
     } catch (err) {
@@ -193,5 +202,35 @@ export class Rwsplit {
       this.recovery?.stop(),
       this.redis?.stop(),
     ]);
+    this.guard?.stop();
   }
+}
+
+/**
+ * Clients cut off go to the event log: one event each for buffer limits (rare, and each names
+ * its client), one summary a second for login and idle timeouts (a flood of silent sockets
+ * must not flood the log).
+ */
+function reportKills(guard: ClientGuard, record: (detail: string) => void, log: Logger): void {
+  let timeouts = new Map<string, number>();
+  let timer: NodeJS.Timeout | null = null;
+  guard.on('killed', (k: ClientKilled) => {
+    if (k.reason !== 'login-timeout' && k.reason !== 'idle-timeout') {
+      log.warn(k, `closed a ${k.protocol} client: ${k.reason}`);
+      record(`${k.protocol} ${k.clientClass} client closed (${k.reason}): ${k.detail}`);
+      return;
+    }
+    const key = `${k.protocol} clients closed (${k.reason})`;
+    timeouts.set(key, (timeouts.get(key) ?? 0) + 1);
+    timer ??= setTimeout(() => {
+      timer = null;
+      const counts = timeouts;
+      timeouts = new Map();
+      for (const [what, n] of counts) {
+        log.info({ clients: n }, what);
+        record(`${n} ${what}`);
+      }
+    }, 1000);
+    timer.unref();
+  });
 }

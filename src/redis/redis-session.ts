@@ -13,7 +13,14 @@
 import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
+import type { ClientGuard } from '../core/client-guard.js';
 import type { RedisLink } from './backend-link.js';
+import {
+  ClientOutputLimit,
+  OUTPUT_HIGH_WATER,
+  type OutputClass,
+  type OutputLimits,
+} from './client-output-limit.js';
 import { CommandTable, type CommandInfo } from './command-table.js';
 import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
@@ -45,6 +52,10 @@ export interface RedisSessionContext {
   readonly serverVersion: string;
   stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
   sessionClosed(id: number): void;
+  /** `redis.limits.clientOutputBufferLimit` */
+  readonly outputLimits: OutputLimits;
+  /** records clients cut off (metrics, event log) */
+  readonly guard: ClientGuard;
 }
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
@@ -72,6 +83,11 @@ export class RedisSession implements LocalContext {
    */
   private arrivedAt = 0;
   private closed = false;
+  /** set while the connection is in MONITOR mode (its output limit is the monitor class's) */
+  monitoring = false;
+  private readonly outputLimit: ClientOutputLimit;
+  /** reading the client is paused until its queued replies drain (backpressure) */
+  private outputPaused = false;
 
   constructor(
     readonly ctx: RedisSessionContext,
@@ -79,7 +95,12 @@ export class RedisSession implements LocalContext {
     readonly id: number,
   ) {
     this.authenticated = !ctx.authRequired;
-    this.slots = new ReplySlots(socket, () => this.resp3);
+    this.slots = new ReplySlots(
+      socket,
+      () => this.resp3,
+      () => this.afterWrite(),
+    );
+    this.outputLimit = new ClientOutputLimit(ctx.outputLimits);
     this.causal = new SessionCausal(ctx.consistency);
     this.tx = new Transactions(this);
     this.fanout = new SessionFanout(this);
@@ -174,7 +195,64 @@ export class RedisSession implements LocalContext {
       this.queue = [];
       this.queueHead = 0;
     }
-    if (this.queue.length - this.queueHead <= MAX_QUEUED && this.socket.isPaused()) this.socket.resume();
+    if (this.queue.length - this.queueHead <= MAX_QUEUED && !this.outputPaused && this.socket.isPaused())
+      this.socket.resume();
+  }
+
+  // ---- output limits -----------------------------------------------------------------------
+
+  /** The class whose client-output-buffer-limit applies to this connection now. */
+  outputClass(): OutputClass {
+    if (this.monitoring) return 'monitor';
+    if (this.pubsub !== null) return 'pubsub';
+    if (this.dedicatedInUse.size > 0) return 'blocked';
+    return 'normal';
+  }
+
+  /** Bytes waiting to reach the client: its socket's queue and replies held back for order. */
+  bufferedBytes(): number {
+    return this.socket.writableLength + this.slots.heldBytes;
+  }
+
+  /** After replies were written: the output limit of the client's class, then backpressure. */
+  private afterWrite(): void {
+    if (this.closed) return;
+    const queued = this.bufferedBytes();
+    const cls = this.outputClass();
+    const over = this.outputLimit.check(cls, queued);
+    if (over !== null) {
+      this.ctx.guard.killed({
+        protocol: 'redis',
+        reason: 'output-buffer-limit',
+        clientClass: cls,
+        detail: `client ${this.id}: ${over}`,
+      });
+      this.cutOff(`client output buffer limit: ${over}`);
+      return;
+    }
+    if (queued > OUTPUT_HIGH_WATER && !this.outputPaused) {
+      // Stop reading commands whose replies could only pile up; go on once the client has read.
+      this.outputPaused = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.outputPaused = false;
+        if (!this.closed && this.queue.length - this.queueHead <= MAX_QUEUED) this.socket.resume();
+      });
+    }
+  }
+
+  /**
+   * Closes the client for exceeding a limit: with `-ERR` when nothing is queued before it
+   * (a client that reads would see it), at once otherwise (its queue is what must go).
+   */
+  cutOff(message: string): void {
+    if (this.socket.writableLength === 0 && this.slots.heldBytes === 0) {
+      this.socket.end(encodeError(message));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.onClose();
   }
 
   /** Commands whose routing is not "the keys' shard". Returns true when handled. */
