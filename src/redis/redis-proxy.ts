@@ -13,6 +13,7 @@ import { createRing } from '../sharding/ring.js';
 import { RedisLink, type LinkOptions } from './backend-link.js';
 import { CommandTable } from './command-table.js';
 import { PositionBook } from './position-book.js';
+import { ReadGate } from './read-gate.js';
 import { ReadPlanner } from './read-planner.js';
 import { RedisSession, type RedisSessionContext } from './redis-session.js';
 import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
@@ -156,13 +157,35 @@ export class RedisProxy implements ConnectionStatsSource {
     }
     this.sockets.add(socket);
     const id = this.nextId++;
-    const session = new RedisSession(this.context(), socket, id);
-    this.sessions.set(id, session);
     const reader = new CommandReader({
       maxBulkBytes: this.config.limits.maxBulkBytes,
       maxArrayLength: this.config.limits.maxArrayLength,
     });
+    const gate = new ReadGate(
+      () => {
+        reader.pause();
+        socket.pause();
+      },
+      () => {
+        if (session.isClosed) return;
+        socket.resume();
+        try {
+          reader.resume(); // commands read before the pause
+        } catch (err) {
+          protocolError(err as Error);
+        }
+      },
+    );
+    const session = new RedisSession(this.context(), socket, id, gate);
+    this.sessions.set(id, session);
     const onCommand = (args: Buffer[], raw: Buffer): void => session.onCommand(args, raw);
+    const protocolError = (err: Error): void => {
+      // A malformed or oversized request: tell this client why and close it; nobody else notices.
+      const message = err instanceof RespError ? err.message : `internal error: ${err.message}`;
+      this.log.info({ err: message }, 'closing a Redis client after a protocol error');
+      socket.end(encodeError(`Protocol error: ${message}`));
+      session.onClose();
+    };
     const leaveBudget = this.guard.add({
       protocol: 'redis',
       bufferedBytes: () => session.bufferedBytes(),
@@ -173,11 +196,7 @@ export class RedisProxy implements ConnectionStatsSource {
       try {
         reader.push(chunk, onCommand);
       } catch (err) {
-        // A malformed or oversized request: tell this client why and close it; nobody else notices.
-        const message = err instanceof RespError ? err.message : `internal error: ${(err as Error).message}`;
-        this.log.info({ err: message }, 'closing a Redis client after a protocol error');
-        socket.end(encodeError(`Protocol error: ${message}`));
-        session.onClose();
+        protocolError(err as Error);
       }
     });
     socket.on('error', () => socket.destroy());

@@ -26,6 +26,7 @@ import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from './position-book.js';
 import { PubSub } from './pubsub.js';
+import { ReadGate } from './read-gate.js';
 import type { ReadChoice, ReadPlanner } from './read-planner.js';
 import { ReplySlots, type Slot } from './reply-slots.js';
 import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple } from './resp/index.js';
@@ -60,6 +61,12 @@ export interface RedisSessionContext {
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
+/**
+ * Commands sent on and not yet answered to the client before reading it pauses: a client that
+ * pipelines without reading gets at most this many replies' worth of memory, and cannot fill
+ * a shared backend link (where other clients' replies queue behind its own).
+ */
+const MAX_IN_FLIGHT = 1024;
 
 export class RedisSession implements LocalContext {
   resp3 = false;
@@ -86,14 +93,21 @@ export class RedisSession implements LocalContext {
   /** set while the connection is in MONITOR mode (its output limit is the monitor class's) */
   monitoring = false;
   private readonly outputLimit: ClientOutputLimit;
-  /** reading the client is paused until its queued replies drain (backpressure) */
-  private outputPaused = false;
+  /** whether the client's commands are read now (backpressure) */
+  readonly gate: ReadGate;
 
   constructor(
     readonly ctx: RedisSessionContext,
     readonly socket: net.Socket,
     readonly id: number,
+    gate?: ReadGate,
   ) {
+    this.gate =
+      gate ??
+      new ReadGate(
+        () => socket.pause(),
+        () => socket.resume(),
+      );
     this.authenticated = !ctx.authRequired;
     this.slots = new ReplySlots(
       socket,
@@ -119,11 +133,12 @@ export class RedisSession implements LocalContext {
     if (this.closed) return;
     if (this.held > 0) {
       this.queue.push([args, raw, Date.now()]);
-      if (this.queue.length - this.queueHead > MAX_QUEUED) this.socket.pause();
+      if (this.queue.length - this.queueHead > MAX_QUEUED) this.gate.stop('queued');
       return;
     }
     this.arrivedAt = Date.now();
     this.dispatch(args, raw);
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
   private dispatch(args: Buffer[], raw: Buffer): void {
@@ -195,8 +210,8 @@ export class RedisSession implements LocalContext {
       this.queue = [];
       this.queueHead = 0;
     }
-    if (this.queue.length - this.queueHead <= MAX_QUEUED && !this.outputPaused && this.socket.isPaused())
-      this.socket.resume();
+    if (this.queue.length - this.queueHead <= MAX_QUEUED) this.gate.go('queued');
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
   // ---- output limits -----------------------------------------------------------------------
@@ -230,15 +245,12 @@ export class RedisSession implements LocalContext {
       this.cutOff(`client output buffer limit: ${over}`);
       return;
     }
-    if (queued > OUTPUT_HIGH_WATER && !this.outputPaused) {
+    if (queued > OUTPUT_HIGH_WATER && !this.gate.has('output')) {
       // Stop reading commands whose replies could only pile up; go on once the client has read.
-      this.outputPaused = true;
-      this.socket.pause();
-      this.socket.once('drain', () => {
-        this.outputPaused = false;
-        if (!this.closed && this.queue.length - this.queueHead <= MAX_QUEUED) this.socket.resume();
-      });
+      this.gate.stop('output');
+      this.socket.once('drain', () => this.gate.go('output'));
     }
+    if (this.slots.pending < MAX_IN_FLIGHT / 2) this.gate.go('in-flight');
   }
 
   /**
