@@ -13,6 +13,7 @@ import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config, PgConfig } from './config/schema.js';
+import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
 import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
@@ -34,6 +35,8 @@ export class Rwsplit {
   redis: RedisService | null = null;
   /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
   failover: PgFailover | null = null;
+  /** the buffer budget and the record of clients cut off by a limit */
+  guard: ClientGuard | null = null;
   /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
   recovery: TwoPhaseRecovery | null = null;
 
@@ -70,7 +73,9 @@ export class Rwsplit {
     const view = new ClusterView();
     view.addTopology(topology);
     const metrics = new Metrics(view);
-    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, log) : null;
+    const guard = new ClientGuard(config.limits.maxBufferedBytes);
+    metrics.watchGuard(guard);
+    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log) : null;
     let app: Rwsplit | null = null;
     const admin = new AdminServer(view, metrics, {
       token: config.admin.token ?? null,
@@ -90,6 +95,8 @@ export class Rwsplit {
       opts.configPath ?? null,
     );
     app.failover = pg?.failover ?? null;
+    app.guard = guard;
+    reportKills(guard, (detail) => admin.events.record(null, 'client-killed', detail), log);
     await pg?.monitor.start();
     app.recovery = pg?.sharding?.recovery ?? null;
     app.recovery?.start();
@@ -103,6 +110,7 @@ export class Rwsplit {
           view,
           metrics.redisStats(),
           log,
+          guard,
         );
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
     } catch (err) {
@@ -142,6 +150,7 @@ export class Rwsplit {
       this.recovery?.stop(),
       this.redis?.stop(),
     ]);
+    this.guard?.stop();
   }
 }
 
@@ -151,6 +160,7 @@ function assemblePostgres(
   topology: Topology,
   view: ClusterView,
   metrics: Metrics,
+  guard: ClientGuard,
   log: Logger,
 ): {
   proxy: PgProxy;
@@ -201,6 +211,7 @@ function assemblePostgres(
       ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
       : null,
     sharding: sharding?.context ?? null,
+    guard,
   });
   view.addConnections(proxy);
   const monitor = new PgMonitor(
@@ -232,4 +243,33 @@ function assemblePostgres(
     log,
   );
   return { proxy, monitor, failover, staleness, sharding };
+}
+
+/**
+ * Clients cut off go to the event log: one event each for buffer limits (rare, and each names
+ * its client), one summary a second for login and idle timeouts (a flood of silent sockets
+ * must not flood the log).
+ */
+function reportKills(guard: ClientGuard, record: (detail: string) => void, log: Logger): void {
+  let timeouts = new Map<string, number>();
+  let timer: NodeJS.Timeout | null = null;
+  guard.on('killed', (k: ClientKilled) => {
+    if (k.reason !== 'login-timeout' && k.reason !== 'idle-timeout') {
+      log.warn(k, `closed a ${k.protocol} client: ${k.reason}`);
+      record(`${k.protocol} ${k.clientClass} client closed (${k.reason}): ${k.detail}`);
+      return;
+    }
+    const key = `${k.protocol} clients closed (${k.reason})`;
+    timeouts.set(key, (timeouts.get(key) ?? 0) + 1);
+    timer ??= setTimeout(() => {
+      timer = null;
+      const counts = timeouts;
+      timeouts = new Map();
+      for (const [what, n] of counts) {
+        log.info({ clients: n }, what);
+        record(`${n} ${what}`);
+      }
+    }, 1000);
+    timer.unref();
+  });
 }

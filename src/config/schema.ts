@@ -128,6 +128,22 @@ const probeTiming = {
   upAfter: z.number().int().min(1).default(2),
 };
 
+const MiB = 1024 * 1024;
+
+/** One class of client-output-buffer-limit: 0 disables a bound. */
+const outputLimit = z.strictObject({
+  hardBytes: z.number().int().min(0),
+  softBytes: z.number().int().min(0),
+  softSeconds: z.number().int().min(0),
+});
+
+const defaultOutputLimits = {
+  normal: { hardBytes: 0, softBytes: 0, softSeconds: 0 },
+  pubsub: { hardBytes: 32 * MiB, softBytes: 8 * MiB, softSeconds: 60 },
+  monitor: { hardBytes: 256 * MiB, softBytes: 64 * MiB, softSeconds: 60 },
+  blocked: { hardBytes: 0, softBytes: 0, softSeconds: 0 },
+};
+
 const redisSchema = z.strictObject({
   shards: z
     .array(
@@ -188,8 +204,28 @@ const redisSchema = z.strictObject({
         .default(512 * 1024 * 1024),
       maxArrayLength: z.number().int().min(16).default(1_048_576),
       maxClients: z.number().int().min(1).default(10_000),
+      /** a client that has not authenticated this long after connecting is closed (only when AUTH is required) */
+      loginTimeoutMs: z.number().int().min(1).default(60_000),
+      /** a client with nothing in flight that sends nothing this long is closed; 0: never */
+      idleClientTimeoutMs: z.number().int().min(0).default(0),
+      /** Redis's client-output-buffer-limit, per class of client */
+      clientOutputBufferLimit: z
+        .strictObject({
+          normal: outputLimit.default({ hardBytes: 0, softBytes: 0, softSeconds: 0 }),
+          pubsub: outputLimit.default({ hardBytes: 32 * MiB, softBytes: 8 * MiB, softSeconds: 60 }),
+          monitor: outputLimit.default({ hardBytes: 256 * MiB, softBytes: 64 * MiB, softSeconds: 60 }),
+          blocked: outputLimit.default({ hardBytes: 0, softBytes: 0, softSeconds: 0 }),
+        })
+        .default(defaultOutputLimits),
     })
-    .default({ maxBulkBytes: 512 * 1024 * 1024, maxArrayLength: 1_048_576, maxClients: 10_000 }),
+    .default({
+      maxBulkBytes: 512 * 1024 * 1024,
+      maxArrayLength: 1_048_576,
+      maxClients: 10_000,
+      loginTimeoutMs: 60_000,
+      idleClientTimeoutMs: 0,
+      clientOutputBufferLimit: defaultOutputLimits,
+    }),
 });
 
 const fullSchema = z.strictObject({
@@ -303,9 +339,30 @@ const fullSchema = z.strictObject({
           .int()
           .min(1024)
           .default(1024 * 1024),
+        /** startup and authentication must finish this long after connecting (authentication_timeout) */
+        loginTimeoutMs: z.number().int().min(1).default(60_000),
+        /** a session with nothing in flight that sends nothing this long is closed; 0: never */
+        idleClientTimeoutMs: z.number().int().min(0).default(0),
       })
-      .default({ maxFrameBytes: 64 * 1024 * 1024, maxClients: 10_000, maxBatchBytes: 1024 * 1024 }),
+      .default({
+        maxFrameBytes: 64 * 1024 * 1024,
+        maxClients: 10_000,
+        maxBatchBytes: 1024 * 1024,
+        loginTimeoutMs: 60_000,
+        idleClientTimeoutMs: 0,
+      }),
   }),
+  /** instance-wide limits over every protocol */
+  limits: z
+    .strictObject({
+      /** bytes buffered for clients and backends over all sessions; past it the biggest holder is cut off; 0: no budget */
+      maxBufferedBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 * MiB),
+    })
+    .default({ maxBufferedBytes: 1024 * MiB }),
   admin: z
     .strictObject({
       token: z

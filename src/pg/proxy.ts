@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { ReplayPositions } from '../core/causal.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { ConnectionStatsSource } from '../core/cluster-view.js';
+import { ClientGuard } from '../core/client-guard.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
@@ -52,6 +53,8 @@ export interface PgProxyDeps {
   sharding?: ShardingContext | null;
   /** TLS toward each node (sslmode other than disable) */
   backendTls?: ReadonlyMap<string, BackendTls>;
+  /** the instance's buffer budget and record of clients cut off */
+  guard?: ClientGuard;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -67,6 +70,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly failoverBufferMs: number;
   readonly replay: ReplayPositions;
   readonly sharding: ShardingContext | null;
+  readonly guard: ClientGuard;
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -91,6 +95,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.failoverBufferMs = deps.config.failover.bufferMs;
     this.replay = new ReplayPositions(deps.topology);
     this.sharding = deps.sharding ?? null;
+    this.guard = deps.guard ?? new ClientGuard(0);
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
@@ -258,10 +263,59 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     const secretKey = randomInt(0, 0x7fffffff);
     const session = new ClientSession(this, client.socket, backendLogin, processId, secretKey);
     this.sessions.set(processId, session);
+    this.guardSession(session, client.socket);
     for (const f of params) client.write(f);
     client.write(encodeBackendKeyData(processId, secretKey));
     client.write(readyForQuery(0x49));
     return session;
+  }
+
+  /**
+   * Puts a session under the buffer budget (its client socket's queue and its backend's), and
+   * `postgres.limits.idleClientTimeoutMs`: a session with nothing in flight that stays silent is closed.
+   */
+  private guardSession(session: ClientSession, socket: net.Socket): void {
+    const leave = this.guard.add({
+      protocol: 'postgres',
+      bufferedBytes: () => socket.writableLength + (session.currentBackend?.socket.writableLength ?? 0),
+      cutOff: (message) => {
+        const queued = socket.writableLength > 0;
+        session.fatal(
+          new RwsplitPgError(
+            'OUT_OF_MEMORY',
+            SqlState.OutOfMemory,
+            message,
+            'Read results as they come, or raise limits.maxBufferedBytes.',
+            'FATAL',
+          ),
+        );
+        // A client that does not read would never take the error: its queue must go now.
+        if (queued) socket.destroy();
+        else setTimeout(() => socket.destroy(), 1000).unref();
+      },
+    });
+    socket.once('close', leave);
+    const idleMs = this.deps.config.limits.idleClientTimeoutMs;
+    if (idleMs > 0) {
+      socket.setTimeout(idleMs, () => {
+        if (session.currentBackend !== null && !session.backendIdle()) return;
+        this.guard.killed({
+          protocol: 'postgres',
+          reason: 'idle-timeout',
+          clientClass: 'session',
+          detail: `session ${session.processId} was idle for ${idleMs} ms`,
+        });
+        session.fatal(
+          new RwsplitPgError(
+            'IDLE_TIMEOUT',
+            SqlState.AdminShutdown,
+            `terminating connection due to idle timeout (postgres.limits.idleClientTimeoutMs = ${idleMs})`,
+            undefined,
+            'FATAL',
+          ),
+        );
+      });
+    }
   }
 
   private backendLogin(login: ClientLogin): BackendLogin {
@@ -336,6 +390,38 @@ class ClientConnection implements StartupHost {
   start(): void {
     this.proxy.track(this.socket);
     this.bind(this.socket);
+    this.watchLogin();
+  }
+
+  /**
+   * `postgres.limits.loginTimeoutMs` (PostgreSQL's authentication_timeout): startup and
+   * authentication must finish in time, else the socket is closed, so silent connections
+   * cannot hold the `maxClients` slots.
+   */
+  private watchLogin(): void {
+    const ms = this.deps.config.limits.loginTimeoutMs;
+    const timer = setTimeout(() => {
+      if (this.session || this.socket.destroyed) return;
+      this.proxy.guard.killed({
+        protocol: 'postgres',
+        reason: 'login-timeout',
+        clientClass: 'login',
+        detail: `a client did not finish startup and authentication within ${ms} ms`,
+      });
+      this.reader.pause();
+      this.reject(
+        new RwsplitPgError(
+          'LOGIN_TIMEOUT',
+          SqlState.ProtocolViolation,
+          `startup and authentication did not finish within postgres.limits.loginTimeoutMs (${ms} ms)`,
+          undefined,
+          'FATAL',
+        ),
+      );
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }, ms);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
   }
 
   private bind(socket: net.Socket): void {

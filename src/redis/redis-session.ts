@@ -13,12 +13,21 @@
 import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
+import type { ClientGuard } from '../core/client-guard.js';
 import type { RedisLink } from './backend-link.js';
+import {
+  ClientOutputLimit,
+  OUTPUT_HIGH_WATER,
+  type OutputClass,
+  type OutputLimits,
+} from './client-output-limit.js';
 import { CommandTable, proxyRefusal, unknownCommandError, type CommandInfo } from './command-table.js';
+
 import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from './position-book.js';
 import { PubSub } from './pubsub.js';
+import { ReadGate } from './read-gate.js';
 import type { ReadChoice, ReadPlanner } from './read-planner.js';
 import { ReplySlots, type Slot } from './reply-slots.js';
 import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple } from './resp/index.js';
@@ -46,6 +55,10 @@ export interface RedisSessionContext {
   readonly serverVersion: string;
   stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
   sessionClosed(id: number): void;
+  /** `redis.limits.clientOutputBufferLimit` */
+  readonly outputLimits: OutputLimits;
+  /** records clients cut off (metrics, event log) */
+  readonly guard: ClientGuard;
 }
 
 /** Scripts that run on replicas; see primaryOnReadonly. */
@@ -53,6 +66,12 @@ const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
+/**
+ * Commands sent on and not yet answered to the client before reading it pauses: a client that
+ * pipelines without reading gets at most this many replies' worth of memory, and cannot fill
+ * a shared backend link (where other clients' replies queue behind its own).
+ */
+const MAX_IN_FLIGHT = 1024;
 
 export class RedisSession implements LocalContext {
   resp3 = false;
@@ -76,14 +95,31 @@ export class RedisSession implements LocalContext {
    */
   private arrivedAt = 0;
   private closed = false;
+  /** set while the connection is in MONITOR mode (its output limit is the monitor class's) */
+  monitoring = false;
+  private readonly outputLimit: ClientOutputLimit;
+  /** whether the client's commands are read now (backpressure) */
+  readonly gate: ReadGate;
 
   constructor(
     readonly ctx: RedisSessionContext,
     readonly socket: net.Socket,
     readonly id: number,
+    gate?: ReadGate,
   ) {
+    this.gate =
+      gate ??
+      new ReadGate(
+        () => socket.pause(),
+        () => socket.resume(),
+      );
     this.authenticated = !ctx.authRequired;
-    this.slots = new ReplySlots(socket, () => this.resp3);
+    this.slots = new ReplySlots(
+      socket,
+      () => this.resp3,
+      () => this.afterWrite(),
+    );
+    this.outputLimit = new ClientOutputLimit(ctx.outputLimits);
     this.causal = new SessionCausal(ctx.consistency);
     this.tx = new Transactions(this);
     this.fanout = new SessionFanout(this);
@@ -102,11 +138,12 @@ export class RedisSession implements LocalContext {
     if (this.closed) return;
     if (this.held > 0) {
       this.queue.push([args, raw, Date.now()]);
-      if (this.queue.length - this.queueHead > MAX_QUEUED) this.socket.pause();
+      if (this.queue.length - this.queueHead > MAX_QUEUED) this.gate.stop('queued');
       return;
     }
     this.arrivedAt = Date.now();
     this.dispatch(args, raw);
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
   private dispatch(args: Buffer[], raw: Buffer): void {
@@ -179,7 +216,61 @@ export class RedisSession implements LocalContext {
       this.queue = [];
       this.queueHead = 0;
     }
-    if (this.queue.length - this.queueHead <= MAX_QUEUED && this.socket.isPaused()) this.socket.resume();
+    if (this.queue.length - this.queueHead <= MAX_QUEUED) this.gate.go('queued');
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
+  }
+
+  // ---- output limits -----------------------------------------------------------------------
+
+  /** The class whose client-output-buffer-limit applies to this connection now. */
+  outputClass(): OutputClass {
+    if (this.monitoring) return 'monitor';
+    if (this.pubsub !== null) return 'pubsub';
+    if (this.dedicatedInUse.size > 0) return 'blocked';
+    return 'normal';
+  }
+
+  /** Bytes waiting to reach the client: its socket's queue and replies held back for order. */
+  bufferedBytes(): number {
+    return this.socket.writableLength + this.slots.heldBytes;
+  }
+
+  /** After replies were written: the output limit of the client's class, then backpressure. */
+  private afterWrite(): void {
+    if (this.closed) return;
+    const queued = this.bufferedBytes();
+    const cls = this.outputClass();
+    const over = this.outputLimit.check(cls, queued);
+    if (over !== null) {
+      this.ctx.guard.killed({
+        protocol: 'redis',
+        reason: 'output-buffer-limit',
+        clientClass: cls,
+        detail: `client ${this.id}: ${over}`,
+      });
+      this.cutOff(`client output buffer limit: ${over}`);
+      return;
+    }
+    if (queued > OUTPUT_HIGH_WATER && !this.gate.has('output')) {
+      // Stop reading commands whose replies could only pile up; go on once the client has read.
+      this.gate.stop('output');
+      this.socket.once('drain', () => this.gate.go('output'));
+    }
+    if (this.slots.pending < MAX_IN_FLIGHT / 2) this.gate.go('in-flight');
+  }
+
+  /**
+   * Closes the client for exceeding a limit: with `-ERR` when nothing is queued before it
+   * (a client that reads would see it), at once otherwise (its queue is what must go).
+   */
+  cutOff(message: string): void {
+    if (this.socket.writableLength === 0 && this.slots.heldBytes === 0) {
+      this.socket.end(encodeError(message));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.onClose();
   }
 
   /** Commands whose routing is not "the keys' shard". Returns true when handled. */

@@ -33,10 +33,14 @@ export class ReplySlots {
   private slots: Slot[] = [];
   private head = 0;
   private corked = false;
+  /** bytes of replies that arrived but wait behind an earlier slot (the client's output limit counts them) */
+  heldBytes = 0;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly resp3: () => boolean,
+    /** called after replies were written to the client (output limits, backpressure) */
+    private readonly afterWrite: (() => void) | null = null,
   ) {}
 
   get pending(): number {
@@ -81,6 +85,7 @@ export class ReplySlots {
       return;
     }
     slot.data = bytes;
+    this.heldBytes += bytes.length;
     this.flush();
   }
 
@@ -91,6 +96,7 @@ export class ReplySlots {
 
   /** Writes every completed slot at the head; writes made in one tick leave in one segment. */
   private flush(): void {
+    let wrote = false;
     while (this.head < this.slots.length) {
       const s = this.slots[this.head]!;
       if (s.data === null) break;
@@ -103,12 +109,15 @@ export class ReplySlots {
         });
       }
       this.socket.write(s.data);
+      this.heldBytes -= s.data.length;
+      wrote = true;
       this.head++;
     }
     if (this.head === this.slots.length) {
       this.slots = [];
       this.head = 0;
     }
+    if (wrote) this.afterWrite?.();
   }
 
   private merge(slot: Slot): Buffer {
