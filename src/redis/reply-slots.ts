@@ -27,12 +27,18 @@ export class Slot {
   remaining = 0;
   /** a detached slot (one part of a split command) hands its reply here instead of queuing it */
   onFill: ((bytes: Buffer) => void) | null = null;
+  /** CLIENT REPLY OFF/SKIP: the reply keeps its place in the order but is not written */
+  muted = false;
+  /** called once the slot has its reply (EXEC with commands rwsplit answers: the session waits for it) */
+  onFilled: (() => void) | null = null;
 }
 
 export class ReplySlots {
   private slots: Slot[] = [];
   private head = 0;
   private corked = false;
+  /** slots opened while set are muted (CLIENT REPLY OFF/SKIP, set around one command) */
+  muteNew = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -45,6 +51,7 @@ export class ReplySlots {
 
   open(): Slot {
     const s = new Slot();
+    if (this.muteNew) s.muted = true;
     this.slots.push(s);
     return s;
   }
@@ -81,6 +88,9 @@ export class ReplySlots {
       return;
     }
     slot.data = bytes;
+    const filled = slot.onFilled;
+    slot.onFilled = null;
+    filled?.();
     this.flush();
   }
 
@@ -94,6 +104,10 @@ export class ReplySlots {
     while (this.head < this.slots.length) {
       const s = this.slots[this.head]!;
       if (s.data === null) break;
+      if (s.muted) {
+        this.head++;
+        continue;
+      }
       if (!this.corked) {
         this.corked = true;
         this.socket.cork();
