@@ -272,6 +272,15 @@ describe('Redis connection state: one shard, passthrough auth', () => {
       assert.match(r!, /^-ERR CLIENT \w+ is not supported through rwsplit: /);
     }
     assert.deepEqual(await a.run(['CLIENT', 'SETINFO', 'lib-name', 'ioredis']), ['+OK\r\n']);
+    // A client may kill itself: the reply comes first, then the connection closes (as direct).
+    for (const port of [direct, stack.port]) {
+      const self = await raw(port);
+      const [id] = await self.run(['CLIENT', 'ID']);
+      await assert.rejects(
+        self.run(['CLIENT', 'KILL', 'ID', id!.slice(1, -2), 'SKIPME', 'no']),
+        /connection closed; replies so far: \[":1\\r\\n"\]/,
+      );
+    }
   });
 
   test('SELECT n with one shard: ioredis db option and redis-cli -n, vs direct', async () => {

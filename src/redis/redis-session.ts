@@ -209,8 +209,9 @@ export class RedisSession implements LocalContext, ClientHandle {
 
   kill(): void {
     if (this.closed) return;
-    this.socket.end();
-    this.onClose();
+    this.onClose(); // no command of it runs from now on
+    // The socket ends after this tick: a client that kills itself gets its reply first.
+    setImmediate(() => this.socket.end());
   }
   checkPassword(user: string | null, password: string): boolean {
     return this.ctx.checkPassword(user, password);
