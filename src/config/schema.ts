@@ -180,10 +180,19 @@ const redisSchema = z.strictObject({
   balance: z.enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency']).default('round-robin'),
   auth: z
     .strictObject({
+      /**
+       * `proxy`: rwsplit checks clients' AUTH against `password`/`users`; `passthrough`: the
+       * servers check them (ACL users), on server connections pooled per user.
+       */
+      mode: z.enum(['proxy', 'passthrough']).default('proxy'),
       password: z.string().min(1).optional(),
       users: z.array(z.strictObject({ name: z.string().min(1), password: z.string().min(1) })).default([]),
     })
-    .default({ users: [] }),
+    .refine((a) => a.mode === 'proxy' || (a.password === undefined && a.users.length === 0), {
+      message:
+        'redis.auth.password and redis.auth.users are for mode proxy; with mode passthrough the servers check the credentials (remove them)',
+    })
+    .default({ mode: 'proxy', users: [] }),
   backend: z
     .strictObject({ user: z.string().min(1).optional(), password: z.string().min(1).optional() })
     .default({}),

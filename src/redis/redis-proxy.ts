@@ -38,6 +38,7 @@ export class RedisProxy implements ConnectionStatsSource {
   private nextId = 1;
   private table: CommandTable | null = null;
   private version = '7.0.0';
+  private databases = 16;
 
   constructor(
     private readonly config: RedisConfig,
@@ -111,6 +112,9 @@ export class RedisProxy implements ConnectionStatsSource {
         this.table = CommandTable.fromReply(await ask(['COMMAND']));
         const info = (await ask(['INFO', 'server'])).toString();
         this.version = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? this.version;
+        // How many databases SELECT may choose (one shard); CONFIG may be renamed or denied.
+        const dbs = /\r\n\$\d+\r\n(\d+)\r\n/.exec((await ask(['CONFIG', 'GET', 'databases'])).toString());
+        if (dbs) this.databases = Number(dbs[1]);
         link.destroy('done');
         return;
       } catch (err) {
@@ -259,7 +263,12 @@ export class RedisProxy implements ConnectionStatsSource {
       writes: this.writes,
       consistency: cfg.consistency,
       failover: { mode: cfg.failover.mode, bufferMs: cfg.failover.bufferMs, detectMs: cfg.failover.detectMs },
-      authRequired: cfg.auth.password !== undefined || cfg.auth.users.length > 0,
+      authRequired:
+        cfg.auth.mode === 'proxy' && (cfg.auth.password !== undefined || cfg.auth.users.length > 0),
+      passthrough: cfg.auth.mode === 'passthrough',
+      defaultPasswordSet: cfg.auth.password !== undefined || cfg.auth.users.some((u) => u.name === 'default'),
+      databases: this.databases,
+      clients: () => this.sessions.values(),
       checkPassword: (user, password) => {
         if (user === null || user === 'default') {
           if (cfg.auth.password !== undefined) return password === cfg.auth.password;

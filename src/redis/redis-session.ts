@@ -14,7 +14,8 @@ import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
 import type { ClientGuard } from '../core/client-guard.js';
-import type { RedisLink } from './backend-link.js';
+import { AuthRefused, type RedisLink } from './backend-link.js';
+import type { ClientHandle, ClientView } from './client-command.js';
 import {
   ClientOutputLimit,
   OUTPUT_HIGH_WATER,
@@ -22,7 +23,6 @@ import {
   type OutputLimits,
 } from './client-output-limit.js';
 import { CommandTable, proxyRefusal, unknownCommandError, type CommandInfo } from './command-table.js';
-
 import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from './position-book.js';
@@ -36,7 +36,7 @@ import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
 import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
-import type { ReadFrom, ShardSet } from './shards.js';
+import { DEFAULT_PROFILE, type LinkProfile, type ReadFrom, type ShardSet } from './shards.js';
 import { positionFrom, type WritePath } from './write-path.js';
 
 export interface RedisSessionContext {
@@ -49,10 +49,17 @@ export interface RedisSessionContext {
   readonly consistency: ConsistencyLevel;
   /** `redis.failover`: how long writes wait for a new primary, and what the errors say */
   readonly failover: FailoverSettings;
-  /** null when no password is configured */
+  /** proxy auth mode: whether these credentials are rwsplit's (`redis.auth`) */
   checkPassword(user: string | null, password: string): boolean;
   readonly authRequired: boolean;
+  /** `redis.auth.mode: passthrough`: clients' credentials are checked by the servers */
+  readonly passthrough: boolean;
+  readonly defaultPasswordSet: boolean;
   readonly serverVersion: string;
+  /** the servers' `databases` */
+  readonly databases: number;
+  /** every client of the proxy (CLIENT LIST, CLIENT KILL) */
+  clients(): Iterable<ClientHandle>;
   stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
   sessionClosed(id: number): void;
   /** `redis.limits.clientOutputBufferLimit` */
@@ -73,15 +80,34 @@ const MAX_QUEUED = 1024;
  */
 const MAX_IN_FLIGHT = 1024;
 
-export class RedisSession implements LocalContext {
+/** Commands that run at once even inside MULTI (everything else is queued), as in Redis. */
+const NOT_QUEUED = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset']);
+
+/** Commands a MONITOR client may still run; others touch the keyspace and are refused, as in Redis. */
+const KEYSPACE_ERROR = "Replica can't interact with the keyspace";
+
+export class RedisSession implements LocalContext, ClientHandle {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;
+  /** the database SELECTed (one shard only): links are per database */
+  db = 0;
+  /** passthrough auth mode: the credentials the servers accepted from this client */
+  private creds: { user: string | null; password: string } | null = null;
+  private cachedProfile: LinkProfile = DEFAULT_PROFILE;
   readonly slots: ReplySlots;
-  readonly causal: SessionCausal;
+  causal: SessionCausal;
   private readonly tx: Transactions;
   private readonly fanout: SessionFanout;
   private pubsub: PubSub | null = null;
+  /** MONITOR: one link of this client's own per node, closed when it is done */
+  private monitorLinks: RedisLink[] | null = null;
+  /** CLIENT REPLY OFF / SKIP */
+  private replyOff = false;
+  private skipNext = false;
+  private readonly startedAt = Date.now();
+  private lastCommandAt = Date.now();
+  private lastCommand = 'NULL';
   private readonly dedicatedInUse = new Set<RedisLink>();
   /** the replica chosen per shard in this tick (see read) */
   private readonly tickPicks = new Map<number, NodeStatus>();
@@ -95,8 +121,10 @@ export class RedisSession implements LocalContext {
    */
   private arrivedAt = 0;
   private closed = false;
-  /** set while the connection is in MONITOR mode (its output limit is the monitor class's) */
-  monitoring = false;
+  /** in MONITOR mode (its output limit is the monitor class's) */
+  get monitoring(): boolean {
+    return this.monitorLinks !== null;
+  }
   private readonly outputLimit: ClientOutputLimit;
   /** whether the client's commands are read now (backpressure) */
   readonly gate: ReadGate;
@@ -129,6 +157,103 @@ export class RedisSession implements LocalContext {
     return this.ctx.serverVersion;
   }
 
+  get databases(): number {
+    return this.ctx.databases;
+  }
+
+  get shardCount(): number {
+    return this.ctx.shards.shards.length;
+  }
+
+  get passthrough(): boolean {
+    return this.ctx.passthrough;
+  }
+
+  get defaultPasswordSet(): boolean {
+    return this.ctx.defaultPasswordSet;
+  }
+
+  clients(): Iterable<ClientHandle> {
+    return this.ctx.clients();
+  }
+
+  /**
+   * What the server connections carrying this client's commands must have: its protocol,
+   * database and (passthrough mode) credentials. Links are pooled per profile.
+   */
+  get profile(): LinkProfile {
+    const p = this.cachedProfile;
+    const anonymous = this.ctx.passthrough && this.creds === null;
+    if (p.resp3 === this.resp3 && p.db === this.db && p.auth === this.creds && p.anonymous === anonymous)
+      return p;
+    this.cachedProfile = { resp3: this.resp3, db: this.db, auth: this.creds, anonymous };
+    return this.cachedProfile;
+  }
+
+  setReplyMode(mode: 'on' | 'off' | 'skip'): void {
+    this.replyOff = mode === 'off';
+    this.skipNext = mode === 'skip';
+    if (mode === 'on') this.slots.muteNew = false;
+  }
+
+  login(user: string | null, password: string, then: () => Buffer): void {
+    const slot = this.slots.open();
+    const node = this.ctx.shards.shards[0]!.topology.primary();
+    if (!node) {
+      this.slots.fill(
+        slot,
+        encodeError('cannot check credentials now: no primary is reachable', 'CLUSTERDOWN'),
+      );
+      return;
+    }
+    const creds = { user, password };
+    const profile: LinkProfile = { resp3: false, db: 0, auth: creds, anonymous: false };
+    // The commands after AUTH wait for its answer: they run as the user it logs in.
+    this.hold(
+      this.ctx.shards.tryLogin(node, profile).then(
+        (refused) => {
+          if (refused) {
+            this.slots.fill(slot, refused);
+            return;
+          }
+          this.creds = creds;
+          this.slots.fill(slot, then());
+        },
+        (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
+      ),
+    );
+  }
+
+  view(): ClientView {
+    const now = Date.now();
+    const a = this.socket;
+    const flags =
+      (this.monitorLinks ? 'O' : '') + (this.pubsub?.subscribed ? 'P' : '') + (this.tx.inMulti ? 'x' : '');
+    return {
+      id: this.id,
+      addr: `${a.remoteAddress ?? ''}:${a.remotePort ?? 0}`,
+      laddr: `${a.localAddress ?? ''}:${a.localPort ?? 0}`,
+      fd: -1,
+      name: this.name,
+      age: Math.floor((now - this.startedAt) / 1000),
+      idle: Math.floor((now - this.lastCommandAt) / 1000),
+      flags: flags === '' ? 'N' : flags,
+      db: this.db,
+      sub: this.pubsub?.channelCount ?? 0,
+      psub: this.pubsub?.patternCount ?? 0,
+      multi: this.tx.queued,
+      cmd: this.lastCommand,
+      user: this.creds?.user ?? 'default',
+      resp: this.resp3 ? 3 : 2,
+    };
+  }
+
+  kill(): void {
+    if (this.closed) return;
+    this.onClose(); // no command of it runs from now on
+    // The socket ends after this tick: a client that kills itself gets its reply first.
+    setImmediate(() => this.socket.end());
+  }
   checkPassword(user: string | null, password: string): boolean {
     return this.ctx.checkPassword(user, password);
   }
@@ -148,6 +273,21 @@ export class RedisSession implements LocalContext {
 
   private dispatch(args: Buffer[], raw: Buffer): void {
     const name = args[0]!.toString('latin1').toLowerCase();
+    this.lastCommandAt = Date.now();
+    this.lastCommand =
+      args.length > 1 && CONTAINERS.has(name) ? `${name}|${args[1]!.toString().toLowerCase()}` : name;
+    // CLIENT REPLY OFF/SKIP: the replies of this command are written nowhere.
+    const mute = this.replyOff || this.skipNext;
+    this.skipNext = false;
+    this.slots.muteNew = mute;
+    try {
+      this.dispatchOne(name, args, raw);
+    } finally {
+      this.slots.muteNew = false;
+    }
+  }
+
+  private dispatchOne(name: string, args: Buffer[], raw: Buffer): void {
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
       this.slots.answer(
         encodeError(
@@ -156,12 +296,36 @@ export class RedisSession implements LocalContext {
       );
       return;
     }
-    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit') {
+    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit' && name !== 'reset') {
       this.slots.answer(encodeError('Authentication required.', 'NOAUTH'));
       return;
     }
     if (name === 'ping' && this.pubsub?.active) {
       this.slots.answer(Buffer.concat([encodeArrayHeader(2), encodeBulk('pong'), encodeBulk(args[1] ?? '')]));
+      return;
+    }
+    if (name === 'reset') {
+      this.reset();
+      return;
+    }
+    // Inside MULTI every command is queued, those rwsplit answers itself included.
+    if (this.tx.inMulti && !NOT_QUEUED.has(name)) {
+      this.tx.queue(name, args);
+      return;
+    }
+    if (this.monitorLinks && name !== 'monitor') {
+      const info = this.ctx.commands.get(name);
+      if (info && (info.readonly || info.write || info.mayReplicate)) {
+        this.slots.answer(encodeError(KEYSPACE_ERROR));
+        return;
+      }
+    }
+    if (name === 'monitor') {
+      this.monitor();
+      return;
+    }
+    if (CONNECTION_STATE[name] !== undefined) {
+      this.slots.answer(encodeError(CONNECTION_STATE[name]));
       return;
     }
     const local = localReply(this, name, args);
@@ -283,6 +447,10 @@ export class RedisSession implements LocalContext {
       case 'unwatch':
         this.tx.command(name, args);
         return true;
+      case 'swapdb':
+        // A change of the server's data, not of a connection: the (one) shard's primary.
+        this.write(0, encodeCommand(args), this.slots.open(), true);
+        return true;
       case 'publish': {
         const shard = this.ctx.shards.shardOf(args[1] ?? Buffer.alloc(0));
         this.write(shard, encodeCommand(args), this.slots.open(), false);
@@ -303,6 +471,14 @@ export class RedisSession implements LocalContext {
           return true;
         }
         const sub = args[1]?.toString().toLowerCase();
+        if (name === 'script' && sub === 'debug') {
+          this.slots.answer(
+            encodeError(
+              'SCRIPT DEBUG is not supported through rwsplit: it turns a shared server connection into a debugging session; run it on a server',
+            ),
+          );
+          return true;
+        }
         if (sub === 'load' || sub === 'flush' || sub === 'delete' || sub === 'restore') {
           this.fanout.broadcast(name, args);
           return true;
@@ -314,10 +490,6 @@ export class RedisSession implements LocalContext {
         return false;
       }
       default:
-        if (this.tx.inMulti) {
-          this.tx.queue(name, args);
-          return true;
-        }
         return false;
     }
   }
@@ -559,12 +731,12 @@ export class RedisSession implements LocalContext {
 
   /** Runs `use` with the shared link to `node`, at once when it is open. */
   withLink(node: NodeStatus, slot: Slot, use: (link: RedisLink) => void): void {
-    const link = this.ctx.shards.link(node, this.id, this.resp3);
+    const link = this.ctx.shards.link(node, this.id, this.profile);
     if (!(link instanceof Promise)) {
       use(link);
       return;
     }
-    link.then(use, (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')));
+    link.then(use, (err: Error) => this.slots.fill(slot, linkFailure(err)));
   }
 
   /** Blocking commands (BLPOP, XREAD BLOCK, …) get a connection of their own for their duration. */
@@ -573,25 +745,114 @@ export class RedisSession implements LocalContext {
     const fail = (e: Buffer): void => this.slots.fill(slot, e);
     this.withPrimary(shard, fail, (node) => {
       this.ctx.stats.routed(node.spec.id, false);
-      this.ctx.shards.dedicated(node, this.resp3).then(
+      const profile = this.profile;
+      this.ctx.shards.dedicated(node, profile).then(
         (link) => {
           if (this.closed) {
-            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+            this.ctx.shards.releaseDedicated(node, link, profile);
             return;
           }
           this.dedicatedInUse.add(link);
           const deliver = (reply: Buffer | null): void => {
             this.dedicatedInUse.delete(link);
             this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
-            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+            this.ctx.shards.releaseDedicated(node, link, profile);
           };
           // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
           // once the command unblocks, since it reads a blocked client's next commands only then.
           link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
         },
-        (err: Error) => fail(encodeError(err.message, 'CLUSTERDOWN')),
+        (err: Error) => fail(linkFailure(err)),
       );
     });
+  }
+
+  // ---- MONITOR -----------------------------------------------------------------------------
+
+  /**
+   * MONITOR on every reachable node (reads run on replicas), each on a link of this client's
+   * own that is closed when the client resets or leaves: a monitoring connection answers
+   * nothing else, so it must never serve another client.
+   */
+  private monitor(): void {
+    if (this.monitorLinks) return; // Redis ignores a second MONITOR
+    const links: RedisLink[] = [];
+    this.monitorLinks = links;
+    const slot = this.slots.open();
+    const profile = { ...this.profile, resp3: false };
+    const nodes = this.ctx.shards.shards.flatMap((s) =>
+      s.topology.nodes.filter((n) => n.reachable && !n.fenced),
+    );
+    let left = nodes.length;
+    let failure: Buffer | null = null;
+    const done = (): void => {
+      if (--left > 0) return;
+      if (failure && links.length === 0) {
+        this.monitorLinks = null;
+        this.slots.fill(slot, failure);
+      } else this.slots.fill(slot, encodeSimple('OK'));
+    };
+    if (left === 0) {
+      left = 1;
+      failure = encodeError('no node is reachable to monitor', 'CLUSTERDOWN');
+      done();
+      return;
+    }
+    for (const node of nodes) {
+      this.ctx.shards.exclusive(node, profile).then(
+        (link) => {
+          if (this.closed || this.monitorLinks !== links) {
+            link.destroy('monitor not needed');
+            done();
+            return;
+          }
+          let confirmed = false;
+          link.listener = (raw, info) => {
+            if (confirmed) {
+              this.slots.answer(raw);
+              return;
+            }
+            confirmed = true;
+            if (info.isError) {
+              failure = raw;
+              link.destroy('monitor refused');
+            } else links.push(link);
+            done();
+          };
+          link.socket.write(encodeCommand(['MONITOR']));
+        },
+        (err: Error) => {
+          failure = linkFailure(err);
+          done();
+        },
+      );
+    }
+  }
+
+  private stopMonitor(): void {
+    const links = this.monitorLinks;
+    this.monitorLinks = null;
+    for (const l of links ?? []) l.destroy('monitor ended');
+  }
+
+  // ---- RESET -------------------------------------------------------------------------------
+
+  /** RESET: everything rwsplit holds for this connection goes back to a new connection's. */
+  private reset(): void {
+    this.tx.close(true);
+    this.pubsub?.close();
+    this.pubsub = null;
+    this.stopMonitor();
+    this.resp3 = false;
+    this.name = null;
+    this.db = 0;
+    this.creds = null;
+    this.authenticated = !this.ctx.authRequired;
+    this.causal = new SessionCausal(this.ctx.consistency);
+    this.replyOff = false;
+    this.skipNext = false;
+    this.slots.muteNew = false;
+    this.slots.answer(encodeSimple('RESET'));
   }
 
   // ---- pub/sub ---------------------------------------------------------------------------
@@ -602,7 +863,7 @@ export class RedisSession implements LocalContext {
         this.ctx.shards,
         this.slots,
         this.socket,
-        () => this.resp3,
+        () => this.profile,
         (k) => this.ctx.shards.shards[k]!.topology.primary() ?? null,
       );
     }
@@ -627,10 +888,42 @@ export class RedisSession implements LocalContext {
     this.closed = true;
     for (const link of this.dedicatedInUse) link.destroy('client left');
     this.dedicatedInUse.clear();
-    this.tx.close();
+    this.stopMonitor();
+    this.tx.close(false);
     this.pubsub?.close();
     this.queue = [];
     this.queueHead = 0;
     this.ctx.sessionClosed(this.id);
   }
+}
+
+/** Commands whose CLIENT LIST `cmd=` names the subcommand too, as Redis does. */
+const CONTAINERS = new Set([
+  'client',
+  'config',
+  'object',
+  'script',
+  'function',
+  'command',
+  'acl',
+  'memory',
+  'xinfo',
+  'pubsub',
+]);
+
+/**
+ * Commands that would change a shared server connection for good, and are not otherwise
+ * handled (CLIENT, SELECT, HELLO, MONITOR, subscriptions, WATCH are): refused, with why.
+ */
+const CONNECTION_STATE: Record<string, string> = {
+  sync: 'SYNC is not supported through rwsplit: it would turn a shared server connection into a replication stream; connect replicas to the servers',
+  psync:
+    'PSYNC is not supported through rwsplit: it would turn a shared server connection into a replication stream; connect replicas to the servers',
+  replconf:
+    'REPLCONF is not supported through rwsplit: it concerns a replication connection; connect replicas to the servers',
+};
+
+/** What a client is told when a link could not be opened: the server's own refusal, or why. */
+function linkFailure(err: Error): Buffer {
+  return err instanceof AuthRefused ? err.reply : encodeError(err.message, 'CLUSTERDOWN');
 }

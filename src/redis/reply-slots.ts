@@ -27,6 +27,10 @@ export class Slot {
   remaining = 0;
   /** a detached slot (one part of a split command) hands its reply here instead of queuing it */
   onFill: ((bytes: Buffer) => void) | null = null;
+  /** CLIENT REPLY OFF/SKIP: the reply keeps its place in the order but is not written */
+  muted = false;
+  /** called once the slot has its reply (EXEC with commands rwsplit answers: the session waits for it) */
+  onFilled: (() => void) | null = null;
 }
 
 export class ReplySlots {
@@ -35,6 +39,8 @@ export class ReplySlots {
   private corked = false;
   /** bytes of replies that arrived but wait behind an earlier slot (the client's output limit counts them) */
   heldBytes = 0;
+  /** slots opened while set are muted (CLIENT REPLY OFF/SKIP, set around one command) */
+  muteNew = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -49,6 +55,7 @@ export class ReplySlots {
 
   open(): Slot {
     const s = new Slot();
+    if (this.muteNew) s.muted = true;
     this.slots.push(s);
     return s;
   }
@@ -86,6 +93,9 @@ export class ReplySlots {
     }
     slot.data = bytes;
     this.heldBytes += bytes.length;
+    const filled = slot.onFilled;
+    slot.onFilled = null;
+    filled?.();
     this.flush();
   }
 
@@ -100,6 +110,10 @@ export class ReplySlots {
     while (this.head < this.slots.length) {
       const s = this.slots[this.head]!;
       if (s.data === null) break;
+      if (s.muted) {
+        this.head++;
+        continue;
+      }
       if (!this.corked) {
         this.corked = true;
         this.socket.cork();

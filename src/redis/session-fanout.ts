@@ -97,11 +97,11 @@ export class SessionFanout {
         done(i, encodeError(`the primary of shard ${shard.name} is unavailable`, 'CLUSTERDOWN'));
         return;
       }
-      shards.dedicated(node, this.s.resp3).then(
+      shards.dedicated(node, this.s.profile).then(
         (link) =>
           link.send(raw, (reply) => {
             done(i, reply ?? encodeError(this.s.lostMessage(i, node)));
-            shards.releaseDedicated(node, link, this.s.resp3);
+            shards.releaseDedicated(node, link, this.s.profile);
           }),
         (err: Error) => done(i, encodeError(err.message, 'CLUSTERDOWN')),
       );
