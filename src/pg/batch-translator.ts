@@ -101,9 +101,11 @@ export class BatchTranslator {
           break;
         case FrontendCode.Sync:
           this.send(frame);
-          this.unsynced = false;
-          this.tracker.expect(Expect.Sync);
-          readyCount++;
+          // A Sync inside a COPY is ignored by the server: no ReadyForQuery will answer it.
+          if (this.tracker.expect(Expect.Sync)) {
+            this.unsynced = false;
+            readyCount++;
+          }
           break;
         case FrontendCode.FunctionCall:
           this.send(frame);
@@ -113,7 +115,12 @@ export class BatchTranslator {
         case FrontendCode.Flush:
           this.send(frame);
           break;
-        default: // CopyData, CopyDone, CopyFail: the server is in COPY mode
+        case FrontendCode.CopyDone:
+        case FrontendCode.CopyFail:
+          this.send(frame);
+          this.tracker.expectCopyEnd();
+          break;
+        default: // CopyData: the server is in COPY mode
           this.send(frame);
       }
     }

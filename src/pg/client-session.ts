@@ -177,6 +177,24 @@ export class ClientSession
     }
   }
 
+  /**
+   * The client's chunk is read. A server runs an Execute as soon as it reads it, Sync or not,
+   * and a COPY FROM STDIN then waits for the data: clients that put their Sync after CopyDone
+   * wait for the CopyInResponse first. So a batch that ends in an Execute and goes to the
+   * primary is sent now rather than held for a Sync that will not come yet.
+   */
+  onClientChunkEnd(): void {
+    const last = this.batch[this.batch.length - 1];
+    if (last === undefined || last[0] !== FrontendCode.Execute || this.closed) return;
+    if (
+      this.backend === null &&
+      decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null).target !==
+        'primary'
+    )
+      return;
+    this.dispatch();
+  }
+
   /** The client connection is gone (or we closed it): give the backend back or drop it. */
   onClientClose(): void {
     if (this.closed) return;
@@ -204,6 +222,7 @@ export class ClientSession
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    if (this.backend === null && isCopyFrame(this.batch[0]!) && this.dropStrayCopyFrames()) return;
     const first = this.batch[0]!;
     if (
       first[0] === FrontendCode.Query &&
@@ -233,6 +252,19 @@ export class ClientSession
       this.deferredBegin !== null,
     );
     this.route(decision, null);
+  }
+
+  /**
+   * COPY messages with no server session running a COPY for this client: a server ignores
+   * them outside COPY mode (postgres.js sends a CopyFail after every finished COPY FROM
+   * STDIN), so they are dropped rather than routed as a batch of their own. True when
+   * nothing else is queued.
+   */
+  private dropStrayCopyFrames(): boolean {
+    let n = 0;
+    while (n < this.batch.length && isCopyFrame(this.batch[n]!)) this.batchBytes -= this.batch[n++]!.length;
+    this.batch = this.batch.slice(n);
+    return this.batch.length === 0;
   }
 
   /** A write queued behind pipelined reads on a replica waits until that replica is idle. */
@@ -683,6 +715,14 @@ export class ClientSession
     this.backend?.prepared.add(key);
   }
 
+  readyDropped(count: number, extended: boolean): void {
+    // Syncs the server read inside a COPY: the dispatches they counted will never be answered.
+    this.dispatchTimes.splice(-count, count);
+    if (this.node) this.node.outstanding -= count;
+    // An Execute's COPY leaves the server waiting for a Sync: the backend is not free yet.
+    if (extended) this.translator.unsynced = true;
+  }
+
   // ---- the lease -----------------------------------------------------------------------
 
   /** Gives the leased backend back to its pool. */
@@ -760,6 +800,11 @@ export class ClientSession
     this.socket.end();
     this.onClientClose();
   }
+}
+
+function isCopyFrame(frame: Buffer): boolean {
+  const t = frame[0];
+  return t === FrontendCode.CopyData || t === FrontendCode.CopyDone || t === FrontendCode.CopyFail;
 }
 
 /** A connection attempt that failed because of the node (refused, reset, timeout), not the login. */

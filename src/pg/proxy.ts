@@ -313,6 +313,7 @@ class ClientConnection implements StartupHost {
   private push(chunk: Buffer): void {
     try {
       this.reader.push(chunk, this.onFrame);
+      this.session?.onClientChunkEnd();
     } catch (err) {
       this.protocolFailure(err as Error);
     }
