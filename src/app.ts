@@ -28,6 +28,8 @@ import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
   pgAddress: AddressInfo | null = null;
+  /** the Unix socket's path (listen.postgres.socketDir), or null */
+  pgSocket: string | null = null;
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
@@ -150,6 +152,8 @@ export class Rwsplit {
     app.recovery?.start();
     try {
       app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+      if (config.listen.postgres.socketDir)
+        app.pgSocket = await proxy.listenUnix(config.listen.postgres.socketDir, app.pgAddress.port);
       if (config.redis)
         app.redis = await RedisService.start(
           config.redis,
@@ -163,7 +167,10 @@ export class Rwsplit {
       await app.stop();
       throw err;
     }
-    log.info({ postgres: app.pgAddress, http: app.httpAddress }, 'rwsplit is listening');
+    log.info(
+      { postgres: app.pgAddress, postgresSocket: app.pgSocket, http: app.httpAddress },
+      'rwsplit is listening',
+    );
     return app;
   }
 

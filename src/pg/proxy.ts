@@ -28,6 +28,7 @@ import {
   readyForQuery,
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
+import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
@@ -64,6 +65,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** ParameterStatus frames per login, replayed to each client at login */
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
+  /** the Unix-socket listener (listen.postgres.socketDir), if any */
+  private unix: { server: net.Server; file: string } | null = null;
   private nextProcessId = 1;
 
   constructor(private readonly deps: PgProxyDeps) {
@@ -134,8 +137,34 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     });
   }
 
+  /**
+   * Also listens on the Unix socket `<dir>/.s.PGSQL.<port>` (listen.postgres.socketDir): the
+   * same sessions as over TCP. Returns the socket's path.
+   */
+  async listenUnix(dir: string, port: number): Promise<string> {
+    const file = pgSocketPath(dir, port);
+    await prepareSocketPath(file);
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(file, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.unix = { server, file };
+    return file;
+  }
+
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    const unix = this.unix;
+    this.unix = null;
+    const unixClosed = unix
+      ? new Promise<void>((resolve) => unix.server.close(() => resolve())).then(() =>
+          removeSocketFile(unix.file),
+        )
+      : Promise.resolve();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const bye = new RwsplitPgError(
       'SHUTDOWN',
@@ -147,7 +176,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     setTimeout(() => {
       for (const s of this.sockets) s.destroy();
     }, 1000).unref();
-    await closed;
+    await Promise.all([closed, unixClosed]);
   }
 
   // ---- SessionContext ------------------------------------------------------------------
