@@ -30,7 +30,12 @@ import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.j
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
-import { ClientStatements } from './statement-registry.js';
+import {
+  ClientStatements,
+  isDdlComplete,
+  schemaChanged,
+  STALE_STATEMENT_STATES,
+} from './statement-registry.js';
 import { mayBeSessionCommand, type SessionSettings } from './session-commands.js';
 import {
   asClientError,
@@ -97,6 +102,8 @@ export class ClientSession
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
   private readonly statements = new ClientStatements();
+  /** DDL ran on the leased backend and its transaction has not ended yet */
+  private ddlInTransaction = false;
   private readonly translator: BatchTranslator;
   private readonly out: OutputCoalescer;
   private readonly causal: CausalReads;
@@ -548,8 +555,15 @@ export class ClientSession
       );
       return;
     }
+    if (type === BackendCode.CommandComplete ? isDdlComplete(frame) : type === BackendCode.ErrorResponse)
+      this.noteSchemaChange(type, frame);
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) {
+      if (this.ddlInTransaction && frame[5] === TX_IDLE) {
+        // Committed now: statements prepared meanwhile on other backends saw the old schema.
+        this.ddlInTransaction = false;
+        schemaChanged();
+      }
       this.txStatus = frame[5]!;
       this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
@@ -558,6 +572,17 @@ export class ClientSession
       this.retryable = null;
       this.out.push(frame);
     }
+  }
+
+  /** DDL done here, or a server's sign of a schema change: shared statements re-Parse (statement-registry.ts). */
+  private noteSchemaChange(type: number, frame: Buffer): void {
+    if (
+      type === BackendCode.ErrorResponse &&
+      !STALE_STATEMENT_STATES.has(decodeErrorFields(frame).get('C') ?? '')
+    )
+      return;
+    schemaChanged();
+    if (type === BackendCode.CommandComplete) this.ddlInTransaction = true;
   }
 
   /** A ReadyForQuery for the client: one dispatched batch is answered. */
@@ -711,8 +736,8 @@ export class ClientSession
     else conn.prepared.delete(key);
   }
 
-  closeSkipped(key: string): void {
-    this.backend?.prepared.add(key);
+  closeSkipped(key: string, epoch: number): void {
+    this.backend?.prepared.set(key, epoch);
   }
 
   readyDropped(count: number, extended: boolean): void {

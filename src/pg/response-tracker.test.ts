@@ -70,12 +70,12 @@ describe('ResponseTracker', () => {
 
   test('an injected Close is swallowed, and reported when an error made the server skip it', () => {
     const { tracker, failed } = setup();
-    tracker.expectInjectedClose('rws_old');
+    tracker.expectInjectedClose('rws_old', 0);
     tracker.expect(Expect.Sync);
     assert.equal(tracker.onFrame(BackendCode.CloseComplete, CLOSE_COMPLETE), Verdict.Swallow);
     tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49));
     tracker.expect(Expect.Bind);
-    tracker.expectInjectedClose('rws_older');
+    tracker.expectInjectedClose('rws_older', 0);
     tracker.expect(Expect.Sync);
     tracker.onFrame(BackendCode.ErrorResponse, ERROR);
     assert.deepEqual(failed, ['close rws_older']);

@@ -44,6 +44,8 @@ interface Entry {
   bytes: Buffer | null;
   /** Parse/InjectedParse: statement key added to the backend optimistically, undone if it fails */
   key: string | null;
+  /** InjectedClose: the schema epoch the closed copy was prepared at (restored if the Close is skipped) */
+  epoch?: number;
 }
 
 /** What the session must do with one backend frame. */
@@ -57,8 +59,8 @@ export interface TrackerSink {
   emit(bytes: Buffer): void;
   /** a Parse of `key` did not happen on the server (error, or skipped after an error) */
   parseFailed(key: string | null): void;
-  /** an injected Close of `key` was skipped after an error: the statement still exists */
-  closeSkipped(key: string): void;
+  /** an injected Close of `key` was skipped after an error: the statement (prepared at `epoch`) still exists */
+  closeSkipped(key: string, epoch: number): void;
   /**
    * `count` Syncs already registered fell inside a COPY: the server ignores them, no
    * ReadyForQuery comes. `extended`: the COPY came from an Execute, so the server still waits
@@ -112,8 +114,8 @@ export class ResponseTracker {
   }
 
   /** A Close of `key` injected by the proxy (statement eviction). */
-  expectInjectedClose(key: string): void {
-    this.queue.push({ kind: Expect.InjectedClose, bytes: null, key });
+  expectInjectedClose(key: string, epoch: number): void {
+    this.queue.push({ kind: Expect.InjectedClose, bytes: null, key, epoch });
   }
 
   synthesize(bytes: Buffer): void {
@@ -196,14 +198,17 @@ export class ResponseTracker {
     // In a simple Query the error is one of its results; ReadyForQuery still ends it.
     if (e.kind === Expect.Query || e.kind === Expect.InjectedQuery) return Verdict.Forward;
     // Extended protocol: the server now ignores everything up to the next Sync.
+    let closes: Entry[] | null = null;
     while (this.head < this.queue.length) {
       const skipped = this.queue[this.head]!;
       if (skipped.kind === Expect.Sync) break;
       if (skipped.kind === Expect.Parse || skipped.kind === Expect.InjectedParse)
         this.sink.parseFailed(skipped.key);
-      if (skipped.kind === Expect.InjectedClose) this.sink.closeSkipped(skipped.key!);
+      if (skipped.kind === Expect.InjectedClose) (closes ??= []).push(skipped);
       this.shift();
     }
+    // After the Parses: a Close skipped before a re-Parse of the same key leaves the old copy in place.
+    if (closes) for (const c of closes) this.sink.closeSkipped(c.key!, c.epoch ?? 0);
     return Verdict.Forward;
   }
 
