@@ -382,6 +382,11 @@ export class ClientSession
         this.acquiring = false;
         if (this.closed) return;
         this.socket.resume();
+        if (node.role !== 'primary' && replicaCannotServe(err)) {
+          // Nothing was sent: the read goes to another replica, else to the primary.
+          this.readElsewhere(decision, new Set(failed ?? []).add(node.spec.id));
+          return;
+        }
         if (this.retryable) {
           this.retryable.failed.add(node.spec.id);
           this.ctx.stats.retried(node.spec.id);
@@ -402,6 +407,26 @@ export class ClientSession
         this.failBatch(asClientError(err, node));
       },
     );
+  }
+
+  /**
+   * A replica refused this session's login (its database or role not replayed there yet, not
+   * accepting connections, full): another replica that can serve takes the read, else the
+   * primary, whatever primaryReads says, rather than an error the primary would not give.
+   */
+  private readElsewhere(decision: RouteDecision, failed: Set<string>): void {
+    const shard = this.ctx.sharding ? this.shard : undefined;
+    const pick = this.ctx.readRouter.pick(failed, {
+      allowLagging: this.settings.consistency === 'eventual',
+      shard,
+    });
+    if (pick.ok) {
+      this.route(decision, failed);
+      return;
+    }
+    const primary = this.ctx.topology.primary(this.shard);
+    if (primary) this.routeTo(primary, decision, 'fallback-primary', failed, null);
+    else this.route(decision, failed);
   }
 
   /** This session's pool for a node (the login is fixed for the session's life). */
@@ -830,6 +855,19 @@ export class ClientSession
 function isCopyFrame(frame: Buffer): boolean {
   const t = frame[0];
   return t === FrontendCode.CopyData || t === FrontendCode.CopyDone || t === FrontendCode.CopyFail;
+}
+
+/**
+ * SQLSTATEs of a login a replica refuses where the primary may accept it: database or role
+ * missing (created on the primary, not replayed yet), not accepting connections (57P03, e.g.
+ * hot standby not ready), too many connections, a password the replica's catalog does not
+ * know yet.
+ */
+const REPLICA_LOGIN_REFUSALS: ReadonlySet<string> = new Set(['3D000', '28000', '28P01', '57P03', '53300']);
+
+function replicaCannotServe(err: Error): boolean {
+  if (!(err instanceof BackendStartupError) || err.nodeFailure || !err.frame) return false;
+  return REPLICA_LOGIN_REFUSALS.has(decodeErrorFields(err.frame).get('C') ?? '');
 }
 
 /** A connection attempt that failed because of the node (refused, reset, timeout), not the login. */
