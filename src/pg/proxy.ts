@@ -29,6 +29,8 @@ import {
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
 import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
+import { ReplicationPassthrough } from './replication-passthrough.js';
+import { DEFAULT_SHARD } from './session-recovery.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
@@ -246,8 +248,13 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   }
 
   /** Opens the session after login: server parameters, our cancel key, ReadyForQuery. */
-  async openSession(client: ClientConnection, login: ClientLogin): Promise<ClientSession> {
+  async openSession(
+    client: ClientConnection,
+    login: ClientLogin,
+  ): Promise<ClientSession | ReplicationPassthrough> {
     const backendLogin = this.backendLogin(login);
+    if (backendLogin.params['replication'] !== undefined && backendLogin.params['replication'] !== 'false')
+      return this.openReplication(client, backendLogin);
     const params = await this.parameterFrames(backendLogin);
     const processId = this.nextProcessId++ & 0x7fffffff;
     const secretKey = randomInt(0, 0x7fffffff);
@@ -257,6 +264,27 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     client.write(encodeBackendKeyData(processId, secretKey));
     client.write(readyForQuery(0x49));
     return session;
+  }
+
+  /** A replication connection: its own server connection to the primary, frames passed through. */
+  private async openReplication(
+    client: ClientConnection,
+    login: BackendLogin,
+  ): Promise<ReplicationPassthrough> {
+    const node = this.topology.writablePrimary(DEFAULT_SHARD) ?? this.topology.primary(DEFAULT_SHARD);
+    if (!node)
+      throw new RwsplitPgError(
+        'NO_PRIMARY',
+        SqlState.CannotConnectNow,
+        'no primary to take the replication connection',
+        undefined,
+        'FATAL',
+      );
+    const pool = this.pool(node, login);
+    const conn = await pool.acquire();
+    return new ReplicationPassthrough(client.socket, conn, (c) =>
+      pool.discard(c, 'replication connection ended'),
+    );
   }
 
   private backendLogin(login: ClientLogin): BackendLogin {
@@ -305,7 +333,7 @@ function loginKey(login: BackendLogin): string {
 class ClientConnection implements StartupHost {
   socket: net.Socket;
   private readonly reader: FrameReader;
-  private session: ClientSession | null = null;
+  private session: ClientSession | ReplicationPassthrough | null = null;
   private readonly startup: ClientStartup;
   private readonly onData = (chunk: Buffer): void => this.push(chunk);
   private readonly onFrame = (type: number, frame: Buffer): void => {
