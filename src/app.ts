@@ -30,6 +30,8 @@ import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
   pgAddress: AddressInfo | null = null;
+  /** the Unix socket's path (listen.postgres.socketDir), or null */
+  pgSocket: string | null = null;
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
@@ -101,8 +103,11 @@ export class Rwsplit {
     app.recovery = pg?.sharding?.recovery ?? null;
     app.recovery?.start();
     try {
-      if (pg && pgc)
+      if (pg && pgc) {
         app.pgAddress = await pg.proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+        if (config.listen.postgres.socketDir)
+          app.pgSocket = await pg.proxy.listenUnix(config.listen.postgres.socketDir, app.pgAddress.port);
+      }
       if (config.redis)
         app.redis = await RedisService.start(
           config.redis,
@@ -118,7 +123,12 @@ export class Rwsplit {
       throw err;
     }
     log.info(
-      { postgres: app.pgAddress, redis: app.redis ? config.listen.redis : null, http: app.httpAddress },
+      {
+        postgres: app.pgAddress,
+        postgresSocket: app.pgSocket,
+        redis: app.redis ? config.listen.redis : null,
+        http: app.httpAddress,
+      },
       'rwsplit is listening',
     );
     return app;

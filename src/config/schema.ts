@@ -9,6 +9,8 @@ const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
 const listenAddress = z.strictObject({ host: host.default('127.0.0.1'), port });
+/** The PostgreSQL listener may also take a Unix socket: `<socketDir>/.s.PGSQL.<port>`. */
+const pgListenAddress = listenAddress.extend({ socketDir: z.string().min(1).optional() });
 
 const pgNode = z.strictObject({
   id: z
@@ -240,7 +242,7 @@ const redisSchema = z.strictObject({
 const fullSchema = z.strictObject({
   listen: z
     .strictObject({
-      postgres: listenAddress.default({ host: '127.0.0.1', port: 6432 }),
+      postgres: pgListenAddress.default({ host: '127.0.0.1', port: 6432 }),
       http: listenAddress.default({ host: '127.0.0.1', port: 8432 }),
       redis: listenAddress.default({ host: '127.0.0.1', port: 6479 }),
     })

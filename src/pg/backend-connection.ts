@@ -56,8 +56,8 @@ export class BackendConnection {
   /** ParameterStatus frames from startup, as sent by the server (replayed to clients at login) */
   readonly parameterFrames: Buffer[] = [];
   readonly parameters = new Map<string, string>();
-  /** statement keys prepared on this server connection (see statement-registry.ts) */
-  readonly prepared = new Set<string>();
+  /** statement keys prepared on this server connection, with the schema epoch of each (see statement-registry.ts) */
+  readonly prepared = new Map<string, number>();
   /** key of the query held by the unnamed statement on the server, null when unknown */
   unnamedKey: string | null = null;
   listener: BackendListener | null = null;

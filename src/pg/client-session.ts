@@ -32,7 +32,12 @@ import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.j
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
-import { ClientStatements } from './statement-registry.js';
+import {
+  ClientStatements,
+  isDdlComplete,
+  schemaChanged,
+  STALE_STATEMENT_STATES,
+} from './statement-registry.js';
 import { mayBeSessionCommand, type SessionSettings } from './session-commands.js';
 import {
   asClientError,
@@ -107,6 +112,8 @@ export class ClientSession
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
   private readonly statements = new ClientStatements();
+  /** DDL ran on the leased backend and its transaction has not ended yet */
+  private ddlInTransaction = false;
   private readonly translator: BatchTranslator;
   private readonly out: OutputCoalescer;
   private readonly causal: CausalReads;
@@ -192,6 +199,24 @@ export class ClientSession
     }
   }
 
+  /**
+   * The client's chunk is read. A server runs an Execute as soon as it reads it, Sync or not,
+   * and a COPY FROM STDIN then waits for the data: clients that put their Sync after CopyDone
+   * wait for the CopyInResponse first. So a batch that ends in an Execute and goes to the
+   * primary is sent now rather than held for a Sync that will not come yet.
+   */
+  onClientChunkEnd(): void {
+    const last = this.batch[this.batch.length - 1];
+    if (last === undefined || last[0] !== FrontendCode.Execute || this.closed) return;
+    if (
+      this.backend === null &&
+      decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null).target !==
+        'primary'
+    )
+      return;
+    this.dispatch();
+  }
+
   /** The client connection is gone (or we closed it): give the backend back or drop it. */
   onClientClose(): void {
     if (this.closed) return;
@@ -219,6 +244,7 @@ export class ClientSession
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    if (this.backend === null && isCopyFrame(this.batch[0]!) && this.dropStrayCopyFrames()) return;
     const first = this.batch[0]!;
     if (
       first[0] === FrontendCode.Query &&
@@ -250,6 +276,19 @@ export class ClientSession
       this.deferredBegin !== null,
     );
     this.route(decision, null);
+  }
+
+  /**
+   * COPY messages with no server session running a COPY for this client: a server ignores
+   * them outside COPY mode (postgres.js sends a CopyFail after every finished COPY FROM
+   * STDIN), so they are dropped rather than routed as a batch of their own. True when
+   * nothing else is queued.
+   */
+  private dropStrayCopyFrames(): boolean {
+    let n = 0;
+    while (n < this.batch.length && isCopyFrame(this.batch[n]!)) this.batchBytes -= this.batch[n++]!.length;
+    this.batch = this.batch.slice(n);
+    return this.batch.length === 0;
   }
 
   /** A write queued behind pipelined reads on a replica waits until that replica is idle. */
@@ -360,6 +399,11 @@ export class ClientSession
         this.acquiring = false;
         if (this.closed) return;
         this.socket.resume();
+        if (node.role !== 'primary' && replicaCannotServe(err)) {
+          // Nothing was sent: the read goes to another replica, else to the primary.
+          this.readElsewhere(decision, new Set(failed ?? []).add(node.spec.id));
+          return;
+        }
         if (this.retryable) {
           this.retryable.failed.add(node.spec.id);
           this.ctx.stats.retried(node.spec.id);
@@ -380,6 +424,26 @@ export class ClientSession
         this.failBatch(asClientError(err, node));
       },
     );
+  }
+
+  /**
+   * A replica refused this session's login (its database or role not replayed there yet, not
+   * accepting connections, full): another replica that can serve takes the read, else the
+   * primary, whatever primaryReads says, rather than an error the primary would not give.
+   */
+  private readElsewhere(decision: RouteDecision, failed: Set<string>): void {
+    const shard = this.ctx.sharding ? this.shard : undefined;
+    const pick = this.ctx.readRouter.pick(failed, {
+      allowLagging: this.settings.consistency === 'eventual',
+      shard,
+    });
+    if (pick.ok) {
+      this.route(decision, failed);
+      return;
+    }
+    const primary = this.ctx.topology.primary(this.shard);
+    if (primary) this.routeTo(primary, decision, 'fallback-primary', failed, null);
+    else this.route(decision, failed);
   }
 
   /** This session's pool for a node (the login is fixed for the session's life). */
@@ -540,8 +604,15 @@ export class ClientSession
       );
       return;
     }
+    if (type === BackendCode.CommandComplete ? isDdlComplete(frame) : type === BackendCode.ErrorResponse)
+      this.noteSchemaChange(type, frame);
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) {
+      if (this.ddlInTransaction && frame[5] === TX_IDLE) {
+        // Committed now: statements prepared meanwhile on other backends saw the old schema.
+        this.ddlInTransaction = false;
+        schemaChanged();
+      }
       this.txStatus = frame[5]!;
       this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
@@ -550,6 +621,17 @@ export class ClientSession
       this.retryable = null;
       this.out.push(frame);
     }
+  }
+
+  /** DDL done here, or a server's sign of a schema change: shared statements re-Parse (statement-registry.ts). */
+  private noteSchemaChange(type: number, frame: Buffer): void {
+    if (
+      type === BackendCode.ErrorResponse &&
+      !STALE_STATEMENT_STATES.has(decodeErrorFields(frame).get('C') ?? '')
+    )
+      return;
+    schemaChanged();
+    if (type === BackendCode.CommandComplete) this.ddlInTransaction = true;
   }
 
   /** A ReadyForQuery for the client: one dispatched batch is answered. */
@@ -714,8 +796,16 @@ export class ClientSession
     else conn.prepared.delete(key);
   }
 
-  closeSkipped(key: string): void {
-    this.backend?.prepared.add(key);
+  closeSkipped(key: string, epoch: number): void {
+    this.backend?.prepared.set(key, epoch);
+  }
+
+  readyDropped(count: number, extended: boolean): void {
+    // Syncs the server read inside a COPY: the dispatches they counted will never be answered.
+    this.dispatchTimes.splice(-count, count);
+    if (this.node) this.node.outstanding -= count;
+    // An Execute's COPY leaves the server waiting for a Sync: the backend is not free yet.
+    if (extended) this.translator.unsynced = true;
   }
 
   // ---- the lease -----------------------------------------------------------------------
@@ -795,6 +885,24 @@ export class ClientSession
     this.socket.end();
     this.onClientClose();
   }
+}
+
+function isCopyFrame(frame: Buffer): boolean {
+  const t = frame[0];
+  return t === FrontendCode.CopyData || t === FrontendCode.CopyDone || t === FrontendCode.CopyFail;
+}
+
+/**
+ * SQLSTATEs of a login a replica refuses where the primary may accept it: database or role
+ * missing (created on the primary, not replayed yet), not accepting connections (57P03, e.g.
+ * hot standby not ready), too many connections, a password the replica's catalog does not
+ * know yet.
+ */
+const REPLICA_LOGIN_REFUSALS: ReadonlySet<string> = new Set(['3D000', '28000', '28P01', '57P03', '53300']);
+
+function replicaCannotServe(err: Error): boolean {
+  if (!(err instanceof BackendStartupError) || err.nodeFailure || !err.frame) return false;
+  return REPLICA_LOGIN_REFUSALS.has(decodeErrorFields(err.frame).get('C') ?? '');
 }
 
 /** A connection attempt that failed because of the node (refused, reset, timeout), not the login. */

@@ -119,14 +119,7 @@ export class ClientStartup {
         SqlState.InvalidAuthorization,
         'no PostgreSQL user name specified in startup packet',
       );
-    if (params.has('replication')) {
-      throw new RwsplitPgError(
-        'REPLICATION_UNSUPPORTED',
-        SqlState.FeatureNotSupported,
-        'rwsplit does not proxy replication connections',
-        'Connect replication clients (pg_basebackup, subscribers) to the server directly.',
-      );
-    }
+    // `replication` stays among the parameters: the proxy passes such a connection through.
     const rest: Record<string, string> = {};
     for (const [k, v] of params) {
       // `_pq_.` options are protocol extensions that would need NegotiateProtocolVersion.

@@ -32,6 +32,9 @@ import {
   readyForQuery,
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
+import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
+import { ReplicationPassthrough } from './replication-passthrough.js';
+import { DEFAULT_SHARD } from './session-recovery.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 /**
@@ -81,6 +84,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   private reaper: NodeJS.Timeout | null = null;
   /** null unless postgres.pool.idleInTransactionTimeoutMs is set */
   private readonly idleTransactions: IdleTransactionWatch | null;
+  /** the Unix-socket listener (listen.postgres.socketDir), if any */
+  private unix: { server: net.Server; file: string } | null = null;
   private nextProcessId = FIRST_PROCESS_ID;
 
   constructor(private readonly deps: PgProxyDeps) {
@@ -156,9 +161,35 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     });
   }
 
+  /**
+   * Also listens on the Unix socket `<dir>/.s.PGSQL.<port>` (listen.postgres.socketDir): the
+   * same sessions as over TCP. Returns the socket's path.
+   */
+  async listenUnix(dir: string, port: number): Promise<string> {
+    const file = pgSocketPath(dir, port);
+    await prepareSocketPath(file);
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(file, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.unix = { server, file };
+    return file;
+  }
+
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
     this.idleTransactions?.stop();
+    const unix = this.unix;
+    this.unix = null;
+    const unixClosed = unix
+      ? new Promise<void>((resolve) => unix.server.close(() => resolve())).then(() =>
+          removeSocketFile(unix.file),
+        )
+      : Promise.resolve();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const bye = new RwsplitPgError(
       'SHUTDOWN',
@@ -170,7 +201,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     setTimeout(() => {
       for (const s of this.sockets) s.destroy();
     }, 1000).unref();
-    await closed;
+    await Promise.all([closed, unixClosed]);
   }
 
   // ---- SessionContext ------------------------------------------------------------------
@@ -256,8 +287,13 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   }
 
   /** Opens the session after login: server parameters, our cancel key, ReadyForQuery. */
-  async openSession(client: ClientConnection, login: ClientLogin): Promise<ClientSession> {
+  async openSession(
+    client: ClientConnection,
+    login: ClientLogin,
+  ): Promise<ClientSession | ReplicationPassthrough> {
     const backendLogin = this.backendLogin(login);
+    if (backendLogin.params['replication'] !== undefined && backendLogin.params['replication'] !== 'false')
+      return this.openReplication(client, backendLogin);
     const params = await this.parameterFrames(backendLogin);
     const processId = this.nextProcessId++ & 0x7fffffff;
     const secretKey = randomInt(0, 0x7fffffff);
@@ -318,6 +354,27 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     }
   }
 
+  /** A replication connection: its own server connection to the primary, frames passed through. */
+  private async openReplication(
+    client: ClientConnection,
+    login: BackendLogin,
+  ): Promise<ReplicationPassthrough> {
+    const node = this.topology.writablePrimary(DEFAULT_SHARD) ?? this.topology.primary(DEFAULT_SHARD);
+    if (!node)
+      throw new RwsplitPgError(
+        'NO_PRIMARY',
+        SqlState.CannotConnectNow,
+        'no primary to take the replication connection',
+        undefined,
+        'FATAL',
+      );
+    const pool = this.pool(node, login);
+    const conn = await pool.acquire();
+    return new ReplicationPassthrough(client.socket, conn, (c) =>
+      pool.discard(c, 'replication connection ended'),
+    );
+  }
+
   private backendLogin(login: ClientLogin): BackendLogin {
     const { backend } = this.deps.config;
     const user = backend.user ?? login.user;
@@ -364,7 +421,7 @@ function loginKey(login: BackendLogin): string {
 class ClientConnection implements StartupHost {
   socket: net.Socket;
   private readonly reader: FrameReader;
-  private session: ClientSession | null = null;
+  private session: ClientSession | ReplicationPassthrough | null = null;
   private readonly startup: ClientStartup;
   private readonly onData = (chunk: Buffer): void => this.push(chunk);
   private readonly onFrame = (type: number, frame: Buffer): void => {
@@ -433,6 +490,7 @@ class ClientConnection implements StartupHost {
   private push(chunk: Buffer): void {
     try {
       this.reader.push(chunk, this.onFrame);
+      this.session?.onClientChunkEnd();
     } catch (err) {
       this.protocolFailure(err as Error);
     }

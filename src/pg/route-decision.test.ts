@@ -25,6 +25,7 @@ function registered(name: string, query: string): ClientStatements {
     query,
     paramTypes: NO_TYPES,
     classification: classifier.classify(query),
+    epoch: 0,
   });
   return statements;
 }
