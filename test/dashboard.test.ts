@@ -6,34 +6,13 @@
  * shows); otherwise the screenshot goes to a temporary file, so a test run leaves the tree as it was.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchChromium } from './support/chromium.js';
 import { startStack, waitFor, type Stack } from './support/stack.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** Installs Debian's chromium when it is missing (apt-get as root), as the demo does for PostgreSQL. */
-function ensureChromium(): void {
-  if (existsSync(CHROMIUM)) return;
-  const r = spawnSync('bash', ['scripts/ensure-system-deps.sh', 'chromium'], { stdio: 'inherit' });
-  if (r.status !== 0 || !existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} is missing and could not be installed: apt-get install chromium`);
-}
 
 /** Clients running SELECTs (reads, on the replicas) and a few INSERTs (writes) until stopped. */
 function startLoad(clients: pg.Client[]): () => Promise<void> {
@@ -57,32 +36,25 @@ function startLoad(clients: pg.Client[]): () => Promise<void> {
 
 describe('dashboard in headless Chromium', () => {
   let stack: Stack;
-  let context: BrowserContext;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let page: Page;
   let profile: string;
   let stopLoad: (() => Promise<void>) | null = null;
 
   before(async () => {
-    ensureChromium();
     stack = await startStack();
     const setup = await stack.client();
     await setup.query('CREATE TABLE dash_load (id serial PRIMARY KEY, at timestamptz)');
     await stack.cluster.waitForReplication();
     stopLoad = startLoad(await Promise.all([1, 2, 3].map(() => stack.client())));
-    profile = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      viewport: { width: 1280, height: 1000 },
-    });
-    page = await context.newPage();
+    browser = await launchChromium();
+    profile = browser.profile;
+    page = await browser.context.newPage();
   });
   after(async () => {
     await stopLoad?.();
-    await context?.close();
     await stack?.stop();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
   });
 
   test('shows every node, moving charts, and a killed replica as down with its event', async () => {

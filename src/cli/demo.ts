@@ -1,7 +1,9 @@
 /**
  * `rwsplit demo`: a real local cluster (a PostgreSQL primary + replicas, or with `--pg-shards`
  * several such shards; Redis shards of a primary + replicas), the proxies and the admin
- * server, with no configuration. Runs until SIGINT/SIGTERM, then stops everything it started.
+ * server, with no configuration. The demo owns its cluster, so it runs `failover: auto` on
+ * both sides: a `kill -9` of a primary (the first thing people try) is followed by a
+ * promotion. Runs until SIGINT/SIGTERM, then stops everything it started.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +38,12 @@ export function pgShardsOption(value: string): number {
   if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError('expected a number 1-16');
   return n;
 }
+
+/**
+ * Probes every 200 ms: with `failover.detectMs` (its default), a killed primary is replaced
+ * within a couple of seconds rather than waiting for slower rounds.
+ */
+const DEMO_MONITOR = { intervalMs: 200, timeoutMs: 1000 };
 
 /** The table the sharded demo creates on every shard, routed by its `id` (postgres.sharding.tables). */
 const DEMO_TABLE = 'accounts';
@@ -82,6 +90,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
                     nodes: [s.primary, ...s.replicas].map((n) => ({ id: n.id, host: n.host, port: n.port })),
                   };
                 }),
+                monitor: DEMO_MONITOR,
+                failover: 'auto',
               },
             }
           : {}),
@@ -95,7 +105,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
                 },
               }
             : { nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) }),
-          monitor: { intervalMs: 500 },
+          // The demo's servers run as (or log in as) the superuser `postgres`, which promotion
+          // needs (pg_promote, ALTER SYSTEM): the monitor logs in as the client's user, postgres.
+          monitor: DEMO_MONITOR,
+          failover: 'auto',
         },
         logging: { level: 'warn' },
       },
@@ -200,9 +213,28 @@ function printEndpoints(
       : []),
     `  npx rwsplit status --http http://127.0.0.1:${opts.httpPort}`,
     '',
+    ...failoverLines(cluster, redis, opts),
     'Press Ctrl-C to stop every process the demo started.',
   ];
   console.log(lines.join('\n'));
+}
+
+/**
+ * The banner's failover paragraph: the demo runs `failover: auto`, and the quickest way to
+ * see it is to kill a primary, so it names the primaries' pids.
+ */
+function failoverLines(cluster: PgFixture, redis: RedisCluster | null, opts: DemoOptions): string[] {
+  const primaries = cluster.nodes.filter((n) => n.role === 'primary');
+  const redisPrimary = redis?.nodes.find((n) => n.role === 'primary');
+  const kill = (pid: number | undefined): string => (pid === undefined ? '(not running)' : `kill -9 ${pid}`);
+  return [
+    `Failover is automatic (failover: auto for PostgreSQL${redis ? ' and Redis' : ''}): kill a primary and`,
+    `watch http://127.0.0.1:${opts.httpPort}/ promote a replica; writes carry on through the same ports.`,
+    ...primaries.map((n) => `  ${kill(n.pid).padEnd(16)} # PostgreSQL primary ${n.id} (its postmaster)`),
+    ...(redisPrimary ? [`  ${kill(redisPrimary.pid).padEnd(16)} # Redis primary ${redisPrimary.id}`] : []),
+    `  npx rwsplit events --http http://127.0.0.1:${opts.httpPort}   # failover-start, failover-end, fenced …`,
+    '',
+  ];
 }
 
 /** One line of the node table; with shards, the shard each node serves. */

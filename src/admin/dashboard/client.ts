@@ -5,7 +5,8 @@
  *
  * It opens `GET /api/stream` (Server-Sent Events): `snapshot` every second (nodes, their
  * state, lag and rates) redraws the topology and appends one point to each chart; `events`
- * (the whole log, on connect) and `event` (each new entry) fill the timeline.
+ * (the whole log, on connect) and `event` (each new entry) fill the timeline and the failover
+ * banner (a promotion under way, then the new primary).
  */
 export const DASHBOARD_JS = String.raw`(function () {
   'use strict';
@@ -23,7 +24,8 @@ export const DASHBOARD_JS = String.raw`(function () {
     ] },
   ];
   var MAX_EVENTS = 200;
-  var st = { ids: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null, events: [] };
+  var st = { ids: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null, events: [], groups: {} };
+  var SHOW_DONE_MS = 60000; // a finished failover stays in the banner this long
 
   /** Builds an element; text goes in as text nodes, never as HTML. */
   function h(tag, attrs, children) {
@@ -90,6 +92,7 @@ export const DASHBOARD_JS = String.raw`(function () {
       boxes.push(h('div', { class: 'shard' }, [h('h3', null, [key]), h('div', { class: 'nodes' }, nodes.map(nodeCard))]));
     });
     document.getElementById('topology').replaceChildren.apply(document.getElementById('topology'), boxes);
+    snap.nodes.forEach(function (n) { st.groups[n.id] = n.kind + ' shard ' + n.shard; });
     var up = snap.nodes.filter(function (n) { return n.state === 'up'; }).length;
     var clients = Object.keys(snap.clients).map(function (k) { return k + ' ' + snap.clients[k]; }).join(', ');
     document.getElementById('summary').textContent =
@@ -170,6 +173,35 @@ export const DASHBOARD_JS = String.raw`(function () {
     body.replaceChildren.apply(body, rows);
   }
 
+  /**
+   * The failover banner: per shard, the last failover event decides. After failover-start
+   * (the primary is lost, writes wait) it says a promotion is under way; after failover-end
+   * it names the new primary for a minute. The node cards show the new roles from the
+   * snapshot every event brings.
+   */
+  function renderFailovers() {
+    var last = {};
+    st.events.forEach(function (e) {
+      if (e.type !== 'failover-start' && e.type !== 'failover-end' && e.type !== 'writes-released') return;
+      last[st.groups[e.node] || e.node] = e;
+    });
+    var now = Date.now();
+    var items = [];
+    Object.keys(last).forEach(function (group) {
+      var e = last[group];
+      if (e.type === 'failover-start')
+        items.push(h('div', { class: 'failover running', 'data-state': 'running' }, [
+          h('strong', null, ['failover of ' + group + ': ']), e.node + ' lost, promoting a replica… (' + e.detail + ')',
+        ]));
+      else if (e.type === 'failover-end' && now - e.at < SHOW_DONE_MS)
+        items.push(h('div', { class: 'failover done', 'data-state': 'done' }, [
+          h('strong', null, ['failover of ' + group + ' done at ' + clock(e.at) + ': ']), e.node + ' is the primary (' + e.detail + ')',
+        ]));
+    });
+    var box = document.getElementById('failovers');
+    box.replaceChildren.apply(box, items);
+  }
+
   function setLive(live) {
     var el = document.getElementById('conn');
     el.textContent = live ? 'live' : 'reconnecting…';
@@ -182,17 +214,20 @@ export const DASHBOARD_JS = String.raw`(function () {
   es.addEventListener('snapshot', function (m) {
     var snap = JSON.parse(m.data);
     renderTopology(snap);
+    renderFailovers();
     ensureCharts(snap.nodes.map(function (n) { return n.id; }));
     addPoint(snap);
   });
   es.addEventListener('events', function (m) {
     st.events = JSON.parse(m.data);
     renderEvents();
+    renderFailovers();
   });
   es.addEventListener('event', function (m) {
     st.events.push(JSON.parse(m.data));
     if (st.events.length > MAX_EVENTS) st.events.shift();
     renderEvents();
+    renderFailovers();
   });
   window.addEventListener('resize', function () {
     CHARTS.forEach(function (c) {

@@ -15,6 +15,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span id="summary" class="summary"></span>
 </header>
 <main>
+  <div id="failovers" class="failovers"></div>
   <section>
     <h2>Topology</h2>
     <div id="topology" class="topology"></div>

@@ -48,5 +48,10 @@ h2 small { font-weight: normal; color: var(--muted); }
 .tag.lagging { background: var(--lagging); color: #fff; }
 .tag.drained, .tag.fenced { background: var(--fenced); color: #fff; }
 .tag.config-reload-failed { background: var(--down); color: #fff; }
+.tag.failover-start, .tag.writes-held { background: var(--down); color: #fff; }
+.tag.failover-end, .tag.writes-released, .tag.role-change { background: #2563eb; color: #fff; }
+.failover { margin: 10px 0 0; padding: 8px 12px; border-radius: 6px; color: #fff; }
+.failover.running { background: var(--down); }
+.failover.done { background: var(--up); }
 footer { padding: 8px 24px 24px; font-size: 12px; color: var(--muted); }
 `;
