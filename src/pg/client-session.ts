@@ -331,9 +331,11 @@ export class ClientSession
           pool.release(c);
           return;
         }
-        if (node.fenced) {
-          // Fenced while we waited (a failover): never send anything there.
-          pool.release(c);
+        if (node.fenced || c.closed) {
+          // Fenced while we waited (a failover): never send anything there. Or the connection
+          // closed between its hand-over and now, while nobody listened: it would swallow the batch.
+          if (c.closed) pool.lost();
+          else pool.release(c);
           this.route(decision, failed);
           return;
         }
@@ -608,7 +610,25 @@ export class ClientSession
 
   onBackendClose(conn: BackendConnection, reason: string): void {
     if (conn !== this.backend) return;
+    // Answers already taken from this connection's last chunk go out first: a server that
+    // answers and then dies in the same chunk (a FATAL right behind the ReadyForQuery) ends
+    // the lease before the chunk-end flush, and the client must still get that answer.
+    this.out.flush();
     const node = this.node!;
+    if (this.wroteOnLease) {
+      // A write ran and its commit position will never be read: reads go to the primary
+      // until the next write gives the session a token again.
+      this.wroteOnLease = false;
+      this.causal.tokenUnknown = true;
+    }
+    if (this.gated) {
+      // The proxy's own statement holds the lease (causal token work) and nothing the client
+      // sent is on it: the gated step's continuation decides what comes next. The server can
+      // go between its answer and that continuation (a FATAL right behind the ReadyForQuery,
+      // in the same chunk); recovering here as well would leave the session gated for ever.
+      this.leaseLost(node, reason);
+      return;
+    }
     this.ctx.nodeFailed(node.spec.id, reason);
     node.outstanding -= this.dispatchTimes.length;
     this.dispatchTimes.length = 0;
