@@ -4,6 +4,7 @@
  * frame the server sends to whoever currently holds it (a client session) untouched.
  */
 import net from 'node:net';
+import { dataActivity } from '../core/liveness.js';
 import { md5PasswordResponse, ScramClient } from './auth/index.js';
 import { BackendStartupError } from './errors.js';
 import {
@@ -157,6 +158,8 @@ export class BackendConnection {
   /** Switches the socket to data mode after startup. */
   private attach(): void {
     this.socket.on('data', (chunk: Buffer) => {
+      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+      dataActivity.received(this.target.nodeId);
       try {
         this.reader.push(chunk, this.onFrame);
       } catch (err) {

@@ -615,12 +615,6 @@ export class ClientSession
     // the lease before the chunk-end flush, and the client must still get that answer.
     this.out.flush();
     const node = this.node!;
-    if (this.wroteOnLease) {
-      // A write ran and its commit position will never be read: reads go to the primary
-      // until the next write gives the session a token again.
-      this.wroteOnLease = false;
-      this.causal.tokenUnknown = true;
-    }
     if (this.gated) {
       // The proxy's own statement holds the lease (causal token work) and nothing the client
       // sent is on it: the gated step's continuation decides what comes next. The server can
