@@ -4,6 +4,7 @@
  * frame the server sends to whoever currently holds it (a client session) untouched.
  */
 import net from 'node:net';
+import { dataActivity } from '../core/liveness.js';
 import { md5PasswordResponse, ScramClient } from './auth/index.js';
 import { connectWithTls, type BackendTls } from './backend-tls.js';
 import { BackendStartupError } from './errors.js';
@@ -179,6 +180,8 @@ export class BackendConnection {
   /** Switches the socket to data mode after startup. */
   private attach(): void {
     this.socket.on('data', (chunk: Buffer) => {
+      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+      dataActivity.received(this.target.nodeId);
       try {
         this.reader.push(chunk, this.onFrame);
       } catch (err) {

@@ -387,9 +387,11 @@ export class ClientSession
           pool.release(c);
           return;
         }
-        if (node.fenced) {
-          // Fenced while we waited (a failover): never send anything there.
-          pool.release(c);
+        if (node.fenced || c.closed) {
+          // Fenced while we waited (a failover): never send anything there. Or the connection
+          // closed between its hand-over and now, while nobody listened: it would swallow the batch.
+          if (c.closed) pool.lost();
+          else pool.release(c);
           this.route(decision, failed);
           return;
         }
@@ -726,6 +728,14 @@ export class ClientSession
     // not come: the listener is gone. They belong to the client; without this it waits forever.
     this.out.flush();
     const node = this.node!;
+    if (this.gated) {
+      // The proxy's own statement holds the lease (causal token work) and nothing the client
+      // sent is on it: the gated step's continuation decides what comes next. The server can
+      // go between its answer and that continuation (a FATAL right behind the ReadyForQuery,
+      // in the same chunk); recovering here as well would leave the session gated for ever.
+      this.leaseLost(node, reason);
+      return;
+    }
     this.ctx.nodeFailed(node.spec.id, reason);
     node.outstanding -= this.dispatchTimes.length;
     this.dispatchTimes.length = 0;

@@ -82,11 +82,13 @@ export async function inRecovery(c: pg.Client): Promise<boolean> {
 }
 
 /**
- * `pg_promote(wait => true, wait_seconds)`: ends recovery after replaying all WAL received,
- * switches to a new timeline. Returns false when it did not finish within the wait.
+ * `pg_promote(wait => false)`: asks the replica to end recovery (after replaying all WAL
+ * received) and switch to a new timeline, without waiting. The caller polls
+ * `pg_is_in_recovery()`: `pg_promote(true)` checks only every 100 ms, a poll every 10 ms
+ * sees the end of recovery sooner. Returns false when the signal could not be sent.
  */
-export async function promote(c: pg.Client, waitSeconds: number): Promise<boolean> {
-  const { rows } = await c.query<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitSeconds]);
+export async function requestPromotion(c: pg.Client): Promise<boolean> {
+  const { rows } = await c.query<{ ok: boolean }>('SELECT pg_promote(false) AS ok');
   return rows[0]!.ok;
 }
 

@@ -5,6 +5,7 @@
  * A dedicated link (pub/sub, blocking commands, WATCH) instead hands every reply to one
  * listener.
  */
+import { dataActivity } from '../core/liveness.js';
 import net from 'node:net';
 import { encodeCommand, ReplyReader, type ReplyInfo } from './resp/index.js';
 
@@ -61,6 +62,8 @@ export class RedisLink {
     readonly socket: net.Socket,
   ) {
     socket.on('data', (chunk: Buffer) => {
+      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+      dataActivity.received(target.nodeId);
       try {
         this.reader.push(chunk, this.onReply);
       } catch (err) {
