@@ -17,6 +17,7 @@
  * @module
  */
 import { lex, type Token } from './classifier/lexer.js';
+import { AFTER_INTO_TARGET } from './classifier/query-rules.js';
 
 /** Where a statement's shard key comes from. */
 export type KeyRef =
@@ -223,23 +224,8 @@ export function touchesNoTable(tokens: readonly Token[]): boolean {
   return true;
 }
 
-/** Words that end a FROM list. */
-const FROM_LIST_END = new Set([
-  'where',
-  'group',
-  'having',
-  'window',
-  'order',
-  'limit',
-  'offset',
-  'fetch',
-  'for',
-  'union',
-  'intersect',
-  'except',
-  'on',
-  'using',
-]);
+/** Words that end a FROM list: the clauses that may follow it, and a JOIN's condition. */
+const FROM_LIST_END: ReadonlySet<string> = new Set([...AFTER_INTO_TARGET, 'on', 'using']);
 
 /** A system catalog's name at `i`: `pg_…`, or `pg_catalog.…` / `information_schema.…`. */
 function catalogAt(tokens: readonly Token[], i: number): boolean {
