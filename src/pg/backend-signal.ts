@@ -21,7 +21,7 @@ import { readAllShards } from './all-shards-read.js';
 import { RwsplitPgError } from './errors.js';
 import { decodeQuery, encodeParse, encodeQuery, FrontendCode } from './protocol/index.js';
 import { classifyQuery, parseOf, type RouteDecision } from './route-decision.js';
-import type { RouteReason, SessionContext } from './session-context.js';
+import type { RoutingHost, SessionContext } from './session-context.js';
 import { asClientError, TX_IDLE } from './session-recovery.js';
 
 export type SignalFunction = 'pg_cancel_backend' | 'pg_terminate_backend';
@@ -117,19 +117,8 @@ export function withCallAnswered(query: string, call: SignalCall): string {
 }
 
 /** What BackendSignals needs of its session (ClientSession implements it). */
-export interface SignalSessionHost {
+export interface SignalSessionHost extends RoutingHost {
   readonly batch: Buffer[];
-  readonly shard: string;
-  readonly closed: boolean;
-  gated: boolean;
-  routeTo(
-    node: NodeStatus,
-    decision: RouteDecision,
-    reason: RouteReason,
-    failed: Set<string> | null,
-    checkToken: bigint | null,
-  ): void;
-  route(decision: RouteDecision, failed: Set<string> | null): void;
   poolFor(node: NodeStatus): BackendPool;
   shiftBatch(): Buffer;
   reply(frames: readonly Buffer[], status: number): void;

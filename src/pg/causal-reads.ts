@@ -11,26 +11,13 @@ import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
 import { awaitReplay, commitPosition } from './causal-gate.js';
 import type { RouteDecision } from './route-decision.js';
-import type { RouteReason, SessionContext } from './session-context.js';
+import type { RouteReason, RoutingHost, SessionContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
 
 /** What CausalReads needs of its session (ClientSession implements it). */
-export interface CausalSessionHost {
+export interface CausalSessionHost extends RoutingHost {
   /** the leased backend: a gated step whose lease ended meanwhile (client left, server lost) knows it by this */
   readonly currentBackend: BackendConnection | null;
-  readonly closed: boolean;
-  /** the shard the batch being routed belongs to */
-  readonly shard: string;
-  /** the proxy runs its own statement on the lease: the client's requests wait */
-  gated: boolean;
-  route(decision: RouteDecision, failed: Set<string> | null): void;
-  routeTo(
-    node: NodeStatus,
-    decision: RouteDecision,
-    reason: RouteReason,
-    failed: Set<string> | null,
-    checkToken: bigint | null,
-  ): void;
   /** a write waits for a primary (failover) */
   awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void;
   /** sends the routed batch on the backend just leased */
