@@ -16,7 +16,7 @@ import { PgShardedCluster } from '../cluster/pg-shards.js';
 import { withClient } from '../cluster/sql.js';
 import { RedisCluster } from '../cluster/redis-cluster.js';
 import { validateConfig } from '../config/load.js';
-import { waitForSignal } from './main.js';
+import { waitForSignal } from './signals.js';
 
 export interface DemoOptions {
   dir: string;

@@ -10,6 +10,7 @@ import { ringMovementReport } from './ring.js';
 import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
 import { runSwitchoverCommand, type SwitchoverCliOptions } from './switchover.js';
+import { waitForSignal } from './signals.js';
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -115,17 +116,4 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-export function waitForSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }

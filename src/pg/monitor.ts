@@ -17,6 +17,7 @@ import { loopStall, ProbeExcused, ProbeTimeout, withProbeDeadline } from '../cor
 import { connectOutcome } from '../util/connect-check.js';
 import { isTlsRefusal, pgClientSsl, type BackendTls } from './backend-tls.js';
 import type { ProbeHealth } from './failover-plan.js';
+import { MONITOR_APPLICATION_NAME } from './control-names.js';
 import type { SqlLogin } from './promotion-sql.js';
 
 /** `postgres.failover.mode` */
@@ -412,6 +413,3 @@ export class PgMonitor {
     return client;
   }
 }
-
-/** application_name of the monitor's connections (fencing a server spares them). */
-export const MONITOR_APPLICATION_NAME = 'rwsplit-monitor';

@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { NodeSpec } from '../core/types.js';
 import { withDeadline } from '../util/deadline.js';
 import { parseConninfo, repointConninfo, type RepointTarget } from './conninfo.js';
-import { MONITOR_APPLICATION_NAME } from './monitor.js';
+import { FAILOVER_APPLICATION_NAME, MONITOR_APPLICATION_NAME } from './control-names.js';
 import { pgClientSsl, type BackendTls } from './backend-tls.js';
 
 /** The login the controller uses (the monitor's: it must be a superuser for ALTER SYSTEM). */
@@ -19,9 +19,6 @@ export interface SqlLogin {
   /** TLS toward each node (postgres.backend.sslmode and per node); absent: plain */
   tls?: ReadonlyMap<string, BackendTls>;
 }
-
-/** application_name of the controller's own connections. */
-export const FAILOVER_APPLICATION_NAME = 'rwsplit-failover';
 
 /** Runs statements on one node; every call is bounded by `timeoutMs` unless told otherwise. */
 export class NodeSql {

@@ -7,15 +7,34 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseLsn } from '../core/lag.js';
-import type { FailoverState, NodeStatus } from '../core/topology.js';
-import type { PgFailover } from './failover.js';
+import type { Logger } from 'pino';
+import type { FailoverState, NodeStatus, Topology } from '../core/topology.js';
 import { FailoverError } from './failover-plan.js';
-import { currentWalLsn, fenceServer, replayLsn, unfenceServer } from './promotion-sql.js';
-import type { PromotionReport } from './promotion.js';
+import { currentWalLsn, fenceServer, replayLsn, unfenceServer, type NodeSql } from './promotion-sql.js';
+import type { Promotion, PromotionReport } from './promotion.js';
+
+/**
+ * What a switchover uses of the failover controller that runs it (PgFailover), named here so
+ * the controller can import the switchover without the switchover importing the controller.
+ */
+export interface SwitchoverController {
+  readonly topology: Topology;
+  readonly sql: NodeSql;
+  readonly promotion: Promotion;
+  readonly log: Logger;
+  readonly opts: {
+    readonly bufferMs: number;
+    readonly promoteTimeoutMs: number;
+    readonly timeoutMs: number;
+    activeConnections(nodeId: string): number;
+  };
+  retire(id: string, shard: string, serverFenced: boolean): void;
+  notRepointed(ids: readonly string[], shard: string): void;
+}
 
 /** Runs one switchover; the controller makes sure it is the shard's only one. */
 export async function runSwitchover(
-  ctl: PgFailover,
+  ctl: SwitchoverController,
   shard: string,
   toId: string | undefined,
 ): Promise<PromotionReport> {
@@ -58,7 +77,7 @@ export async function runSwitchover(
 
 /** From the held writes to the promotion: idle, read-only, caught up, promoted. */
 async function handOver(
-  ctl: PgFailover,
+  ctl: SwitchoverController,
   from: NodeStatus,
   to: NodeStatus,
   warnings: string[],
@@ -79,7 +98,7 @@ async function handOver(
 }
 
 async function chooseTarget(
-  ctl: PgFailover,
+  ctl: SwitchoverController,
   shard: string,
   from: NodeStatus,
   toId: string | undefined,
@@ -116,14 +135,14 @@ async function chooseTarget(
  * finish), for at most half of bufferMs: new writes wait bufferMs in all, and the
  * catch-up and the promotion need the rest. Returns the connections still leased.
  */
-async function waitForIdle(ctl: PgFailover, id: string): Promise<number> {
+async function waitForIdle(ctl: SwitchoverController, id: string): Promise<number> {
   const deadline = Date.now() + ctl.opts.bufferMs / 2;
   while (ctl.opts.activeConnections(id) > 0 && Date.now() < deadline) await delay(10);
   return ctl.opts.activeConnections(id);
 }
 
 /** Polls the target's replay position until it reaches `lsn` (bounded by promoteTimeoutMs). */
-async function waitForReplay(ctl: PgFailover, to: NodeStatus, lsn: string): Promise<void> {
+async function waitForReplay(ctl: SwitchoverController, to: NodeStatus, lsn: string): Promise<void> {
   const target = parseLsn(lsn);
   const { promoteTimeoutMs, timeoutMs } = ctl.opts;
   let seen: string | null = null;
@@ -148,7 +167,7 @@ async function waitForReplay(ctl: PgFailover, to: NodeStatus, lsn: string): Prom
 }
 
 /** A switchover that failed before the promotion: the old primary takes writes again. */
-async function abandon(ctl: PgFailover, state: FailoverState, err: Error): Promise<void> {
+async function abandon(ctl: SwitchoverController, state: FailoverState, err: Error): Promise<void> {
   const { topology } = ctl;
   const from = topology.get(state.from)!;
   await ctl.sql

@@ -7,7 +7,7 @@
  */
 import { ShardingError } from './errors.js';
 import { keyHash32, keyHash64, type KeyHashName } from './hash-functions.js';
-import type { Ring } from './ring.js';
+import type { Ring } from './ring-types.js';
 import { fromBigInt, lcgStep, mix64, u64, type Uint64 } from './uint64.js';
 
 /** The paper's LCG multiplier 2862933555777941757. */

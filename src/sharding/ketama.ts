@@ -9,7 +9,7 @@
  * A key goes to the first point at or after its hash, wrapping to the first point.
  */
 import { keyHash32, md5, type KeyHashName } from './hash-functions.js';
-import type { Ring } from './ring.js';
+import type { Ring } from './ring-types.js';
 import { totalWeight, validateServers, type ShardServer } from './servers.js';
 
 export type { ShardServer } from './servers.js';

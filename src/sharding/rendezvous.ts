@@ -11,7 +11,7 @@
  * `weight_i / sum(weights)`, exactly proportional to weight.
  */
 import { fnv1a64Wide, keyHash32, keyHash64, type KeyHashName } from './hash-functions.js';
-import type { Ring } from './ring.js';
+import type { Ring } from './ring-types.js';
 import { validateServers, type ShardServer } from './servers.js';
 import { mix64, toOpenUnitInterval, xor64, type Uint64 } from './uint64.js';
 

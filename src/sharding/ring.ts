@@ -1,32 +1,18 @@
 /**
- * The common face of the placement algorithms, and a factory choosing one by name (the config
- * value). A ring maps a key, already reduced to its hash tag, to an index into the shard list.
+ * The factory choosing a placement algorithm by name (the config value). A ring maps a key,
+ * already reduced to its hash tag, to an index into the shard list (see ring-types.ts).
  */
 import { ShardingError } from './errors.js';
-import { assertKeyHashName, type KeyHashName } from './hash-functions.js';
+import { assertKeyHashName } from './hash-functions.js';
 import { JumpRing } from './jump.js';
 import { KetamaRing } from './ketama.js';
 import { RendezvousRing } from './rendezvous.js';
+import type { Ring, RingKind, RingOptions } from './ring-types.js';
 import { validateServers, type ShardServer } from './servers.js';
 
 export type { ShardServer } from './servers.js';
 
-/** Placement algorithms: twemproxy-compatible ketama, jump hash, weighted rendezvous. */
-export type RingKind = 'ketama' | 'jump' | 'rendezvous';
-
-/** Places keys on shards. */
-export interface Ring {
-  /** Index of the shard owning `key` (0..size-1); pass `hashTagged(key)`. */
-  locate(key: Buffer): number;
-  /** Number of shards. */
-  readonly size: number;
-}
-
-/** Options of {@link createRing}. */
-export interface RingOptions {
-  /** Key hash; default `fnv1a_64`, twemproxy's default. */
-  hash?: KeyHashName;
-}
+export type { Ring, RingKind, RingOptions } from './ring-types.js';
 
 /**
  * A ring of `kind` over `servers`. `jump` numbers shards by position and cannot weight them:

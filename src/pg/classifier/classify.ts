@@ -48,27 +48,13 @@
 import { GenerationalCache } from './cache.js';
 import { lex } from './lexer.js';
 import type { RuleContext } from './query-rules.js';
+import type { Route, TxAction } from './route-types.js';
 import { classifyStatement } from './statement-rules.js';
 import { DEFAULT_WRITE_FUNCTIONS } from './write-functions.js';
 
 export { DEFAULT_WRITE_FUNCTIONS } from './write-functions.js';
 
-/** Where a statement may run by itself. */
-export type Route = 'read' | 'write';
-
-/** The transaction-control effect of a statement. */
-export type TxAction =
-  /** `BEGIN` / `START TRANSACTION` (read-write, unspecified, or read-only but serializable). */
-  | 'begin'
-  /** `BEGIN READ ONLY` / `START TRANSACTION READ ONLY`, modes in any order. */
-  | 'begin-read-only'
-  /** `SET TRANSACTION READ ONLY` inside a transaction. */
-  | 'set-tx-read-only'
-  /** `COMMIT` / `END` / `COMMIT AND CHAIN` (not `COMMIT PREPARED`). */
-  | 'commit'
-  /** `ROLLBACK` / `ABORT` (not `ROLLBACK TO SAVEPOINT`, not `ROLLBACK PREPARED`). */
-  | 'rollback'
-  | null;
+export type { Route, TxAction } from './route-types.js';
 
 /** The classification of a whole query text. */
 export interface Classification {

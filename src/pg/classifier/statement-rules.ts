@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Route, TxAction } from './classify.js';
+import type { Route, TxAction } from './route-types.js';
 import type { Token } from './lexer.js';
 import {
   closingParen,
