@@ -12,10 +12,13 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import postgres from 'postgres';
+import { formatScramVerifier, makeScramVerifier } from '../src/pg/auth/index.js';
 import { pgBinary } from '../src/cluster/pg-binaries.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const ADMIN_PASSWORD = 'backend-secret';
+/** carol is listed in the config by her verifier only (what pg_authid holds), not her password */
+const CAROL_VERIFIER = formatScramVerifier(makeScramVerifier('carol-pw'));
 
 interface LoginError {
   code: string | undefined;
@@ -93,8 +96,11 @@ describe('passthrough logins: postgres.auth.authQuery and SCRAM pass-through', (
       postgres: {
         auth: {
           method: 'scram-sha-256',
-          // Only the administrator (also the monitor) is listed; alice and bob are not.
-          users: [{ name: 'postgres', password: ADMIN_PASSWORD }],
+          // The administrator (also the monitor) and carol are listed; alice and bob are not.
+          users: [
+            { name: 'postgres', password: ADMIN_PASSWORD },
+            { name: 'carol', password: CAROL_VERIFIER },
+          ],
           authQuery: { user: 'postgres', password: ADMIN_PASSWORD },
         },
         // Neither fallback nor retries: a read that ran on the primary would show it.
@@ -109,8 +115,10 @@ describe('passthrough logins: postgres.auth.authQuery and SCRAM pass-through', (
     assert.equal(scram.rows[0]!.p, 'scram-sha-256');
     await admin.query(`CREATE ROLE alice LOGIN PASSWORD 'alice-pw-1'`);
     await admin.query(`CREATE ROLE bob LOGIN PASSWORD 'bob-pw-1'`);
+    // PostgreSQL stores a password given as a SCRAM verifier as it is.
+    await admin.query(`CREATE ROLE carol LOGIN PASSWORD '${CAROL_VERIFIER}'`);
     await admin.query('CREATE TABLE pass_items (id serial PRIMARY KEY, who text DEFAULT current_user)');
-    await admin.query('GRANT ALL ON pass_items, pass_items_id_seq TO alice, bob');
+    await admin.query('GRANT ALL ON pass_items, pass_items_id_seq TO alice, bob, carol');
     await stack.cluster.waitForReplication();
   });
   after(async () => {
@@ -235,6 +243,34 @@ describe('passthrough logins: postgres.auth.authQuery and SCRAM pass-through', (
       assert.deepEqual(write.rows[0], { who: 'alice', r: false });
     } finally {
       await c.end();
+    }
+  });
+
+  test('a user listed with only its verifier logs into the servers with its SCRAM keys too', async () => {
+    const c = await pgLogin(stack.pgPort, 'carol', 'carol-pw');
+    assert.ok(!isError(c), `carol logs in through rwsplit: ${JSON.stringify(c)}`);
+    try {
+      const read = await c.query('SELECT current_user AS u, pg_is_in_recovery() AS r');
+      assert.deepEqual(read.rows[0], { u: 'carol', r: true });
+      const write = await c.query(
+        'INSERT INTO pass_items DEFAULT VALUES RETURNING who, pg_is_in_recovery() AS r',
+      );
+      assert.deepEqual(write.rows[0], { who: 'carol', r: false });
+    } finally {
+      await c.end();
+    }
+    const wrong = await pgLogin(stack.pgPort, 'carol', 'nope');
+    assert.ok(isError(wrong));
+    assert.equal(wrong.code, '28P01');
+  });
+
+  test('a database that does not exist: the password is checked first, then the server says so', async () => {
+    for (const password of ['bob-pw-1', 'wrong']) {
+      const direct = await pgLogin(primaryPort, 'bob', password, { database: 'no_such_db' });
+      const proxied = await pgLogin(stack.pgPort, 'bob', password, { database: 'no_such_db' });
+      assert.ok(isError(direct) && isError(proxied));
+      assert.equal(direct.code, password === 'wrong' ? '28P01' : '3D000');
+      assert.deepEqual(proxied, direct);
     }
   });
 });

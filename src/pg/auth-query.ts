@@ -9,7 +9,8 @@ import type { NodeStatus, Topology } from '../core/topology.js';
 import { parseScramVerifier, ScramVerifierError, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
-import { RwsplitPgError, SqlState } from './errors.js';
+import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
+import { decodeErrorFields } from './protocol/index.js';
 import { internalQuery, InternalQueryError, InternalQueryLost } from './internal-query.js';
 import { DEFAULT_SHARD } from './session-recovery.js';
 
@@ -21,15 +22,24 @@ export interface AuthQuerySettings {
   database?: string | undefined;
 }
 
+/** The SQLSTATE of "database does not exist". */
+const INVALID_CATALOG_NAME = '3D000';
+
 export interface AuthQueryHost {
   readonly topology: Topology;
   pool(node: NodeStatus, login: BackendLogin): BackendPool;
 }
 
 export class AuthQuery {
+  /**
+   * @param fallbackDatabase where the query runs when the client's database does not exist (the
+   *   monitor's): the client is then told so by the server after its password was checked, as
+   *   PostgreSQL does, rather than before.
+   */
   constructor(
     private readonly settings: AuthQuerySettings,
     private readonly host: AuthQueryHost,
+    private readonly fallbackDatabase: string,
   ) {}
 
   /**
@@ -58,12 +68,24 @@ export class AuthQuery {
       topology.nodes.find((n) => n.spec.shard === DEFAULT_SHARD && n.reachable && !n.fenced);
     if (!node) throw lookupFailed(user, 'no PostgreSQL node is reachable');
     const { user: authUser, password, query } = this.settings;
-    const login: BackendLogin = { user: authUser, database: this.settings.database ?? database, params: {} };
-    if (password !== undefined) login.password = password;
-    const pool = this.host.pool(node, login);
+    const login = (db: string): BackendLogin => {
+      const out: BackendLogin = { user: authUser, database: db, params: {} };
+      if (password !== undefined) out.password = password;
+      return out;
+    };
+    let pool = this.host.pool(node, login(this.settings.database ?? database));
     let conn;
     try {
-      conn = await pool.acquire();
+      conn = await pool.acquire().catch((err: Error) => {
+        if (
+          this.settings.database !== undefined ||
+          !missingDatabase(err) ||
+          database === this.fallbackDatabase
+        )
+          throw err;
+        pool = this.host.pool(node, login(this.fallbackDatabase));
+        return pool.acquire();
+      });
     } catch (err) {
       // The auth user's own login refused (its password, a missing database) or no connection.
       throw lookupFailed(user, (err as Error).message, CHECK_SETTINGS);
@@ -80,6 +102,14 @@ export class AuthQuery {
       throw lookupFailed(user, (err as Error).message);
     }
   }
+}
+
+function missingDatabase(err: Error): boolean {
+  return (
+    err instanceof BackendStartupError &&
+    err.frame !== null &&
+    decodeErrorFields(err.frame).get('C') === INVALID_CATALOG_NAME
+  );
 }
 
 const CHECK_SETTINGS =

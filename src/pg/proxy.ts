@@ -118,7 +118,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       );
     }
     const authQuery = deps.config.auth.authQuery;
-    this.authQuery = authQuery ? new AuthQuery(authQuery, this) : null;
+    this.authQuery = authQuery ? new AuthQuery(authQuery, this, deps.config.monitor.database) : null;
     const idleMs = deps.config.pool.idleInTransactionTimeoutMs;
     this.idleTransactions =
       idleMs > 0 ? new IdleTransactionWatch(idleMs, () => this.sessions.values()) : null;
