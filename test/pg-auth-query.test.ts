@@ -274,3 +274,35 @@ describe('passthrough logins: postgres.auth.authQuery and SCRAM pass-through', (
     }
   });
 });
+
+describe('passthrough logins when the auth query cannot run', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({
+      cluster: { replicas: 0, password: ADMIN_PASSWORD },
+      postgres: {
+        auth: {
+          method: 'scram-sha-256',
+          users: [{ name: 'postgres', password: ADMIN_PASSWORD }],
+          authQuery: { user: 'postgres', password: 'not-the-password' },
+        },
+      },
+    });
+  });
+  after(async () => stack?.stop());
+
+  test('an unlisted user gets 57P03 naming postgres.auth.authQuery; listed users are not affected', async () => {
+    const refused = await pgLogin(stack.pgPort, 'someone', 'whatever');
+    assert.ok(isError(refused));
+    assert.equal(refused.code, '57P03');
+    assert.equal(refused.severity, 'FATAL');
+    assert.match(
+      refused.message,
+      /^rwsplit cannot look up the password of user "someone" \(postgres\.auth\.authQuery\): .*password authentication failed for user "postgres"/,
+    );
+    const listed = await pgLogin(stack.pgPort, 'postgres', ADMIN_PASSWORD);
+    assert.ok(!isError(listed), `a listed user logs in: ${JSON.stringify(listed)}`);
+    assert.equal((await listed.query('SELECT current_user AS u')).rows[0].u, 'postgres');
+    await listed.end();
+  });
+});
