@@ -62,10 +62,14 @@ export class AuthQuery {
   private async run(user: string, database: string): Promise<(string | null)[][]> {
     const { topology } = this.host;
     // The primary has the current password; a replica only while there is no primary (a
-    // failover), as a password changed just before may not have reached it.
+    // failover), as a password changed just before may not have reached it. Sharded: the
+    // default shard, else the first one (every shard must hold the same verifiers).
+    const shard = topology.nodes.some((n) => n.spec.shard === DEFAULT_SHARD)
+      ? DEFAULT_SHARD
+      : topology.nodes[0]?.spec.shard;
     const node =
-      topology.primary(DEFAULT_SHARD) ??
-      topology.nodes.find((n) => n.spec.shard === DEFAULT_SHARD && n.reachable && !n.fenced);
+      topology.primary(shard) ??
+      topology.nodes.find((n) => n.spec.shard === shard && n.reachable && !n.fenced);
     if (!node) throw lookupFailed(user, 'no PostgreSQL node is reachable');
     const { user: authUser, password, query } = this.settings;
     const login = (db: string): BackendLogin => {
