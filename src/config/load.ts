@@ -71,9 +71,14 @@ function checkPostgres(config: Config, pg: PgConfig, source: string): void {
   }
   checkShards(pg, source);
   const { auth } = pg;
-  if (auth.method === 'scram-sha-256' && auth.users.length === 0) {
+  if (auth.method === 'scram-sha-256' && auth.users.length === 0 && !auth.authQuery) {
     throw new ConfigError(
-      `${source}: postgres.auth.users: method scram-sha-256 needs at least one user (name and password)`,
+      `${source}: postgres.auth.users: method scram-sha-256 needs at least one user (name and password), or postgres.auth.authQuery`,
+    );
+  }
+  if (auth.authQuery && auth.method !== 'scram-sha-256') {
+    throw new ConfigError(
+      `${source}: postgres.auth.authQuery: needs postgres.auth.method scram-sha-256 (with trust, rwsplit checks no password)`,
     );
   }
   const { postgres: pgListen, http: httpListen } = config.listen;

@@ -89,6 +89,9 @@ const redisFailover = z.preprocess(
   }),
 );
 
+/** PgBouncer's classic auth_query: `$1` is the user name, the answer is (name, verifier). */
+export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1';
+
 const pgUser = z.strictObject({
   name: z.string().min(1),
   /** Plain password (used for client SCRAM and for logging into backends) or a SCRAM verifier (clients only). */
@@ -283,6 +286,20 @@ const fullSchema = z.strictObject({
       .strictObject({
         method: z.enum(['trust', 'scram-sha-256']).default('trust'),
         users: z.array(pgUser).default([]),
+        /**
+         * Users not in `users` log in with their own database password (PgBouncer's auth_query):
+         * `user` runs `query` on the primary to fetch the SCRAM verifier, and the client's proof
+         * then logs it into every node as itself (SCRAM pass-through).
+         */
+        authQuery: z
+          .strictObject({
+            user: z.string().min(1),
+            password: z.string().min(1).optional(),
+            query: z.string().min(1).default(DEFAULT_AUTH_QUERY),
+            /** the database the query runs in; default: the one the client logs into */
+            database: z.string().min(1).optional(),
+          })
+          .optional(),
       })
       .default({ method: 'trust', users: [] }),
     backend: z

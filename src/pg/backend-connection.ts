@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { dataActivity } from '../core/liveness.js';
-import { md5PasswordResponse, ScramClient } from './auth/index.js';
+import { md5PasswordResponse, ScramClient, type ScramKeys } from './auth/index.js';
 import { connectWithTls, type BackendTls } from './backend-tls.js';
 import { BackendStartupError } from './errors.js';
 import {
@@ -37,6 +37,12 @@ export interface BackendLogin {
   /** startup parameters passed through from the client (application_name, client_encoding, ...) */
   params: Record<string, string>;
   password?: string;
+  /**
+   * No password, but the SCRAM keys the user's latest client proved it has (SCRAM pass-through,
+   * postgres.auth.authQuery): read at each new connection, so a pool opened before an
+   * `ALTER ROLE … PASSWORD` uses the keys of the latest login.
+   */
+  scramKeys?: () => ScramKeys | undefined;
 }
 
 /** Receives the frames of a leased connection. */
@@ -302,7 +308,8 @@ class StartupExchange {
             `offers only SASL mechanisms ${mechanisms.join(', ')}; rwsplit supports SCRAM-SHA-256`,
           );
         }
-        this.scram = new ScramClient(this.password('SCRAM-SHA-256'));
+        const keys = this.login.password === undefined ? this.login.scramKeys?.() : undefined;
+        this.scram = new ScramClient(keys ?? this.password('SCRAM-SHA-256'));
         this.socket.write(encodeSaslInitialResponse('SCRAM-SHA-256', this.scram.clientFirstMessage()));
         return;
       }
@@ -321,6 +328,11 @@ class StartupExchange {
 
   private password(method: string): string {
     if (this.login.password !== undefined) return this.login.password;
+    if (this.login.scramKeys) {
+      throw this.failure(
+        `asks for ${method} authentication of user "${this.login.user}"; rwsplit logs that user in with the SCRAM keys of its client (postgres.auth.authQuery) and knows no password: the server must ask for scram-sha-256 (pg_hba.conf)`,
+      );
+    }
     throw this.failure(
       `asks for ${method} authentication of user "${this.login.user}" and rwsplit has no password for it; set postgres.backend.password or the user's password in postgres.auth.users`,
     );

@@ -5,7 +5,7 @@
  */
 import type net from 'node:net';
 import tls from 'node:tls';
-import { ScramError, ScramServer, type ScramVerifier } from './auth/index.js';
+import { ScramError, ScramServer, type ScramKeys, type ScramVerifier } from './auth/index.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import {
   AUTHENTICATION_OK,
@@ -28,12 +28,17 @@ export interface ClientLogin {
   database: string;
   /** other startup parameters, passed on to backends (application_name, client_encoding, ...) */
   params: Record<string, string>;
+  /** after a SCRAM login: the keys the client proved it has, to log into servers as it (pass-through) */
+  scramKeys?: ScramKeys;
 }
 
 export interface StartupPolicy {
   authMethod: 'trust' | 'scram-sha-256';
-  /** SCRAM verifier of a user, or null when unknown */
-  verifier(user: string): ScramVerifier | null;
+  /**
+   * SCRAM verifier of a user, or null when unknown (or it has none); a promise when it must be
+   * fetched (postgres.auth.authQuery, run in the client's `database` by default).
+   */
+  verifier(user: string, database: string): ScramVerifier | null | Promise<ScramVerifier | null>;
   tls: tls.SecureContext | null;
   cancel(processId: number, secretKey: number): void;
 }
@@ -51,7 +56,7 @@ export interface StartupHost {
   closeQuietly(): void;
 }
 
-type Phase = 'startup' | 'sasl-initial' | 'sasl-final' | 'done';
+type Phase = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-final' | 'done';
 
 export class ClientStartup {
   private phase: Phase = 'startup';
@@ -69,12 +74,16 @@ export class ClientStartup {
       else if (this.phase === 'sasl-initial' || this.phase === 'sasl-final') this.onSasl(type, frame);
       else throw protocolError(`unexpected message type 0x${type.toString(16)} during startup`);
     } catch (err) {
-      this.phase = 'done';
-      if (err instanceof RwsplitPgError) this.host.reject(err);
-      else if (err instanceof ScramError)
-        this.host.reject(protocolError(`SCRAM exchange failed: ${err.message}`));
-      else this.host.reject(protocolError((err as Error).message));
+      this.fail(err);
     }
+  }
+
+  private fail(err: unknown): void {
+    this.phase = 'done';
+    if (err instanceof RwsplitPgError) this.host.reject(err);
+    else if (err instanceof ScramError)
+      this.host.reject(protocolError(`SCRAM exchange failed: ${err.message}`));
+    else this.host.reject(protocolError((err as Error).message));
   }
 
   private onStartupPacket(frame: Buffer): void {
@@ -130,7 +139,26 @@ export class ClientStartup {
       this.finish();
       return;
     }
-    this.scram = new ScramServer(this.policy.verifier(user));
+    const verifier = this.policy.verifier(user, this.login.database);
+    if (!(verifier instanceof Promise)) {
+      this.startScram(user, verifier);
+      return;
+    }
+    // The client sends nothing until it is asked for its SASL response: a frame now is an error.
+    this.phase = 'lookup';
+    verifier.then(
+      (v) => {
+        if (this.phase === 'lookup') this.startScram(user, v);
+      },
+      (err: unknown) => {
+        if (this.phase === 'lookup') this.fail(err);
+      },
+    );
+  }
+
+  private startScram(user: string, verifier: ScramVerifier | null): void {
+    // An unknown user gets the same exchange against a fake verifier (no user enumeration).
+    this.scram = new ScramServer(verifier, { user });
     this.phase = 'sasl-initial';
     this.host.write(encodeAuthenticationSasl(['SCRAM-SHA-256']));
   }
@@ -157,6 +185,8 @@ export class ClientStartup {
       );
     }
     this.host.write(encodeAuthenticationSaslFinal(final));
+    const keys = scram.keys;
+    if (keys) this.login!.scramKeys = keys;
     this.finish();
   }
 

@@ -5,7 +5,15 @@
  * back; nothing of it reaches the client.
  */
 import type { BackendConnection, BackendListener } from './backend-connection.js';
-import { BackendCode, decodeErrorFields, encodeQuery } from './protocol/index.js';
+import {
+  BackendCode,
+  decodeErrorFields,
+  encodeBindText,
+  encodeExecute,
+  encodeParse,
+  encodeQuery,
+  SYNC,
+} from './protocol/index.js';
 
 export interface InternalResult {
   /** text values of every DataRow, in order */
@@ -37,11 +45,16 @@ export class InternalQueryLost extends Error {
 }
 
 /**
- * Runs one simple-protocol query. The connection must be idle (its last ReadyForQuery seen,
- * nothing in flight); the caller's listener is restored before the promise settles, and is
- * told about a close only through the rejection.
+ * Runs one query: simple protocol, or with `params` (text values for `$1`, `$2`, …) the
+ * extended protocol on the unnamed statement. The connection must be idle (its last
+ * ReadyForQuery seen, nothing in flight); the caller's listener is restored before the promise
+ * settles, and is told about a close only through the rejection.
  */
-export function internalQuery(conn: BackendConnection, sql: string): Promise<InternalResult> {
+export function internalQuery(
+  conn: BackendConnection,
+  sql: string,
+  params?: readonly (string | null)[],
+): Promise<InternalResult> {
   const previous = conn.listener;
   return new Promise((resolve, reject) => {
     const rows: (string | null)[][] = [];
@@ -71,7 +84,20 @@ export function internalQuery(conn: BackendConnection, sql: string): Promise<Int
       reject(new InternalQueryLost(`${conn.target.nodeId}: connection already closed`));
       return;
     }
-    conn.write(encodeQuery(sql));
+    if (!params) {
+      conn.write(encodeQuery(sql));
+      return;
+    }
+    // The unnamed statement no longer holds what a client's session parsed there.
+    conn.unnamedKey = null;
+    conn.write(
+      Buffer.concat([
+        encodeParse('', sql, Buffer.alloc(0)),
+        encodeBindText('', '', params),
+        encodeExecute(''),
+        SYNC,
+      ]),
+    );
   });
 }
 

@@ -13,7 +13,8 @@ import type { ConnectionStatsSource } from '../core/cluster-view.js';
 import { ClientGuard } from '../core/client-guard.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
-import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
+import { makeScramVerifier, parseScramVerifier, type ScramKeys, type ScramVerifier } from './auth/index.js';
+import { AuthQuery } from './auth-query.js';
 import type { BackendLogin } from './backend-connection.js';
 import type { SignalTarget } from './backend-signal.js';
 import type { BackendTls } from './backend-tls.js';
@@ -79,6 +80,13 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   private readonly sockets = new Set<net.Socket>();
   private readonly pools = new Map<string, BackendPool>();
   private readonly verifiers = new Map<string, ScramVerifier>();
+  /** postgres.auth.authQuery: the verifiers of users not in postgres.auth.users */
+  private readonly authQuery: AuthQuery | null;
+  /**
+   * SCRAM pass-through: per user rwsplit has no password for, the keys its latest client
+   * proved; new server connections of that user log in with them.
+   */
+  private readonly clientKeys = new Map<string, ScramKeys>();
   /** ParameterStatus frames per login, replayed to each client at login */
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
@@ -109,6 +117,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           : makeScramVerifier(u.password),
       );
     }
+    const authQuery = deps.config.auth.authQuery;
+    this.authQuery = authQuery ? new AuthQuery(authQuery, this, deps.config.monitor.database) : null;
     const idleMs = deps.config.pool.idleInTransactionTimeoutMs;
     this.idleTransactions =
       idleMs > 0 ? new IdleTransactionWatch(idleMs, () => this.sessions.values()) : null;
@@ -271,8 +281,11 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
-  verifier(user: string): ScramVerifier | null {
-    return this.verifiers.get(user) ?? null;
+  /** A listed user's verifier, else (postgres.auth.authQuery) the one the primary has now. */
+  verifier(user: string, database: string): ScramVerifier | null | Promise<ScramVerifier | null> {
+    const listed = this.verifiers.get(user);
+    if (listed) return listed;
+    return this.authQuery ? this.authQuery.verifier(user, database) : null;
   }
 
   cancel(processId: number, secretKey: number): void {
@@ -291,6 +304,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     client: ClientConnection,
     login: ClientLogin,
   ): Promise<ClientSession | ReplicationPassthrough> {
+    if (login.scramKeys) this.clientKeys.set(login.user, login.scramKeys);
     const backendLogin = this.backendLogin(login);
     if (backendLogin.params['replication'] !== undefined && backendLogin.params['replication'] !== 'false')
       return this.openReplication(client, backendLogin);
@@ -375,14 +389,25 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     );
   }
 
+  /**
+   * Who a client's server connections log in as. A user rwsplit knows only by its verifier
+   * (from the auth query, or listed with one) logs in as itself with its client's SCRAM keys;
+   * an auth-query user always does, whatever postgres.backend says, since that is the point of
+   * the auth query.
+   */
   private backendLogin(login: ClientLogin): BackendLogin {
-    const { backend } = this.deps.config;
-    const user = backend.user ?? login.user;
-    const configured = this.deps.config.auth.users.find((u) => u.name === user)?.password;
-    const password =
-      backend.password ?? (configured && !configured.startsWith('SCRAM-SHA-256$') ? configured : undefined);
+    const { backend, auth } = this.deps.config;
+    const listed = auth.users.some((u) => u.name === login.user);
+    const fromAuthQuery = auth.method === 'scram-sha-256' && !listed;
+    const user = fromAuthQuery ? login.user : (backend.user ?? login.user);
+    const configured = auth.users.find((u) => u.name === user)?.password;
+    const password = fromAuthQuery
+      ? undefined
+      : (backend.password ??
+        (configured && !configured.startsWith('SCRAM-SHA-256$') ? configured : undefined));
     const out: BackendLogin = { user, database: login.database, params: login.params };
     if (password !== undefined) out.password = password;
+    else if (login.scramKeys && user === login.user) out.scramKeys = () => this.clientKeys.get(user);
     return out;
   }
 
@@ -438,7 +463,7 @@ class ClientConnection implements StartupHost {
     this.reader = new FrameReader({ maxFrameBytes: deps.config.limits.maxFrameBytes, startup: true });
     this.startup = new ClientStartup(this, {
       authMethod: deps.config.auth.method,
-      verifier: (u) => proxy.verifier(u),
+      verifier: (u, db) => proxy.verifier(u, db),
       tls: deps.tls,
       cancel: (pid, key) => proxy.cancel(pid, key),
     });

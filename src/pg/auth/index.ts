@@ -10,6 +10,6 @@ export {
   parseScramVerifier,
   saslPrep,
 } from './scram-common.js';
-export type { ScramVerifier } from './scram-common.js';
+export type { ScramKeys, ScramVerifier } from './scram-common.js';
 export { ScramClient } from './scram-client.js';
 export { ScramServer } from './scram-server.js';

@@ -19,6 +19,7 @@ import {
   serverKeyOf,
   xor,
 } from './scram-common.js';
+import type { ScramKeys } from './scram-common.js';
 
 export { SCRAM_MECHANISM, ScramError } from './scram-common.js';
 
@@ -63,7 +64,8 @@ type ClientState = 'initial' | 'first-sent' | 'final-sent' | 'done';
  * One SCRAM-SHA-256 exchange as the client. Use a new instance per connection attempt.
  */
 export class ScramClient {
-  readonly #password: string;
+  /** the password, or the keys a client proved it has (SCRAM pass-through: no password known) */
+  readonly #secret: string | ScramKeys;
   readonly #nonce: string;
   readonly #user: string;
   #state: ClientState = 'initial';
@@ -71,13 +73,15 @@ export class ScramClient {
   #expectedServerSignature: Buffer | null = null;
 
   /**
-   * @param password the backend user's password (SASLprep'd as PostgreSQL does).
+   * @param secret the backend user's password (SASLprep'd as PostgreSQL does), or the user's
+   *   {@link ScramKeys} taken from that user's own exchange with the proxy: they answer only a server whose
+   *   verifier has the same salt and iteration count (any other answers "password authentication failed").
    * @param opts.nonce the client nonce (default: base64 of 18 random bytes), for tests.
    * @param opts.user the name put in `n=`; default '*': PostgreSQL ignores it and takes the user from the
    *   startup message.
    */
-  constructor(password: string, opts: { nonce?: string; user?: string } = {}) {
-    this.#password = password;
+  constructor(secret: string | ScramKeys, opts: { nonce?: string; user?: string } = {}) {
+    this.#secret = secret;
     this.#nonce = opts.nonce ?? randomNonce();
     this.#user = opts.user ?? '*';
     if (!isValidNonce(this.#nonce)) throw new RangeError('SCRAM nonce must be printable ASCII without ","');
@@ -108,12 +112,18 @@ export class ScramClient {
     const { nonce, salt, iterations } = parseServerFirst(serverFirst, this.#nonce);
     const withoutProof = `c=${Buffer.from(GS2_HEADER).toString('base64')},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${withoutProof}`;
-    const salted = saltedPassword(this.#password, salt, iterations);
-    const clientKey = clientKeyOf(salted);
+    const { clientKey, serverKey } = this.#keys(salt, iterations);
     // ClientProof := ClientKey XOR HMAC(H(ClientKey), AuthMessage), RFC 5802 section 3.
     const proof = xor(clientKey, hmac(h(clientKey), authMessage));
-    this.#expectedServerSignature = hmac(serverKeyOf(salted), authMessage);
+    this.#expectedServerSignature = hmac(serverKey, authMessage);
     return Buffer.from(`${withoutProof},p=${proof.toString('base64')}`, 'utf8');
+  }
+
+  /** The keys for the server's salt and iteration count: derived from the password, or given. */
+  #keys(salt: Buffer, iterations: number): ScramKeys {
+    if (typeof this.#secret !== 'string') return this.#secret;
+    const salted = saltedPassword(this.#secret, salt, iterations);
+    return { clientKey: clientKeyOf(salted), serverKey: serverKeyOf(salted) };
   }
 
   /**

@@ -37,6 +37,17 @@ export interface ScramVerifier {
   serverKey: Buffer;
 }
 
+/**
+ * What a client proves it knows in a SCRAM exchange, without the password: the ClientKey a server
+ * recovers from a correct proof (ClientProof XOR HMAC(StoredKey, AuthMessage)) and the ServerKey of the
+ * same verifier. With them the proxy can run a SCRAM exchange as that client toward a server holding the
+ * same verifier (same salt and iteration count): PgBouncer's SCRAM pass-through.
+ */
+export interface ScramKeys {
+  clientKey: Buffer;
+  serverKey: Buffer;
+}
+
 /** H(): SHA-256. */
 export function h(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();

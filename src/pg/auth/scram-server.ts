@@ -19,7 +19,7 @@ import {
   randomNonce,
   xor,
 } from './scram-common.js';
-import type { ScramVerifier } from './scram-common.js';
+import type { ScramKeys, ScramVerifier } from './scram-common.js';
 
 export { ScramError } from './scram-common.js';
 
@@ -94,6 +94,7 @@ export class ScramServer {
   readonly #serverNonce: string;
   #first: FirstExchange | null = null;
   #done = false;
+  #clientKey: Buffer | null = null;
 
   /**
    * @param verifier the user's stored verifier; `null` for an unknown user: the exchange then runs in full
@@ -151,8 +152,17 @@ export class ScramServer {
     const clientKey = xor(proof, hmac(this.#verifier.storedKey, authMessage));
     const proofMatches = timingSafeEqual(h(clientKey), this.#verifier.storedKey);
     if (!proofMatches || this.#isMock) return null;
+    this.#clientKey = clientKey;
     const serverSignature = hmac(this.#verifier.serverKey, authMessage);
     return Buffer.from(`v=${serverSignature.toString('base64')}`, 'utf8');
+  }
+
+  /**
+   * The client's keys once its proof was accepted (null before, after a failure, and for an unknown user):
+   * enough to authenticate as that client to a server that holds the same verifier.
+   */
+  get keys(): ScramKeys | null {
+    return this.#clientKey && { clientKey: this.#clientKey, serverKey: this.#verifier.serverKey };
   }
 }
 

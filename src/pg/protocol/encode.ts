@@ -136,6 +136,29 @@ function checkedName(name: string): string {
   return name;
 }
 
+/** Bind ('B') of text parameters (null = SQL NULL), every result column in text format. */
+export function encodeBindText(
+  portal: string,
+  statement: string,
+  params: readonly (string | null)[],
+): Buffer {
+  writer.startTyped(FrontendCode.Bind).cstring(portal).cstring(statement).int16(0).int16(params.length);
+  for (const p of params) {
+    if (p === null) {
+      writer.int32(-1);
+      continue;
+    }
+    const bytes = Buffer.from(p, 'utf8');
+    writer.int32(bytes.length).bytes(bytes);
+  }
+  return writer.int16(0).finish();
+}
+
+/** Execute ('E') of a portal; `maxRows` 0 = all rows. */
+export function encodeExecute(portal: string, maxRows = 0): Buffer {
+  return writer.startTyped(FrontendCode.Execute).cstring(portal).int32(maxRows).finish();
+}
+
 /** Describe ('D') or Close ('C') of a prepared statement ('S') or portal ('P'). */
 export function encodeTarget(code: number, kind: 'S' | 'P', name: string): Buffer {
   if (code !== FrontendCode.Describe && code !== FrontendCode.Close) {
