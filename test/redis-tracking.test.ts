@@ -299,3 +299,76 @@ describe('Redis connection-owning commands: tracking, unblock, wait (one shard, 
     }
   });
 });
+
+describe('Redis connection-owning commands over two shards', () => {
+  let stack: RedisStack;
+  const opened: Conn[] = [];
+  const conn = async (): Promise<Conn> => {
+    const c = await Conn.open(stack.port);
+    opened.push(c);
+    return c;
+  };
+  /** one key per shard, in shard order, with `prefix` */
+  const keysPerShard = async (prefix: string): Promise<string[]> => {
+    const writer = await conn();
+    const out: string[] = [];
+    for (const name of stack.redis.shardNames) {
+      const primary = stack.redis.shard(name).primary;
+      for (let i = 0; ; i++) {
+        const key = `${prefix}${i}`;
+        await writer.call('SET', key, 'v');
+        if ((await stack.redis.command(primary.id, 'EXISTS', key)) === '1') {
+          out.push(key);
+          break;
+        }
+      }
+    }
+    return out;
+  };
+
+  before(async () => {
+    stack = await startRedisStack({ cluster: { shards: 2, replicas: 1 } });
+  });
+  after(async () => {
+    for (const c of opened) c.close();
+    await stack?.stop();
+  });
+
+  test('tracked reads on both shards, and BCAST on both, each invalidated once', async () => {
+    const [k0, k1] = (await keysPerShard('ts:')) as [string, string];
+    const writer = await conn();
+    const c = await conn();
+    await c.call('HELLO', '3');
+    assert.equal(await c.call('CLIENT', 'TRACKING', 'ON'), '+OK\r\n');
+    assert.deepEqual([await c.call('GET', k0), await c.call('GET', k1)], ['$1\r\nv\r\n', '$1\r\nv\r\n']);
+    await writer.call('SET', k0, 'w');
+    await writer.call('SET', k1, 'w');
+    assert.deepEqual([...(await c.push(2))].sort(), [invalidate(k0), invalidate(k1)].sort());
+    const [b0, b1] = (await keysPerShard('bc:')) as [string, string];
+    const b = await conn();
+    await b.call('HELLO', '3');
+    assert.equal(await b.call('CLIENT', 'TRACKING', 'ON', 'BCAST', 'PREFIX', 'bc:'), '+OK\r\n');
+    await writer.call('SET', b0, 'w');
+    await writer.call('SET', b1, 'w');
+    assert.deepEqual([...(await b.push(2))].sort(), [invalidate(b0), invalidate(b1)].sort());
+  });
+
+  test("WAIT after writes to both shards: the smallest count (0 while one shard's replica is stopped)", async () => {
+    const [k0, k1] = (await keysPerShard('ws:')) as [string, string];
+    const c = await conn();
+    assert.deepEqual(
+      [await c.call('SET', k0, 'x'), await c.call('SET', k1, 'x'), await c.call('WAIT', '1', '1000')],
+      ['+OK\r\n', '+OK\r\n', ':1\r\n'],
+    );
+    const replica = stack.redis.shard(stack.redis.shardNames[1]!).replicas[0]!;
+    process.kill(replica.pid!, 'SIGSTOP');
+    try {
+      assert.deepEqual(
+        [await c.call('SET', k0, 'y'), await c.call('SET', k1, 'y'), await c.call('WAIT', '1', '1000')],
+        ['+OK\r\n', '+OK\r\n', ':0\r\n'],
+      );
+    } finally {
+      process.kill(replica.pid!, 'SIGCONT');
+    }
+  });
+});
