@@ -372,3 +372,40 @@ describe('Redis connection-owning commands over two shards', () => {
     }
   });
 });
+
+describe('Passthrough ACL users: PING and ECHO obey the servers', () => {
+  let stack: RedisStack;
+  const opened: Conn[] = [];
+  before(async () => {
+    stack = await startRedisStack({
+      cluster: { shards: 1, replicas: 0 },
+      redis: { auth: { mode: 'passthrough' } },
+    });
+    for (const n of stack.redis.nodes)
+      await stack.redis.command(n.id, 'ACL', 'SETUSER', 'bob', 'on', '>pw', '~*', '+get');
+  });
+  after(async () => {
+    for (const c of opened) c.close();
+    await stack?.stop();
+  });
+
+  test('a user without +ping/+echo gets NOPERM for them, as directly', async () => {
+    const run = async (port: number): Promise<string[]> => {
+      const c = await Conn.open(port);
+      opened.push(c);
+      return [
+        await c.call('PING'),
+        await c.call('AUTH', 'bob', 'pw'),
+        await c.call('PING'),
+        await c.call('ECHO', 'hi'),
+        await c.call('GET', 'k'),
+      ];
+    };
+    const d = await run(stack.redis.nodes[0]!.port);
+    const p = await run(stack.port);
+    assert.equal(d[0], '+PONG\r\n');
+    assert.match(d[2]!, /^-NOPERM /);
+    assert.match(d[3]!, /^-NOPERM /);
+    assert.deepEqual(p, d);
+  });
+});

@@ -388,7 +388,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost {
       return;
     }
     if (name === 'client' && this.connectionClient(args)) return;
-    const local = localReply(this, name, args);
+    // A passthrough user's PING and ECHO go to the server, so its ACL rules apply to them.
+    const local = this.serverChecksAcl(name) ? undefined : localReply(this, name, args);
     if (local !== undefined) {
       if (local !== null) this.slots.answer(local);
       return;
@@ -413,6 +414,11 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost {
       return;
     }
     this.routeKeyed(name, info, args, raw);
+  }
+
+  /** PING/ECHO of a client logged in as its own user (passthrough): answered by the server. */
+  private serverChecksAcl(name: string): boolean {
+    return (name === 'ping' || name === 'echo') && this.ctx.passthrough && this.creds !== null;
   }
 
   /**
