@@ -7,7 +7,7 @@
  */
 import { dataActivity } from '../core/liveness.js';
 import net from 'node:net';
-import { encodeCommand, ReplyReader, type ReplyInfo } from './resp/index.js';
+import { encodeCommand, mapGet, parseReply, ReplyReader, type ReplyInfo } from './resp/index.js';
 
 export interface LinkTarget {
   nodeId: string;
@@ -30,6 +30,29 @@ export interface LinkOptions {
 export type ReplyCallback = (raw: Buffer | null, info: ReplyInfo | null) => void;
 
 const BUSY = Buffer.from('-BUSY ', 'latin1');
+
+/** `HELLO` with no argument: the connection's details (its id among them) in its own protocol; no ACL denies it. */
+export const HELLO = encodeCommand(['HELLO']);
+
+/** The server's id for the connection (`CLIENT ID`) in a `HELLO` reply, RESP2 or RESP3; null when absent. */
+export function helloId(raw: Buffer | null): number | null {
+  if (raw === null) return null;
+  let v;
+  try {
+    v = parseReply(raw);
+  } catch {
+    return null;
+  }
+  let id: unknown;
+  if (v instanceof Map) id = mapGet(v, 'id');
+  else if (Array.isArray(v)) {
+    for (let i = 0; i + 1 < v.length; i += 2) {
+      const k = v[i];
+      if ((Buffer.isBuffer(k) || typeof k === 'string') && k.toString() === 'id') id = v[i + 1];
+    }
+  }
+  return typeof id === 'number' ? id : typeof id === 'bigint' ? Number(id) : null;
+}
 
 export class LinkError extends Error {
   readonly code = 'REDIS_LINK';
@@ -56,6 +79,8 @@ export class RedisLink {
   /** dedicated mode: every reply (including pushes) goes here instead of the FIFO */
   listener: ((raw: Buffer, info: ReplyInfo) => void) | null = null;
   onClose: ((link: RedisLink, reason: string) => void) | null = null;
+  /** the server's id for this connection, once asked (`serverId()`): CLIENT UNBLOCK and tracking redirects name it */
+  private idAsked: Promise<number | null> | null = null;
 
   private constructor(
     readonly target: LinkTarget,
@@ -128,6 +153,15 @@ export class RedisLink {
         }
       }
     });
+  }
+
+  /**
+   * The server's id for this connection (`HELLO`'s `id`), asked once; the request is written
+   * now, so on a dedicated link it goes before the command sent next.
+   */
+  serverId(): Promise<number | null> {
+    this.idAsked ??= new Promise((resolve) => this.send(HELLO, (raw) => resolve(helloId(raw))));
+    return this.idAsked;
   }
 
   get pending(): number {

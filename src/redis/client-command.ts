@@ -6,7 +6,7 @@
  * a shared server connection or on every client of a server are refused with the reason.
  * docs/REDIS-CONNECTIONS.md lists them.
  */
-import { encodeArrayHeader, encodeBulk, encodeError, encodeInteger, encodeSimple } from './resp/index.js';
+import { encodeBulk, encodeError, encodeInteger, encodeSimple } from './resp/index.js';
 
 /** What CLIENT LIST/INFO shows about one client of the proxy. */
 export interface ClientView {
@@ -44,6 +44,9 @@ export interface ClientContext {
   setReplyMode(mode: 'on' | 'off' | 'skip'): void;
   /** every client of this proxy, this one included */
   clients(): Iterable<ClientHandle>;
+  /** CLIENT TRACKINGINFO's reply, and CLIENT GETREDIR's (see session-tracking.ts) */
+  trackingInfo(): Buffer;
+  getredir(): number;
 }
 
 const REFUSED: Record<string, string> = {
@@ -51,11 +54,13 @@ const REFUSED: Record<string, string> = {
     'CLIENT PAUSE is not supported through rwsplit: it would pause every client of the server, not only this proxy; run it on the servers',
   unpause:
     'CLIENT UNPAUSE is not supported through rwsplit: CLIENT PAUSE is not either; run it on the servers',
+  // Outside MULTI these three are run by the session (redis-session.ts, session-tracking.ts).
   unblock:
-    "CLIENT UNBLOCK is not supported through rwsplit: blocked commands run on server connections whose ids clients do not see; close the blocked client's connection instead",
+    'CLIENT UNBLOCK inside MULTI is not supported through rwsplit: it acts on server connections of other clients; send it outside MULTI',
   tracking:
-    'CLIENT TRACKING is not supported through rwsplit: reads are spread over shared server connections and replicas, so no server can track what this client read',
-  caching: 'CLIENT CACHING is not supported through rwsplit (CLIENT TRACKING is not)',
+    "CLIENT TRACKING inside MULTI is not supported through rwsplit: it opens server connections of the client's own; send it outside MULTI",
+  caching:
+    'CLIENT CACHING inside MULTI is not supported through rwsplit (CLIENT TRACKING is not either); send it outside MULTI',
   'no-touch':
     'CLIENT NO-TOUCH is not supported through rwsplit: reads run on server connections shared with other clients',
 };
@@ -100,18 +105,9 @@ export function clientCommand(s: ClientContext, args: Buffer[]): Buffer | null {
       return v === 'on' || v === 'off' ? encodeSimple('OK') : encodeError('syntax error');
     }
     case 'getredir':
-      return encodeInteger(-1);
+      return encodeInteger(s.getredir());
     case 'trackinginfo':
-      return Buffer.concat([
-        encodeArrayHeader(6),
-        encodeBulk('flags'),
-        encodeArrayHeader(1),
-        encodeBulk('off'),
-        encodeBulk('redirect'),
-        encodeInteger(-1),
-        encodeBulk('prefixes'),
-        encodeArrayHeader(0),
-      ]);
+      return s.trackingInfo();
     default:
       return encodeError(`unknown subcommand '${args[1]!.toString().slice(0, 128)}'. Try CLIENT HELP.`);
   }

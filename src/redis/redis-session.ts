@@ -15,6 +15,7 @@ import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
 import type { ClientGuard } from '../core/client-guard.js';
 import { AuthRefused, type RedisLink } from './backend-link.js';
+import type { ReplyCallback } from './backend-link.js';
 import type { ClientHandle, ClientView } from './client-command.js';
 import {
   ClientOutputLimit,
@@ -30,10 +31,19 @@ import { PubSub } from './pubsub.js';
 import { ReadGate } from './read-gate.js';
 import type { ReadChoice, ReadPlanner } from './read-planner.js';
 import { ReplySlots, type Slot } from './reply-slots.js';
-import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple } from './resp/index.js';
+import {
+  encodeArrayHeader,
+  encodeBulk,
+  encodeCommand,
+  encodeError,
+  encodeInteger,
+  encodeSimple,
+} from './resp/index.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
+import { SessionTracking } from './session-tracking.js';
+import { runWait, type WaitHost } from './session-wait.js';
 import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
 import { DEFAULT_PROFILE, type LinkProfile, type ReadFrom, type ShardSet } from './shards.js';
@@ -86,7 +96,7 @@ const NOT_QUEUED = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'
 /** Commands a MONITOR client may still run; others touch the keyspace and are refused, as in Redis. */
 const KEYSPACE_ERROR = "Replica can't interact with the keyspace";
 
-export class RedisSession implements LocalContext, ClientHandle {
+export class RedisSession implements LocalContext, ClientHandle, WaitHost {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;
@@ -109,6 +119,9 @@ export class RedisSession implements LocalContext, ClientHandle {
   private lastCommandAt = Date.now();
   private lastCommand = 'NULL';
   private readonly dedicatedInUse = new Set<RedisLink>();
+  /** shards this client sent a write to (WAIT counts the replicas that have its writes) */
+  readonly writtenShards = new Set<number>();
+  private readonly tracking: SessionTracking;
   /** the replica chosen per shard in this tick (see read) */
   private readonly tickPicks = new Map<number, NodeStatus>();
   /** commands waiting behind a write that waits for a primary or a read that waits for a replica */
@@ -151,6 +164,45 @@ export class RedisSession implements LocalContext, ClientHandle {
     this.causal = new SessionCausal(ctx.consistency);
     this.tx = new Transactions(this);
     this.fanout = new SessionFanout(this);
+    const self = this; // eslint-disable-line @typescript-eslint/no-this-alias -- getters below read the session's current state
+    this.tracking = new SessionTracking({
+      get resp3() {
+        return self.resp3;
+      },
+      get subscribed() {
+        return self.subscribed;
+      },
+      push: (bytes) => this.push(bytes),
+      shards: ctx.shards,
+      get profile() {
+        return self.profile;
+      },
+      client: (id) => this.client(id),
+    });
+  }
+
+  /** in pub/sub mode (RESP2 clients get redirected invalidations only then) */
+  get subscribed(): boolean {
+    return this.pubsub?.subscribed ?? false;
+  }
+
+  /** An out-of-band message (a tracking invalidation) to this client, after the replies already due. */
+  push(bytes: Buffer): void {
+    if (!this.closed) this.slots.answer(bytes);
+  }
+
+  /** rwsplit's client with this id (this one included), or null. */
+  private client(id: number): RedisSession | null {
+    for (const c of this.ctx.clients()) if (c instanceof RedisSession && c.id === id && !c.closed) return c;
+    return null;
+  }
+
+  trackingInfo(): Buffer {
+    return this.tracking.info(this.resp3);
+  }
+
+  getredir(): number {
+    return this.tracking.getredir();
   }
 
   get serverVersion(): string {
@@ -228,7 +280,11 @@ export class RedisSession implements LocalContext, ClientHandle {
     const now = Date.now();
     const a = this.socket;
     const flags =
-      (this.monitorLinks ? 'O' : '') + (this.pubsub?.subscribed ? 'P' : '') + (this.tx.inMulti ? 'x' : '');
+      (this.monitorLinks ? 'O' : '') +
+      (this.pubsub?.subscribed ? 'P' : '') +
+      (this.tx.inMulti ? 'x' : '') +
+      (this.dedicatedInUse.size > 0 ? 'b' : '') +
+      (this.tracking.on ? 't' : '');
     return {
       id: this.id,
       addr: `${a.remoteAddress ?? ''}:${a.remotePort ?? 0}`,
@@ -280,10 +336,13 @@ export class RedisSession implements LocalContext, ClientHandle {
     const mute = this.replyOff || this.skipNext;
     this.skipNext = false;
     this.slots.muteNew = mute;
+    // CLIENT CACHING applies to the next command other than CLIENT …, as in Redis.
+    this.tracking.beginCommand(name === 'client');
     try {
       this.dispatchOne(name, args, raw);
     } finally {
       this.slots.muteNew = false;
+      this.tracking.endCommand();
     }
   }
 
@@ -328,7 +387,9 @@ export class RedisSession implements LocalContext, ClientHandle {
       this.slots.answer(encodeError(CONNECTION_STATE[name]));
       return;
     }
-    const local = localReply(this, name, args);
+    if (name === 'client' && this.connectionClient(args)) return;
+    // A passthrough user's PING and ECHO go to the server, so its ACL rules apply to them.
+    const local = this.serverChecksAcl(name) ? undefined : localReply(this, name, args);
     if (local !== undefined) {
       if (local !== null) this.slots.answer(local);
       return;
@@ -353,6 +414,11 @@ export class RedisSession implements LocalContext, ClientHandle {
       return;
     }
     this.routeKeyed(name, info, args, raw);
+  }
+
+  /** PING/ECHO of a client logged in as its own user (passthrough): answered by the server. */
+  private serverChecksAcl(name: string): boolean {
+    return (name === 'ping' || name === 'echo') && this.ctx.passthrough && this.creds !== null;
   }
 
   /**
@@ -447,6 +513,14 @@ export class RedisSession implements LocalContext, ClientHandle {
       case 'unwatch':
         this.tx.command(name, args);
         return true;
+      case 'wait':
+      case 'waitaof': {
+        // WAITAOF only where the servers have it (Redis 7.2): else their own unknown-command error.
+        if (!this.ctx.commands.get(name)) return false;
+        const slot = this.slots.open();
+        runWait(this, encodeCommand(args), (r) => this.slots.fill(slot, r));
+        return true;
+      }
       case 'swapdb':
         // A change of the server's data, not of a connection: the (one) shard's primary.
         this.write(0, encodeCommand(args), this.slots.open(), true);
@@ -628,6 +702,7 @@ export class RedisSession implements LocalContext, ClientHandle {
    * change data, so it gets WAIT and the causal position behind it (write-path.ts).
    */
   write(shard: number, raw: Buffer, slot: Slot, mayWrite: boolean): void {
+    if (mayWrite) this.writtenShards.add(shard);
     const fail = (e: Buffer): void => this.slots.fill(slot, e);
     this.withPrimary(shard, fail, (node) => {
       this.ctx.stats.routed(node.spec.id, false);
@@ -647,6 +722,11 @@ export class RedisSession implements LocalContext, ClientHandle {
   // ---- reads -------------------------------------------------------------------------------
 
   read(shard: number, raw: Buffer, slot: Slot, failed: Set<string> | null): void {
+    if (this.tracking.on) {
+      // Tracked reads run on the client's tracking connection to the primary (session-tracking.ts).
+      this.write(shard, raw, slot, false);
+      return;
+    }
     const level = this.causal.level;
     const pin = level === 'read-your-writes' ? this.causal.pin(shard) : null;
     if (pin !== null) {
@@ -729,9 +809,12 @@ export class RedisSession implements LocalContext, ClientHandle {
     this.tickPicks.set(shard, node);
   }
 
-  /** Runs `use` with the shared link to `node`, at once when it is open. */
+  /**
+   * Runs `use` with the shared link to `node` (with CLIENT TRACKING on, the client's tracking
+   * link when `node` is a primary), at once when it is open.
+   */
   withLink(node: NodeStatus, slot: Slot, use: (link: RedisLink) => void): void {
-    const link = this.ctx.shards.link(node, this.id, this.profile);
+    const link = this.tracking.linkTo(node) ?? this.ctx.shards.link(node, this.id, this.profile);
     if (!(link instanceof Promise)) {
       use(link);
       return;
@@ -746,23 +829,134 @@ export class RedisSession implements LocalContext, ClientHandle {
     this.withPrimary(shard, fail, (node) => {
       this.ctx.stats.routed(node.spec.id, false);
       const profile = this.profile;
+      if (mayWrite) this.writtenShards.add(shard);
       this.ctx.shards.dedicated(node, profile).then(
         (link) => {
           if (this.closed) {
             this.ctx.shards.releaseDedicated(node, link, profile);
             return;
           }
-          this.dedicatedInUse.add(link);
           const deliver = (reply: Buffer | null): void => {
-            this.dedicatedInUse.delete(link);
             this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
             this.ctx.shards.releaseDedicated(node, link, profile);
           };
           // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
           // once the command unblocks, since it reads a blocked client's next commands only then.
-          link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
+          this.sendBlocking(
+            link,
+            raw,
+            mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver,
+          );
         },
         (err: Error) => fail(linkFailure(err)),
+      );
+    });
+  }
+
+  /**
+   * Sends a command that may block on a link of this client's own: until it answers, CLIENT
+   * UNBLOCK with this client's id reaches it (the server's id for the link is asked first, in
+   * the same write) and the client's leaving closes it.
+   */
+  sendBlocking(link: RedisLink, raw: Buffer, cb: ReplyCallback): void {
+    void link.serverId();
+    this.dedicatedInUse.add(link);
+    link.send(raw, (reply, info) => {
+      this.dedicatedInUse.delete(link);
+      cb(reply, info);
+    });
+  }
+
+  /** The client's shared link to `node` (WaitHost). */
+  sharedLink(node: NodeStatus, fail: (error: Buffer) => void, use: (link: RedisLink) => void): void {
+    const link = this.ctx.shards.link(node, this.id, this.profile);
+    if (!(link instanceof Promise)) use(link);
+    else link.then(use, (err: Error) => fail(linkFailure(err)));
+  }
+
+  /** A new link of this client's own to `node`, never pooled (WaitHost). */
+  ownLink(node: NodeStatus, fail: (error: Buffer) => void, use: (link: RedisLink) => void): void {
+    this.ctx.shards.exclusive(node, this.profile).then(
+      (link) => {
+        if (this.closed) link.destroy('client left');
+        else use(link);
+      },
+      (err: Error) => fail(linkFailure(err)),
+    );
+  }
+
+  // ---- CLIENT TRACKING / CACHING / UNBLOCK ---------------------------------------------------
+
+  /**
+   * The CLIENT subcommands that act on server connections of the client's own; false for the
+   * others (answered by local-commands.ts). Inside MULTI they are queued and refused there.
+   */
+  private connectionClient(args: Buffer[]): boolean {
+    const sub = args[1]?.toString().toLowerCase();
+    if (sub === 'tracking') {
+      const reply = this.tracking.command(args);
+      if (Buffer.isBuffer(reply)) this.slots.answer(reply);
+      else {
+        // The commands after it are tracked: they wait for its answer.
+        const slot = this.slots.open();
+        this.hold(reply.then((r) => this.slots.fill(slot, r)));
+      }
+      return true;
+    }
+    if (sub === 'caching') {
+      this.slots.answer(this.tracking.caching(args));
+      return true;
+    }
+    if (sub === 'unblock') {
+      this.unblock(args);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * CLIENT UNBLOCK <id> [TIMEOUT|ERROR], `id` as rwsplit's clients see it (CLIENT ID): sent to
+   * the server for the link that client's blocking command runs on. `:0` when that client is
+   * not blocked, as from Redis.
+   */
+  private unblock(args: Buffer[]): void {
+    if (args.length !== 3 && args.length !== 4) {
+      this.slots.answer(encodeError("wrong number of arguments for 'client|unblock' command"));
+      return;
+    }
+    const mode = args.length === 4 ? args[3]!.toString().toLowerCase() : 'timeout';
+    if (mode !== 'timeout' && mode !== 'error') {
+      this.slots.answer(encodeError('CLIENT UNBLOCK reason should be TIMEOUT or ERROR'));
+      return;
+    }
+    const text = args[2]!.toString();
+    if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      this.slots.answer(encodeError('value is not an integer or out of range'));
+      return;
+    }
+    const target = this.client(Number(text));
+    const link = target?.dedicatedInUse.values().next().value;
+    if (!link) {
+      this.slots.answer(encodeInteger(0));
+      return;
+    }
+    const slot = this.slots.open();
+    const node = this.ctx.shards.shards
+      .map((s) => s.topology.get(link.target.nodeId))
+      .find((n) => n !== undefined);
+    void link.serverId().then((serverId) => {
+      if (serverId === null || !node || link.closed) {
+        this.slots.fill(slot, encodeInteger(0));
+        return;
+      }
+      const cmd = encodeCommand(['CLIENT', 'UNBLOCK', String(serverId), ...args.slice(3)]);
+      this.sharedLink(
+        node,
+        (e) => this.slots.fill(slot, e),
+        (l) =>
+          l.send(cmd, (r) =>
+            this.slots.fill(slot, r ?? encodeError(`lost the connection to ${node.spec.id}`)),
+          ),
       );
     });
   }
@@ -843,6 +1037,7 @@ export class RedisSession implements LocalContext, ClientHandle {
     this.pubsub?.close();
     this.pubsub = null;
     this.stopMonitor();
+    this.tracking.stop();
     this.resp3 = false;
     this.name = null;
     this.db = 0;
@@ -889,6 +1084,7 @@ export class RedisSession implements LocalContext, ClientHandle {
     for (const link of this.dedicatedInUse) link.destroy('client left');
     this.dedicatedInUse.clear();
     this.stopMonitor();
+    this.tracking.close();
     this.tx.close(false);
     this.pubsub?.close();
     this.queue = [];

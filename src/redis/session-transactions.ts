@@ -284,6 +284,7 @@ export class Transactions {
     answer: (reply: Buffer) => Buffer,
     done: () => void,
   ): void {
+    this.s.writtenShards.add(shard); // WAIT counts replicas for it
     const last = this.s.ctx.writes.track(link, shard, node, this.s.causal, (r) => {
       this.s.slots.fill(
         slot,

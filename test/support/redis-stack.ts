@@ -1,7 +1,8 @@
 /**
  * Test harness for the Redis proxy: a real Redis cluster (shards × primary + replicas) from
- * the launcher, and an in-process rwsplit in front of it. (rwsplit's config needs a
- * PostgreSQL section too, so a one-node PostgreSQL cluster is started alongside.)
+ * the launcher, and an in-process rwsplit in front of it. rwsplit runs Redis-only unless a test
+ * asks for a PostgreSQL section too (`postgres: true`: a one-node PostgreSQL cluster is started
+ * alongside), which no Redis test needs and which takes seconds to start.
  */
 import { pino } from 'pino';
 import { Rwsplit } from '../../src/app.js';
@@ -11,7 +12,8 @@ import { validateConfig } from '../../src/config/load.js';
 
 export interface RedisStack {
   redis: RedisCluster;
-  pg: PgCluster;
+  /** only with `postgres: true` */
+  pg: PgCluster | null;
   app: Rwsplit;
   port: number;
   httpPort: number;
@@ -21,12 +23,15 @@ export interface RedisStack {
 }
 
 export async function startRedisStack(
-  opts: { cluster?: RedisClusterOptions; redis?: Record<string, unknown> } = {},
+  opts: { cluster?: RedisClusterOptions; redis?: Record<string, unknown>; postgres?: boolean } = {},
 ): Promise<RedisStack> {
   const [redis, pg] = await Promise.all([
     RedisCluster.start({ shards: 2, replicas: 2, ...opts.cluster }),
-    PgCluster.start({ replicas: 0 }),
+    opts.postgres ? PgCluster.start({ replicas: 0 }) : null,
   ]);
+  const stopClusters = async (): Promise<void> => {
+    await Promise.all([redis.stop(), pg?.stop()]);
+  };
   let app: Rwsplit;
   try {
     const config = validateConfig({
@@ -35,7 +40,7 @@ export async function startRedisStack(
         http: { host: '127.0.0.1', port: 0 },
         redis: { host: '127.0.0.1', port: 0 },
       },
-      postgres: { nodes: pg.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
+      ...(pg ? { postgres: { nodes: pg.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) } } : {}),
       redis: {
         shards: redis.shardNames.map((name) => {
           const s = redis.shard(name);
@@ -50,7 +55,7 @@ export async function startRedisStack(
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
   } catch (err) {
-    await Promise.all([redis.stop(), pg.stop()]);
+    await stopClusters();
     throw err;
   }
   return {
@@ -71,7 +76,7 @@ export async function startRedisStack(
     },
     stop: async () => {
       await app.stop();
-      await Promise.all([redis.stop(), pg.stop()]);
+      await stopClusters();
     },
   };
 }
