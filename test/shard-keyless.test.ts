@@ -185,6 +185,16 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
       assert.equal(r.rowCount, o.rowCount, sql);
       assert.ok((o.rowCount ?? 0) > 0, `${sql} changed rows`);
     }
+    // The same through the extended protocol (node-postgres with parameters).
+    for (const [sql, values] of [
+      ['UPDATE items SET qty = qty + $1 WHERE grp = $2', [2, 4]],
+      ['DELETE FROM items WHERE qty < $1', [3]],
+    ] as const) {
+      const r = await c.query(sql, [...values]);
+      const o = await oracle.query(sql, [...values]);
+      assert.equal(r.rowCount, o.rowCount, sql);
+      assert.ok((o.rowCount ?? 0) > 0, `${sql} changed rows`);
+    }
     // RETURNING: the rows of every shard.
     const ret = await c.query('UPDATE items SET qty = qty WHERE grp = 1 RETURNING id');
     const oret = await oracle.query('UPDATE items SET qty = qty WHERE grp = 1 RETURNING id');
@@ -293,11 +303,26 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
     const specs = generateQueries();
     assert.ok(specs.length >= 300, `${specs.length} queries`);
     let ordered = 0;
+    let extended = 0;
+    const runs: { spec: Spec; q: pg.QueryArrayConfig }[] = [];
     for (const spec of specs) {
-      const q = { text: spec.sql, rowMode: 'array' as const };
+      runs.push({ spec, q: { text: spec.sql, rowMode: 'array' } });
+      // The extended protocol (Parse/Bind/Execute), LIMIT and OFFSET as parameters when there are.
+      const values: number[] = [];
+      const text = spec.sql.replace(/\b(LIMIT|OFFSET) (\d+)/g, (_m, w: string, n: string) => {
+        values.push(Number(n));
+        return `${w} $${values.length}`;
+      });
+      runs.push({
+        spec,
+        q: { text, values, rowMode: 'array', queryMode: 'extended' } as pg.QueryArrayConfig,
+      });
+    }
+    for (const { spec, q } of runs) {
+      if ((q as { queryMode?: string }).queryMode === 'extended') extended++;
       const expected = await oracle.query(q);
       const got = await c.query(q).catch((err: Error) => {
-        throw new Error(`${spec.sql}: ${err.message}`);
+        throw new Error(`${q.text}: ${err.message}`);
       });
       assert.equal(got.rowCount, expected.rowCount, spec.sql);
       assert.deepEqual(sortRows(got.rows as Row[]), sortRows(expected.rows as Row[]), spec.sql);
@@ -308,7 +333,8 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
         ordered++;
       }
     }
-    assert.ok(ordered >= specs.length / 2, `${ordered} of ${specs.length} compared in order`);
+    assert.equal(extended, specs.length);
+    assert.ok(ordered >= runs.length / 2, `${ordered} of ${runs.length} compared in order`);
   });
 
   test('what cannot be merged is refused with 0A000 and the reason', async () => {
@@ -344,6 +370,9 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
       n++;
     }
     assert.equal(n, refused.length - 1);
+    // Extended protocol: the same refusal, and the session goes on.
+    await assert.rejects(c.query('SELECT avg(qty) FROM items WHERE grp = $1', [1]), { code: '0A000' });
+    assert.equal((await c.query('SELECT count(*) AS n FROM items WHERE grp = $1', [1])).rows.length, 1);
   });
 });
 

@@ -16,7 +16,6 @@ import {
   decodeErrorFields,
   encodeCommandComplete,
   encodeErrorResponse,
-  encodeQuery,
 } from './protocol/index.js';
 import type { SessionContext, ShardingContext } from './session-context.js';
 import { noPrimaryError } from './session-recovery.js';
@@ -120,8 +119,11 @@ export class ShardFanOut {
     });
   }
 
-  /** A keyless read: the plan's query on one read node per shard, the rows merged. */
-  async mergeRead(plan: MergePlan): Promise<Buffer[]> {
+  /**
+   * A keyless read: the plan's query on one read node per shard, the rows merged. `query`:
+   * the frames to send (the plan's text in a Query, or an extended-protocol group).
+   */
+  async mergeRead(plan: MergePlan, query: Buffer): Promise<Buffer[]> {
     const shards = this.sharding.resolver.shardNames;
     return this.withLeases(shards, false, async (leases) => {
       let bytewise = bytewiseCollation.get(this.sharding);
@@ -133,7 +135,6 @@ export class ShardFanOut {
         bytewise = ['C', 'POSIX'].includes(r.rows[0]?.[0] ?? '');
         bytewiseCollation.set(this.sharding, bytewise);
       }
-      const query = encodeQuery(plan.shardSql);
       const answers = await Promise.all(leases.map((l) => collect(l, query)));
       const failed = answers.findIndex((a) => a.error !== null);
       if (failed >= 0) return [namedError(answers[failed]!.error!, leases[failed]!.shard)];
@@ -187,6 +188,7 @@ export class ShardFanOut {
     } finally {
       for (const l of leases) {
         l.conn.listener = null;
+        l.conn.unnamedKey = null; // an extended-protocol group replaced the unnamed statement
         if (l.conn.closed) l.pool.lost();
         else if (l.open) l.pool.discard(l.conn, 'left in a transaction by a failed statement on every shard');
         else l.pool.release(l.conn);
@@ -220,9 +222,15 @@ function combine(answers: readonly Collected[]): Buffer[] {
   let tag: string | null = null;
   let count = 0n;
   let counted = true;
-  for (const a of answers) {
+  for (const [i, a] of answers.entries()) {
     for (const f of a.frames) {
-      if (f[0] === BackendCode.RowDescription) {
+      if (
+        f[0] === BackendCode.ParseComplete ||
+        f[0] === BackendCode.BindComplete ||
+        f[0] === BackendCode.NoData
+      ) {
+        if (i === 0) out.push(f); // extended protocol: the first shard's acknowledgements
+      } else if (f[0] === BackendCode.RowDescription) {
         if (!described) out.push(f);
         described = true;
       } else if (f[0] === BackendCode.DataRow) out.push(f);

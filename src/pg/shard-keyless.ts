@@ -68,7 +68,11 @@ function outsideTransactionOnly(tokens: readonly Token[]): boolean {
  * What to do with a one-statement text whose shard is unknown, or null when it has no place
  * here (the caller answers with the unknown-shard error).
  */
-export function classifyKeyless(sql: string, resolver: ShardResolver): Keyless | null {
+export function classifyKeyless(
+  sql: string,
+  resolver: ShardResolver,
+  params?: readonly (string | null)[],
+): Keyless | null {
   const { statements } = lex(sql);
   if (statements.length !== 1) return null;
   const tokens = statements[0]!;
@@ -113,7 +117,7 @@ export function classifyKeyless(sql: string, resolver: ShardResolver): Keyless |
     return { kind: 'every-shard', atomic: true, replicated: reference };
   }
   if (first === 'select' && sharded) {
-    const plan = planMerge(tokens, sql);
+    const plan = planMerge(tokens, sql, params);
     return typeof plan === 'string'
       ? { kind: 'refused', error: mergeRefusal(plan) }
       : { kind: 'merge', plan };

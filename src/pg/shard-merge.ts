@@ -48,6 +48,8 @@ export interface MergePlan {
   order: SortKey[];
   limit: number | null;
   offset: number;
+  /** parameters ($n, as indexes) the cut LIMIT/OFFSET referred to: the shard text no longer does */
+  cutParams: number[];
 }
 
 const AGGREGATES = new Set(['count', 'sum', 'min', 'max']);
@@ -177,7 +179,11 @@ function selectItem(item: Token[]): SelectItem | string {
  * The merge plan of a keyless SELECT on a sharded table (`tokens`: its one statement), or the
  * reason it cannot be merged.
  */
-export function planMerge(tokens: readonly Token[], sql: string): MergePlan | string {
+export function planMerge(
+  tokens: readonly Token[],
+  sql: string,
+  params?: readonly (string | null)[],
+): MergePlan | string {
   for (let i = 1; i < tokens.length; i++) {
     const w = word(tokens, i);
     if (w === 'select') return 'a subquery';
@@ -277,14 +283,18 @@ export function planMerge(tokens: readonly Token[], sql: string): MergePlan | st
   }
   let limit: number | null = null;
   let offset = 0;
+  const cutParams: number[] = [];
   let j = tailStart;
   while (j < tokens.length) {
     const w = word(tokens, j);
     const t = tokens[j + 1];
+    const value =
+      t?.kind === 'param' ? params?.[Number(t.text.slice(1)) - 1] : t?.kind === 'number' ? t.text : undefined;
     if (w === 'limit' && word(tokens, j + 1) === 'all') j += 2;
-    else if ((w === 'limit' || w === 'offset') && t?.kind === 'number' && /^\d+$/.test(t.text)) {
-      if (w === 'limit') limit = Number(t.text);
-      else offset = Number(t.text);
+    else if ((w === 'limit' || w === 'offset') && value != null && /^\d+$/.test(value)) {
+      if (t?.kind === 'param') cutParams.push(Number(t.text.slice(1)) - 1);
+      if (w === 'limit') limit = Number(value);
+      else offset = Number(value);
       j += 2;
       if (w === 'offset' && (word(tokens, j) === 'row' || word(tokens, j) === 'rows')) j++;
     } else return 'LIMIT/OFFSET other than numbers';
@@ -292,12 +302,21 @@ export function planMerge(tokens: readonly Token[], sql: string): MergePlan | st
   let shardSql = sql;
   if (tailStart < tokens.length) {
     // The tail is LIMIT/OFFSET numbers only (checked above); cut it from the text.
-    const cut = /(\s+(limit\s+(all|\d+)|offset\s+\d+(\s+rows?)?))+\s*;?\s*$/i.exec(sql);
+    const cut = /(\s+(limit\s+(all|\d+|\$\d+)|offset\s+(\d+|\$\d+)(\s+rows?)?))+\s*;?\s*$/i.exec(sql);
     if (cut === null) return 'a LIMIT/OFFSET written in a way rwsplit cannot cut (a comment after it?)';
     shardSql = sql.slice(0, cut.index);
     if (!aggregate && limit !== null) shardSql += ` LIMIT ${limit + offset}`;
   }
-  return { shardSql, combine: items.map((it) => it.combine), aggregate, distinct, order, limit, offset };
+  return {
+    shardSql,
+    combine: items.map((it) => it.combine),
+    aggregate,
+    distinct,
+    order,
+    limit,
+    offset,
+    cutParams,
+  };
 }
 
 /** The select item an ORDER BY / GROUP BY item names: by position, name or the same expression; -1 if none. */

@@ -13,6 +13,9 @@ import type { CausalReads } from './causal-reads.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { InternalQueryError, internalQuery } from './internal-query.js';
 import {
+  BackendCode,
+  BIND_COMPLETE,
+  PARSE_COMPLETE,
   decodeQuery,
   encodeCommandComplete,
   encodeNoticeResponse,
@@ -33,12 +36,14 @@ import {
 import { chooseShard } from './shard-choice.js';
 import { ShardFanOut } from './shard-fanout.js';
 import { classifyKeyless } from './shard-keyless.js';
+import { extendedGroup, rewrittenGroup, type ExtendedGroup } from './shard-extended.js';
 import { settingChange, type SettingChange } from './shard-session-state.js';
 import { lex } from './classifier/lexer.js';
 import type { ClientStatements } from './statement-registry.js';
 import type { Participant } from './twopc/index.js';
 
 const BEGIN = encodeQuery('BEGIN');
+const INT8_OID = 20;
 
 /** A backend holding this session's transaction on one shard. */
 export interface Participation {
@@ -170,7 +175,9 @@ export class ShardTransaction {
       case 'unknown': {
         if (!s.currentBackend && this.isTransactionControl(first)) return true; // BEGIN waits for its first statement
         const keyless =
-          simple !== null && statements?.length === 1 ? this.placeKeyless(simple, inTransaction) : null;
+          simple !== null && statements?.length === 1
+            ? this.placeKeyless(simple, null, inTransaction)
+            : this.placeExtendedKeyless(inTransaction);
         if (keyless !== null) return keyless;
         if (s.currentBackend && inTransaction) return true; // the transaction's current shard
         s.failBatch(this.sharding.resolver.unknownShardError(), s.clientTxStatus());
@@ -370,14 +377,14 @@ export class ShardTransaction {
       s.waitingForIdle = true;
       return false;
     }
-    this.runOwn(() => this.fanOut.applySetting(first, change));
+    this.runOwn(1, () => this.fanOut.applySetting(first, change));
     return false;
   }
 
   /** A one-statement text whose shard is unknown: run on every shard, or refused with the reason; null if neither. */
-  private placeKeyless(sql: string, inTransaction: boolean): boolean | null {
+  private placeKeyless(sql: string, group: ExtendedGroup | null, inTransaction: boolean): boolean | null {
     const s = this.session;
-    const keyless = classifyKeyless(sql, this.sharding.resolver);
+    const keyless = classifyKeyless(sql, this.sharding.resolver, group?.params);
     if (keyless === null) return null;
     if (keyless.kind === 'refused') {
       s.failBatch(keyless.error, s.clientTxStatus());
@@ -398,13 +405,36 @@ export class ShardTransaction {
       s.waitingForIdle = true;
       return false;
     }
-    const frame = s.batch[0]!;
-    this.runOwn(() =>
-      keyless.kind === 'merge'
-        ? this.fanOut.mergeRead(keyless.plan)
-        : this.fanOut.everyShard(frame, keyless.atomic, keyless.replicated),
-    );
+    const frames = s.batch.slice();
+    if (keyless.kind === 'every-shard') {
+      this.runOwn(frames.length, () =>
+        this.fanOut.everyShard(Buffer.concat(frames), keyless.atomic, keyless.replicated),
+      );
+      return false;
+    }
+    const plan = keyless.plan;
+    if (group === null) {
+      this.runOwn(1, () => this.fanOut.mergeRead(plan, encodeQuery(plan.shardSql)));
+      return false;
+    }
+    // The LIMIT/OFFSET parameters cut from the text are still bound: declare their type.
+    const types = [...group.paramTypes];
+    while (types.length < group.params.length) types.push(0);
+    for (const i of plan.cutParams) if (types[i] === 0) types[i] = INT8_OID;
+    const query = rewrittenGroup(frames, group, plan.shardSql, types);
+    this.runOwn(frames.length, async () => {
+      const merged = await this.fanOut.mergeRead(plan, query);
+      if (merged[0]?.[0] === BackendCode.ErrorResponse) return merged;
+      const rows = group.describe ? merged : merged.filter((f) => f[0] !== BackendCode.RowDescription);
+      return [PARSE_COMPLETE, BIND_COMPLETE, ...rows];
+    });
     return false;
+  }
+
+  /** An extended-protocol group (Parse, Bind, Execute, Sync on the unnamed statement) with no shard. */
+  private placeExtendedKeyless(inTransaction: boolean): boolean | null {
+    const group = extendedGroup(this.session.batch);
+    return group === null ? null : this.placeKeyless(group.sql, group, inTransaction);
   }
 
   /**
@@ -429,9 +459,9 @@ export class ShardTransaction {
   }
 
   /** Takes the request off the batch, holds the client's others while `work` runs, and answers with its frames. */
-  private runOwn(work: () => Promise<Buffer[]>): void {
+  private runOwn(count: number, work: () => Promise<Buffer[]>): void {
     const s = this.session;
-    s.shiftBatch();
+    for (let i = 0; i < count; i++) s.shiftBatch();
     s.gated = true;
     void work()
       .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
