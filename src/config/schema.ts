@@ -270,6 +270,8 @@ const fullSchema = z.strictObject({
         defaultShard: z.string().min(1).optional(),
         /** `table → column`: simple statements on these tables are routed by that column's value */
         tables: z.array(z.strictObject({ table: z.string().min(1), column: z.string().min(1) })).default([]),
+        /** unsharded tables every shard holds in full: reads go to any shard, writes to all (two-phase commit) */
+        referenceTables: z.array(z.string().min(1)).default([]),
         twoPhase: z
           .strictObject({
             /** the shard whose primary keeps the coordinator log (table rwsplit_2pc_log) */

@@ -12,7 +12,7 @@ export interface ShardTarget {
   conn: BackendConnection;
 }
 
-interface Collected {
+export interface Collected {
   frames: Buffer[];
   error: Buffer | null;
 }
@@ -46,7 +46,8 @@ export async function readAllShards(query: Buffer, targets: readonly ShardTarget
   return out;
 }
 
-function collect(target: ShardTarget, query: Buffer): Promise<Collected> {
+/** Sends one Query frame and gathers its answer up to ReadyForQuery (the error apart). */
+export function collect(target: ShardTarget, query: Buffer): Promise<Collected> {
   const { conn } = target;
   const previous = conn.listener;
   return new Promise((resolve) => {

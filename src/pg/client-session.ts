@@ -473,6 +473,9 @@ export class ClientSession
 
   /** Sends the routed batch on a backend just leased (a deferred BEGIN goes first). */
   startLease(conn: BackendConnection): void {
+    // Sharded: the session's SET statements, on a backend that does not have them yet.
+    const sync = this.shards?.syncQuery(conn) ?? null;
+    if (sync !== null) this.translator.injectQuery(sync, conn);
     if (this.deferredBegin) {
       // Goes ahead of the batch, in the same write; its answer is swallowed.
       this.translator.injectQuery(this.deferredBegin, conn);

@@ -27,11 +27,19 @@ import { GenerationalCache } from './classifier/cache.js';
 import { lex } from './classifier/lexer.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { findShardHints, type ShardHints } from './shard-hints.js';
-import { TableRules, touchesNoTable, type KeyRef, type TableRule } from './shard-rules.js';
+import {
+  parseIdentifierChain,
+  tableKey,
+  TableRuleError,
+  TableRules,
+  touchesNoTable,
+  type KeyRef,
+  type TableRule,
+} from './shard-rules.js';
 import { createRing, type Ring, type RingKind } from '../sharding/ring.js';
 import type { KeyHashName } from '../sharding/hash-functions.js';
 
-export { TableRuleError } from './shard-rules.js';
+export { TableRuleError };
 
 /** How a shard was chosen. */
 export type ShardVia = 'hint-shard' | 'hint-key' | 'table-rule' | 'default';
@@ -53,6 +61,8 @@ export interface ShardingRules {
   hash: { distribution: RingKind; function: KeyHashName };
   defaultShard?: string | undefined;
   tables: readonly TableRule[];
+  /** tables every shard holds in full: read from any shard, written on all */
+  referenceTables?: readonly string[] | undefined;
 }
 
 /** Options of a {@link ShardResolver}. */
@@ -96,6 +106,9 @@ export class ShardResolver {
   /** per shard index: the frozen results, so a hot path allocates nothing */
   private readonly results: Record<ShardVia, ShardResolution>[];
   private readonly fallback: ShardResolution;
+  /** normalised names of the reference tables */
+  private readonly references: Set<string>;
+  readonly isReference = (parts: readonly string[]): boolean => this.references.has(tableKey(parts));
   /** round-robin position of {@link anyShard} */
   private nextAny = 0;
 
@@ -112,6 +125,19 @@ export class ShardResolver {
       { hash: sharding.hash.function },
     );
     this.rules = new TableRules(sharding.tables);
+    this.references = new Set();
+    for (const [i, name] of (sharding.referenceTables ?? []).entries()) {
+      const parts = parseIdentifierChain(name);
+      if (parts === null || parts.length > 3)
+        throw new TableRuleError(
+          `postgres.sharding.referenceTables.${i}: '${name}' is not a table name like countries or app.countries`,
+        );
+      if (this.rules.covers(parts))
+        throw new TableRuleError(
+          `postgres.sharding.referenceTables.${i}: '${name}' also has a rule in postgres.sharding.tables`,
+        );
+      this.references.add(tableKey(parts));
+    }
     this.cache = new GenerationalCache(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MAX_CACHED_CHARS);
     this.keyCache = new GenerationalCache(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MAX_CACHED_KEY_CHARS);
     this.results = shardNames.map((shard) => {
@@ -175,6 +201,11 @@ export class ShardResolver {
     return this.results[index]?.['table-rule'] ?? this.fallback;
   }
 
+  /** Whether a rule covers the table (name parts, normalised). */
+  isSharded(parts: readonly string[]): boolean {
+    return this.rules.covers(parts);
+  }
+
   /**
    * The error a statement gets when its shard cannot be determined: it names the three ways
    * to give one and the default-shard setting.
@@ -211,7 +242,8 @@ export class ShardResolver {
     const hints = findShardHints(sql);
     if (hints !== null) return { kind: 'done', result: this.followHints(hints) };
     const statements = lex(sql).statements;
-    if (statements.length > 0 && statements.every(touchesNoTable)) return { kind: 'done', result: ANYWHERE };
+    if (statements.length > 0 && statements.every((t) => touchesNoTable(t, this.isReference)))
+      return { kind: 'done', result: ANYWHERE };
     if (this.rules.size === 0) return UNKNOWN_PLAN;
     const shards = new Set<number>();
     const params: number[] = [];

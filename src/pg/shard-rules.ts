@@ -166,6 +166,11 @@ export class TableRules {
     return where === null ? null : whereKeys(tokens, where.next, { ...target, alias: where.alias });
   }
 
+  /** Whether a rule covers the table (its name parts, normalised). */
+  covers(parts: readonly string[]): boolean {
+    return this.columns.has(joinParts(parts));
+  }
+
   /** The table named at `i` if a rule covers it, with its key column. */
   private target(tokens: readonly Token[], i: number): Target | null {
     const name = readName(tokens, i);
@@ -204,7 +209,10 @@ const TABLELESS_FIRST = new Set(['select', 'show', 'values']);
  * gives the same answer on every shard, catalogs aside, which are each shard's own.
  * Conservative: any other FROM (a table, a function, `extract(… FROM …)`) answers false.
  */
-export function touchesNoTable(tokens: readonly Token[]): boolean {
+export function touchesNoTable(
+  tokens: readonly Token[],
+  isReference?: (parts: readonly string[]) => boolean,
+): boolean {
   const first = wordAt(tokens, 0);
   if (first === undefined || !TABLELESS_FIRST.has(first)) return false;
   /** depth of the FROM list being read (items separated by commas), or -1 */
@@ -214,10 +222,16 @@ export function touchesNoTable(tokens: readonly Token[]): boolean {
     const w = wordAt(tokens, i);
     if (w === 'into') return false; // SELECT … INTO creates a table
     if (w === 'from' || w === 'join') {
-      if (!catalogAt(tokens, i + 1)) return false;
+      if (!catalogAt(tokens, i + 1) && !referenceAt(tokens, i + 1, isReference)) return false;
       fromDepth = t.depth;
     } else if (fromDepth >= 0 && t.depth === fromDepth) {
-      if (t.kind === 'punct' && t.text === ',' && !catalogAt(tokens, i + 1)) return false;
+      if (
+        t.kind === 'punct' &&
+        t.text === ',' &&
+        !catalogAt(tokens, i + 1) &&
+        !referenceAt(tokens, i + 1, isReference)
+      )
+        return false;
       if (w !== undefined && FROM_LIST_END.has(w)) fromDepth = -1;
     } else if (t.depth < fromDepth) fromDepth = -1;
   }
@@ -226,6 +240,35 @@ export function touchesNoTable(tokens: readonly Token[]): boolean {
 
 /** Words that end a FROM list: the clauses that may follow it, and a JOIN's condition. */
 const FROM_LIST_END: ReadonlySet<string> = new Set([...AFTER_INTO_TARGET, 'on', 'using']);
+
+/** A reference table's name at `i` (`postgres.sharding.referenceTables`): every shard holds all its rows. */
+function referenceAt(
+  tokens: readonly Token[],
+  i: number,
+  isReference: ((parts: readonly string[]) => boolean) | undefined,
+): boolean {
+  if (isReference === undefined) return false;
+  const name = readName(tokens, i);
+  return name !== null && isReference(name.parts);
+}
+
+/** The table a statement writes (INSERT INTO, UPDATE, DELETE FROM) or first reads (SELECT … FROM), as name parts. */
+export function statementTable(tokens: readonly Token[]): string[] | null {
+  const first = wordAt(tokens, 0);
+  let at = -1;
+  if (first === 'insert' && wordAt(tokens, 1) === 'into') at = 2;
+  else if (first === 'update') at = wordAt(tokens, 1) === 'only' ? 2 : 1;
+  else if (first === 'delete' && wordAt(tokens, 1) === 'from') at = wordAt(tokens, 2) === 'only' ? 3 : 2;
+  else if (first === 'select') {
+    for (let i = 1; i < tokens.length && at < 0; i++)
+      if (tokens[i]?.depth === 0 && wordAt(tokens, i) === 'from')
+        at = wordAt(tokens, i + 1) === 'only' ? i + 2 : i + 1;
+  }
+  return at < 0 ? null : (readName(tokens, at)?.parts ?? null);
+}
+
+/** Joins name parts the way table rules key them. */
+export const tableKey = joinParts;
 
 /** A system catalog's name at `i`: `pg_…`, or `pg_catalog.…` / `information_schema.…`. */
 function catalogAt(tokens: readonly Token[], i: number): boolean {

@@ -12,7 +12,16 @@ import { readAllShards } from './all-shards-read.js';
 import type { CausalReads } from './causal-reads.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { InternalQueryError, internalQuery } from './internal-query.js';
-import { encodeCommandComplete, encodeNoticeResponse, encodeQuery, FrontendCode } from './protocol/index.js';
+import {
+  BackendCode,
+  BIND_COMPLETE,
+  PARSE_COMPLETE,
+  decodeQuery,
+  encodeCommandComplete,
+  encodeNoticeResponse,
+  encodeQuery,
+  FrontendCode,
+} from './protocol/index.js';
 import { classifyQuery, decideRoute } from './route-decision.js';
 import type { SessionContext, ShardingContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
@@ -25,10 +34,16 @@ import {
   type SessionRecovery,
 } from './session-recovery.js';
 import { chooseShard } from './shard-choice.js';
+import { ShardFanOut } from './shard-fanout.js';
+import { classifyKeyless } from './shard-keyless.js';
+import { extendedGroup, rewrittenGroup, type ExtendedGroup } from './shard-extended.js';
+import { settingChange, type SettingChange } from './shard-session-state.js';
+import { lex } from './classifier/lexer.js';
 import type { ClientStatements } from './statement-registry.js';
 import type { Participant } from './twopc/index.js';
 
 const BEGIN = encodeQuery('BEGIN');
+const INT8_OID = 20;
 
 /** A backend holding this session's transaction on one shard. */
 export interface Participation {
@@ -53,6 +68,8 @@ export interface ShardSessionHost {
   readonly closed: boolean;
   /** a BEGIN answered by the proxy, sent ahead of the next batch */
   deferredBegin: Buffer | null;
+  /** the transaction is over for the proxy: the next statements get this error until ROLLBACK */
+  abortedTx: RwsplitPgError | null;
   /** the shard the batch being routed belongs to */
   shard: string;
   /** a batch waits for the leased backend to go idle */
@@ -86,6 +103,10 @@ export class ShardTransaction {
   private readonly parked = new Map<string, Participation>();
   /** the BEGIN that opened the transaction, replayed on each shard it reaches */
   beginFrame: Buffer = BEGIN;
+  /** the transaction's SET LOCAL statements, replayed after its BEGIN on each shard it reaches later */
+  private txLocals: string[] = [];
+  /** statements run on every shard, and the session's settings on every backend */
+  readonly fanOut: ShardFanOut;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -95,7 +116,19 @@ export class ShardTransaction {
     private readonly causal: CausalReads,
     private readonly recovery: SessionRecovery,
     private readonly session: ShardSessionHost,
-  ) {}
+  ) {
+    this.fanOut = new ShardFanOut(ctx, sharding, {
+      poolFor: (node) => session.poolFor(node),
+      readNodeOf: (shard) => this.readNodeOf(shard),
+      commitAll: (all) => this.twoPhaseCommit(all),
+    });
+  }
+
+  /** The query that brings a backend just leased to this session's settings, or null. */
+  syncQuery(conn: BackendConnection): Buffer | null {
+    const sql = this.fanOut.state.syncQuery(conn);
+    return sql === null ? null : encodeQuery(sql);
+  }
 
   /**
    * Sets the session's shard for the queued batch, or handles the batch itself (an error, a
@@ -107,6 +140,11 @@ export class ShardTransaction {
     const first = s.batch[0]!;
     if (this.parked.size > 0 && s.currentBackend && this.endsSpanningTransaction(first)) return false;
     const inTransaction = (s.currentBackend !== null && s.txStatus !== TX_IDLE) || s.deferredBegin !== null;
+    if (!inTransaction) this.txLocals = [];
+    const simple = s.batch.length === 1 && first[0] === FrontendCode.Query ? decodeQuery(first) : null;
+    const statements = simple === null ? null : lex(simple).statements;
+    const change = statements?.length === 1 ? settingChange(statements[0]!, simple!) : null;
+    if (change !== null) return this.placeSetting(first, change, inTransaction);
     const choice = chooseShard(s.batch, this.statements, this.sharding.resolver, this.settings.shardKey);
     switch (choice.kind) {
       case 'none':
@@ -134,11 +172,17 @@ export class ShardTransaction {
         if (!s.currentBackend && this.isTransactionControl(first)) return true;
         s.failBatch(this.sharding.resolver.unknownShardError(), s.clientTxStatus());
         return false;
-      case 'unknown':
-        if (s.currentBackend && inTransaction) return true; // the transaction's current shard
+      case 'unknown': {
         if (!s.currentBackend && this.isTransactionControl(first)) return true; // BEGIN waits for its first statement
+        const keyless =
+          simple !== null && statements?.length === 1
+            ? this.placeKeyless(simple, null, inTransaction)
+            : this.placeExtendedKeyless(inTransaction);
+        if (keyless !== null) return keyless;
+        if (s.currentBackend && inTransaction) return true; // the transaction's current shard
         s.failBatch(this.sharding.resolver.unknownShardError(), s.clientTxStatus());
         return false;
+      }
       case 'shard':
         return this.placeOn(choice.shard);
     }
@@ -220,8 +264,11 @@ export class ShardTransaction {
       this.parked.delete(target);
       s.attachLease(back);
     } else {
-      // The transaction reaches a new shard: its BEGIN goes ahead of the batch there.
-      s.deferredBegin = this.beginFrame;
+      // The transaction reaches a new shard: its BEGIN (and SET LOCALs) go ahead of the batch there.
+      s.deferredBegin =
+        this.txLocals.length === 0
+          ? this.beginFrame
+          : encodeQuery(`${decodeQuery(this.beginFrame).replace(/;\s*$/, '')}; ${this.txLocals.join('; ')}`);
     }
     s.dispatch();
   }
@@ -295,6 +342,135 @@ export class ShardTransaction {
     });
   }
 
+  /**
+   * A SET/RESET of a server parameter. Outside a transaction the session's settings change
+   * (tried on one shard first, then applied on each backend the session leases); SET LOCAL in a
+   * transaction goes to its current shard and is replayed on the shards it reaches later.
+   */
+  private placeSetting(first: Buffer, change: SettingChange, inTransaction: boolean): boolean {
+    const s = this.session;
+    if (change.kind === 'local') {
+      if (inTransaction) this.txLocals.push(change.sql);
+      if (s.currentBackend) return true;
+      return this.placeOn(this.sharding.resolver.anyShard());
+    }
+    if (inTransaction) {
+      this.refuseInTransaction(
+        new RwsplitPgError(
+          'SHARD_SET_IN_TRANSACTION',
+          SqlState.FeatureNotSupported,
+          'rwsplit: SET and RESET of session settings inside a transaction are not supported on a sharded endpoint',
+          'Run SET outside the transaction, or use SET LOCAL for this transaction only.',
+        ),
+      );
+      return false;
+    }
+    if (s.currentBackend && s.pinnedBy) {
+      // Pinned to this backend (LISTEN, a temporary table…): the SET runs there, and is kept
+      // for the backends of other shards.
+      this.fanOut.state.record(change);
+      this.fanOut.state.markApplied(s.currentBackend);
+      return true;
+    }
+    if (s.currentBackend) {
+      // A backend still leased (answers pending): the setting waits until it is given back.
+      s.waitingForIdle = true;
+      return false;
+    }
+    this.runOwn(1, () => this.fanOut.applySetting(first, change));
+    return false;
+  }
+
+  /** A one-statement text whose shard is unknown: run on every shard, or refused with the reason; null if neither. */
+  private placeKeyless(sql: string, group: ExtendedGroup | null, inTransaction: boolean): boolean | null {
+    const s = this.session;
+    const keyless = classifyKeyless(sql, this.sharding.resolver, group?.params);
+    if (keyless === null) return null;
+    if (keyless.kind === 'refused') {
+      s.failBatch(keyless.error, s.clientTxStatus());
+      return false;
+    }
+    if (inTransaction) {
+      this.refuseInTransaction(
+        new RwsplitPgError(
+          'SHARD_EVERY_SHARD_IN_TRANSACTION',
+          SqlState.FeatureNotSupported,
+          'rwsplit: this statement has no shard key and runs on every shard, which is supported outside a transaction block only',
+          'Run it on its own (autocommit), or give the shard with a /* rwsplit:shard=NAME */ comment.',
+        ),
+      );
+      return false;
+    }
+    if (s.currentBackend) {
+      s.waitingForIdle = true;
+      return false;
+    }
+    const frames = s.batch.slice();
+    if (keyless.kind === 'every-shard') {
+      this.runOwn(frames.length, () =>
+        this.fanOut.everyShard(Buffer.concat(frames), keyless.atomic, keyless.replicated),
+      );
+      return false;
+    }
+    const plan = keyless.plan;
+    if (group === null) {
+      this.runOwn(1, () => this.fanOut.mergeRead(plan, encodeQuery(plan.shardSql)));
+      return false;
+    }
+    // The LIMIT/OFFSET parameters cut from the text are still bound: declare their type.
+    const types = [...group.paramTypes];
+    while (types.length < group.params.length) types.push(0);
+    for (const i of plan.cutParams) if (types[i] === 0) types[i] = INT8_OID;
+    const query = rewrittenGroup(frames, group, plan.shardSql, types);
+    this.runOwn(frames.length, async () => {
+      const merged = await this.fanOut.mergeRead(plan, query);
+      if (merged[0]?.[0] === BackendCode.ErrorResponse) return merged;
+      const rows = group.describe ? merged : merged.filter((f) => f[0] !== BackendCode.RowDescription);
+      return [PARSE_COMPLETE, BIND_COMPLETE, ...rows];
+    });
+    return false;
+  }
+
+  /** An extended-protocol group (Parse, Bind, Execute, Sync on the unnamed statement) with no shard. */
+  private placeExtendedKeyless(inTransaction: boolean): boolean | null {
+    const group = extendedGroup(this.session.batch);
+    return group === null ? null : this.placeKeyless(group.sql, group, inTransaction);
+  }
+
+  /**
+   * A statement refused inside a transaction block. A transaction that has reached no server
+   * yet (a BEGIN the proxy answered) fails as the server's would: every statement gets 25P02
+   * until ROLLBACK. One that runs on a shard goes on there.
+   */
+  private refuseInTransaction(err: RwsplitPgError): void {
+    const s = this.session;
+    if (s.currentBackend === null && s.deferredBegin !== null) {
+      s.deferredBegin = null;
+      s.failBatch(err, TX_FAILED);
+      s.abortedTx = new RwsplitPgError(
+        'IN_FAILED_TRANSACTION',
+        '25P02',
+        'current transaction is aborted, commands ignored until end of transaction block',
+        'Send ROLLBACK.',
+      );
+      return;
+    }
+    s.failBatch(err, s.clientTxStatus());
+  }
+
+  /** Takes the request off the batch, holds the client's others while `work` runs, and answers with its frames. */
+  private runOwn(count: number, work: () => Promise<Buffer[]>): void {
+    const s = this.session;
+    for (let i = 0; i < count; i++) s.shiftBatch();
+    s.gated = true;
+    void work()
+      .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
+      .then((frames) => {
+        s.gated = false;
+        if (!s.closed) s.reply(frames, TX_IDLE);
+      });
+  }
+
   private async twoPhaseCommit(all: readonly Participation[]): Promise<Buffer[]> {
     const timeoutMs = this.sharding.statementTimeoutMs;
     const participants: Participant[] = all.map((p) => ({
@@ -347,6 +523,10 @@ export class ShardTransaction {
         const pool = s.poolFor(node);
         leases.push({ pool, conn: await pool.acquire() });
       }
+      for (const l of leases) {
+        const sync = this.fanOut.state.syncQuery(l.conn);
+        if (sync !== null) await internalQuery(l.conn, sync);
+      }
       return readAllShards(
         frame,
         leases.map((l, i) => ({ shard: shards[i]!, conn: l.conn })),
@@ -365,9 +545,15 @@ export class ShardTransaction {
   }
 
   /** The node an all-shards read uses on `shard`: the primary under `strong`, else a read node. */
-  private readNodeOf(shard: string): NodeStatus {
+  readNodeOf(shard: string): NodeStatus {
     let node: NodeStatus | undefined;
-    if (this.settings.consistency === 'strong') node = this.ctx.topology.primary(shard);
+    // Under read-your-writes, a shard this session wrote on is read on its primary: these reads
+    // do not wait for a replica to replay the session's writes.
+    if (
+      this.settings.consistency === 'strong' ||
+      (this.settings.consistency === 'read-your-writes' && this.settings.token.has(shard))
+    )
+      node = this.ctx.topology.primary(shard);
     else {
       const d = this.ctx.readRouter.pick(undefined, { shard });
       if (d.ok) node = d.node;
