@@ -53,8 +53,13 @@ export class RwsplitPool extends EventEmitter implements Queryable {
     const resolved = resolveOptions(options);
     this.router = new PgRouter(resolved.pg, resolved.login, resolved.logger);
     // pg.Pool's events, from the node pools: the physical pg.Client is their argument.
-    for (const ev of ['connect', 'acquire', 'release', 'remove', 'error'] as const)
+    for (const ev of ['connect', 'acquire', 'release', 'remove'] as const)
       this.router.on(ev, (...args: unknown[]) => this.emit(ev, ...args));
+    // An idle connection lost (a node died) is reported to listeners; unlike pg.Pool, no
+    // listener does not make it an uncaught exception: the node just leaves rotation.
+    this.router.on('error', (...args: unknown[]) => {
+      if (this.listenerCount('error') > 0) this.emit('error', ...args);
+    });
     this.router.topology.on('event', (e: TopologyEvent) => this.emit('node', e));
   }
 

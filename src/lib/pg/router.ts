@@ -27,6 +27,8 @@ const POLL_MS = 1;
 export interface Lease {
   client: pg.PoolClient;
   node: NodeStatus;
+  /** listens for the connection's errors while it is leased (pg.Pool listens only while idle) */
+  onError: (err: Error) => void;
 }
 
 /** A routing failure with the SQLSTATE the proxy would answer with. */
@@ -51,6 +53,9 @@ export function isConnectionError(err: unknown): boolean {
   const msg = typeof e?.message === 'string' ? e.message : '';
   return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(msg);
 }
+
+/** The node a connection attempt failed on, for the caller's retry (the error is pg's own). */
+export const failedNode = new WeakMap<object, string>();
 
 export class PgRouter extends EventEmitter {
   readonly topology: Topology;
@@ -149,14 +154,22 @@ export class PgRouter extends EventEmitter {
   /** Leases a connection on the writable primary, waiting up to failover.bufferMs for one. */
   async leasePrimary(): Promise<Lease> {
     await this.ready;
-    const node = await this.topology.whenWritable(SHARD, this.config.failover.bufferMs);
-    if (!node)
-      throw new RoutingError(
-        `no writable primary: ${this.describeNodes()}`,
-        '57P03',
-        'Check the PostgreSQL servers given in nodes; with failover follow, writes resume once a primary answers.',
-      );
-    return this.lease(node);
+    const deadline = Date.now() + this.config.failover.bufferMs;
+    for (;;) {
+      const node = await this.topology.whenWritable(SHARD, Math.max(0, deadline - Date.now()));
+      if (!node)
+        throw new RoutingError(
+          `no writable primary within failover.bufferMs (${this.config.failover.bufferMs} ms): ${this.describeNodes()}`,
+          '57P03',
+          'Check the PostgreSQL servers given in nodes; with failover follow, writes resume once a primary answers.',
+        );
+      try {
+        return await this.lease(node);
+      } catch (err) {
+        // Nothing was sent: the write waits for a primary that answers (lease marked this one down).
+        if (!isConnectionError(err) || Date.now() >= deadline) throw err;
+      }
+    }
   }
 
   /**
@@ -187,6 +200,7 @@ export class PgRouter extends EventEmitter {
       ready = await this.awaitReplay(lease, t);
     } catch (err) {
       this.done(lease, err);
+      if (typeof err === 'object' && err) failedNode.set(err, lease.node.spec.id);
       throw err;
     }
     if (ready) return lease;
@@ -230,10 +244,18 @@ export class PgRouter extends EventEmitter {
     const pool = this.pools.get(node.spec.id)!;
     try {
       const client = await pool.connect();
-      return { client, node };
+      // A server that dies between two statements of a lease (FATAL, reset) is reported on the
+      // connection, not to a query: it must not become an uncaught exception.
+      const onError = (err: Error): void => {
+        if (isConnectionError(err)) this.topology.markDown(node.spec.id, `connection lost: ${err.message}`);
+      };
+      client.on('error', onError);
+      return { client, node, onError };
     } catch (err) {
-      if (isConnectionError(err))
+      if (isConnectionError(err)) {
         this.topology.markDown(node.spec.id, `connect failed: ${(err as Error).message}`);
+        failedNode.set(err as object, node.spec.id);
+      }
       throw err;
     }
   }
@@ -259,6 +281,7 @@ export class PgRouter extends EventEmitter {
   done(lease: Lease, err?: unknown, destroy = false): void {
     const lost = err !== undefined && isConnectionError(err);
     if (lost) this.topology.markDown(lease.node.spec.id, `connection lost: ${(err as Error).message}`);
+    lease.client.off('error', lease.onError);
     // A statement's own error leaves the connection usable; a lost one or session state does not.
     lease.client.release(lost ? (err as Error) : destroy ? true : undefined);
   }

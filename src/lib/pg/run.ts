@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { formatPgToken, parsePgToken, type CausalToken } from '../../core/causal.js';
 import type { RouteDecision } from '../../pg/route-decision.js';
-import { isConnectionError, SHARD, type Lease, type PgRouter } from './router.js';
+import { failedNode, isConnectionError, SHARD, type Lease, type PgRouter } from './router.js';
 
 /** A query config as pg takes it, plus a per-request causal token. */
 export interface RoutedQueryConfig extends pg.QueryConfig {
@@ -98,14 +98,16 @@ export async function runStatement(
   const token = readToken(router, scope, causalToken);
   const failed = new Set<string>();
   for (;;) {
-    const lease = await router.leaseRead(token, router.consistency, failed);
+    let lease: Lease | null = null;
     try {
+      lease = await router.leaseRead(token, router.consistency, failed);
       return await runOn(router, lease, pgConfig, d, scope);
     } catch (err) {
-      // The node died under an autocommit read: the same read on another node.
+      // The node died under an autocommit read, or refused it: the same read on another node.
+      const node = lease?.node.spec.id ?? (typeof err === 'object' && err ? failedNode.get(err) : undefined);
       const retry = router.config.routing.retryReads && d.retryable && isConnectionError(err);
-      if (!retry || failed.has(lease.node.spec.id)) throw err;
-      failed.add(lease.node.spec.id);
+      if (!retry || node === undefined || failed.has(node)) throw err;
+      failed.add(node);
     }
   }
 }
