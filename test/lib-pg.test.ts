@@ -184,6 +184,16 @@ describe('rwsplit/pg: a pg.Pool that splits reads and writes in the process', ()
     } finally {
       c.release();
     }
+    const listener = await pool.connect();
+    try {
+      const got = new Promise<pg.Notification>((resolve) => listener.once('notification', resolve));
+      await listener.query('LISTEN jobs');
+      assert.equal(listener.pinnedTo, primaryId, 'LISTEN holds the primary');
+      await pool.query("SELECT pg_notify('jobs', 'hello')");
+      assert.equal((await got).payload, 'hello', 'notifications reach the client');
+    } finally {
+      listener.release();
+    }
     const after = await pool.query('SHOW application_name');
     assert.notEqual(after.rows[0]!.application_name, 'pinned', 'the SET did not leak into the pool');
   });

@@ -12,7 +12,13 @@ import type { RoutedQueryConfig } from './run.js';
 import type { Lease, PgRouter } from './router.js';
 import type { RouteDecision } from '../../pg/route-decision.js';
 
-type Pin = { kind: 'transaction' | 'session'; lease: Lease; decision: RouteDecision };
+type Pin = {
+  kind: 'transaction' | 'session';
+  lease: Lease;
+  decision: RouteDecision;
+  /** the held connection's notices and notifications (LISTEN) re-emitted on this client */
+  forward: Record<'notice' | 'notification', (msg: unknown) => void>;
+};
 
 export class RoutingClient extends EventEmitter {
   private pin: Pin | null = null;
@@ -78,7 +84,13 @@ export class RoutingClient extends EventEmitter {
             );
       // A cursor or stream keeps its connection until the client is released.
       const kind = d.reason === 'pinned' || submittable ? 'session' : 'transaction';
-      this.pin = { kind, lease, decision: d };
+      const forward = {
+        notice: (msg: unknown) => this.emit('notice', msg),
+        notification: (msg: unknown) => this.emit('notification', msg),
+      };
+      lease.client.on('notice', forward.notice);
+      lease.client.on('notification', forward.notification);
+      this.pin = { kind, lease, decision: d, forward };
       if (submittable) return lease.client.query(pgConfig as pg.QueryConfig) as Promise<pg.QueryResult>;
       return this.onPin(this.pin, pgConfig);
     }
@@ -115,7 +127,13 @@ export class RoutingClient extends EventEmitter {
   private unpin(pin: Pin, err?: unknown): void {
     if (this.pin !== pin) return;
     this.pin = null;
+    this.unforward(pin);
     this.router.done(pin.lease, err);
+  }
+
+  private unforward(pin: Pin): void {
+    pin.lease.client.off('notice', pin.forward.notice);
+    pin.lease.client.off('notification', pin.forward.notification);
   }
 
   /** pg's `release(err?)`: an error (or `true`) closes the held connection instead of reusing it. */
@@ -126,6 +144,7 @@ export class RoutingClient extends EventEmitter {
     const pin = this.pin;
     this.pin = null;
     if (pin) {
+      this.unforward(pin);
       // Session state must not reach the next user of that connection; nor an open transaction.
       const destroy = err !== undefined && err !== false;
       const dirty = pin.kind === 'session' || pin.lease.client.getTransactionStatus() !== 'I';
