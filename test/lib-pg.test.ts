@@ -292,7 +292,8 @@ describe('rwsplit/pg: a pg.Pool that splits reads and writes in the process', ()
     }
     assert.equal(pairs, 800);
     assert.equal(stale, 0, 'no read missed its own write');
-    assert.ok(onReplica / pairs >= 0.5, `reads on replicas: ${onReplica} of ${pairs}`);
+    // Seen: 88% (the rest waited causalWaitMs on the paused replica, then went to the primary).
+    assert.ok(onReplica / pairs >= 0.75, `reads on replicas: ${onReplica} of ${pairs}`);
   });
 
   test('Drizzle (node-postgres driver) and Kysely (PostgresDialect) on the pool', async () => {
