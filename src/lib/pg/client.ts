@@ -9,7 +9,7 @@ import pg from 'pg';
 import type { CausalToken } from '../../core/causal.js';
 import { annotate, capturesToken, mayWrite, queryArgs, readToken, runStatement, settle } from './run.js';
 import type { RoutedQueryConfig } from './run.js';
-import type { Lease, PgRouter } from './router.js';
+import { isConnectionError, type Lease, type PgRouter } from './router.js';
 import type { RouteDecision } from '../../pg/route-decision.js';
 
 type Pin = {
@@ -106,6 +106,10 @@ export class RoutingClient extends EventEmitter {
       result = await lease.client.query(pgConfig);
     } catch (err) {
       if (pin.kind === 'transaction' && lease.client.getTransactionStatus() === 'I') this.unpin(pin, err);
+      // A lost connection keeps the client held on it: the statements that follow fail too
+      // (they must not run outside the transaction the application thinks it is in) until release.
+      else if (isConnectionError(err))
+        this.router.topology.markDown(lease.node.spec.id, `connection lost: ${(err as Error).message}`);
       throw err;
     }
     let position: bigint | null = null;
