@@ -203,9 +203,12 @@ export class Topology extends EventEmitter {
     if (!n) return;
     n.lastProbeAt = Date.now();
     n.lastError = null;
-    if (n.roleKnown && n.role !== role) this.record(n, 'role-change', `${n.role} -> ${role}`);
+    const was = n.role;
+    const known = n.roleKnown;
+    // The new role is in place before the event: a write waiting in whenWritable checks it then.
     n.role = role;
     n.roleKnown = true;
+    if (known && was !== role) this.record(n, 'role-change', `${was} -> ${role}`);
     n.okStreak++;
     // A node that has never been seen down is up from its first probe; a node that went
     // down needs `upAfter` answers in a row, so a flapping node does not bounce in and out.

@@ -10,8 +10,8 @@ import { internalQuery, InternalQueryLost } from './internal-query.js';
 
 // The insert position is at or past the end of every record this backend has written,
 // commit records included, whether or not they are flushed yet (synchronous_commit=off).
-const COMMIT_POSITION_SQL = 'SELECT pg_current_wal_insert_lsn()::text';
-const REPLAY_POSITION_SQL = 'SELECT pg_last_wal_replay_lsn()::text';
+export const COMMIT_POSITION_SQL = 'SELECT pg_current_wal_insert_lsn()::text';
+export const REPLAY_POSITION_SQL = 'SELECT pg_last_wal_replay_lsn()::text';
 const POLL_MS = 1;
 
 export type GateOutcome =

@@ -113,6 +113,21 @@ export function decideRoute(
       retryable: false,
     };
   }
+  return routeFromFacts(hint, tx, pin, write, retryable);
+}
+
+/**
+ * The precedence itself, over what the statements of a unit of work say: a hint; the
+ * transaction it opens; session state or any write → primary; otherwise a read node. The
+ * proxy (decideRoute) and the in-process library (src/lib/pg) both route by it.
+ */
+export function routeFromFacts(
+  hint: Classification['hint'],
+  tx: Classification['tx'],
+  pin: boolean,
+  write: boolean,
+  retryable: boolean,
+): RouteDecision {
   if (hint === 'primary') return { target: 'primary', reason: 'hint-primary', retryable: false };
   if (hint === 'replica')
     return { target: 'read', reason: 'hint-replica', retryable: retryable && !write && tx === null };
