@@ -59,6 +59,21 @@ export interface ChangeStreamDeps {
   event(type: 'stream-started' | 'stream-resynced' | 'stream-error', detail: string): void;
 }
 
+/** Size of a WAL page, and the longest page header (the first page of a segment). */
+const WAL_PAGE = 8192n;
+const LONG_PAGE_HEADER = 40n;
+
+/**
+ * A token taken with pg_current_wal_insert_lsn() right after a record that ended a WAL page
+ * points past the next page's header, where no record ends; the walsender's position stops at
+ * the page boundary. Any position inside a page header is the same point in the history: the
+ * smallest record (24 bytes) after a header ends past it.
+ */
+export function pageStart(lsn: bigint): bigint {
+  const offset = lsn % WAL_PAGE;
+  return offset > 0n && offset <= LONG_PAGE_HEADER ? lsn - offset : lsn;
+}
+
 /** The hash on every Redis shard that holds a stream's state. */
 export function stateKey(name: string): string {
   return `rwsplit:stream:${name}`;
@@ -66,6 +81,8 @@ export function stateKey(name: string): string {
 
 const RETRY_MS = 500;
 const COPY_BATCH = 1000;
+/** how often a stream with waiting readers asks the server for its position */
+const POLL_MS = 20;
 
 interface PendingTxn {
   commitLsn: bigint;
@@ -153,12 +170,12 @@ export class ChangeStream extends EventEmitter {
    * Resolves once every shard has applied the transactions up to `lsn` (a PostgreSQL causal
    * token), or rejects after `timeoutMs` with how far behind the read model is.
    */
-  waitApplied(lsn: bigint, timeoutMs: number): Promise<void> {
+  waitApplied(token: bigint, timeoutMs: number): Promise<void> {
+    const lsn = pageStart(token);
     if (this.appliedLsn !== null && this.appliedLsn >= lsn) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const w = { lsn, resolve: () => (clearTimeout(timer), resolve()) };
-      // Ask for a keepalive now: on an idle stream it carries the server's position, which may cover `lsn`.
-      this.repl?.acknowledge(this.ackedLsn, true);
+      this.pollServer();
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(w), 1);
         const behind =
@@ -170,6 +187,23 @@ export class ChangeStream extends EventEmitter {
       this.waiters.push(w);
     });
   }
+
+  /**
+   * While readers wait, ask the server for a keepalive every few milliseconds: on a stream
+   * with nothing to apply it carries the server's decoded position, which may cover them.
+   */
+  private pollServer(): void {
+    if (this.pollTimer) return;
+    const poll = (): void => {
+      this.pollTimer = null;
+      if (this.waiters.length === 0) return;
+      this.repl?.acknowledge(this.ackedLsn, true);
+      this.pollTimer = setTimeout(poll, POLL_MS);
+    };
+    poll();
+  }
+
+  private pollTimer: NodeJS.Timeout | null = null;
 
   private async run(): Promise<void> {
     while (!this.stopped) {
@@ -391,6 +425,7 @@ export class ChangeStream extends EventEmitter {
       const msg = decodeReplicationMessage(payload);
       if (msg.kind === 'keepalive') {
         if (this.serverLsn === null || msg.walEnd > this.serverLsn) this.serverLsn = msg.walEnd;
+        this.advanceIdle();
         if (msg.replyRequested) this.acknowledge(true);
         return;
       }
@@ -598,20 +633,26 @@ export class ChangeStream extends EventEmitter {
   }
 
   /**
+   * With nothing decoded and unapplied, everything up to the server's position (a keepalive's,
+   * sent after all data before it) is in Redis: readers waiting for it may go.
+   */
+  private advanceIdle(): void {
+    const idle = this.txn === null && this.queue.length === 0 && this.inFlight.length === 0 && !this.draining;
+    if (!idle || this.appliedLsn === null || this.serverLsn === null || this.serverLsn <= this.appliedLsn)
+      return;
+    this.appliedLsn = this.serverLsn;
+    this.resolveWaiters();
+  }
+
+  /**
    * Standby status update: applied = flushed = written = the end of the last transaction all
    * shards applied. With nothing decoded and unapplied, the server's WAL end is reported, so an
    * idle stream's slot does not hold WAL back.
    */
   private acknowledge(force = false): void {
     if (!this.repl || this.appliedLsn === null) return;
-    let lsn = this.appliedLsn;
-    const idle = this.txn === null && this.queue.length === 0 && this.inFlight.length === 0;
-    if (idle && this.serverLsn !== null && this.serverLsn > lsn) lsn = this.serverLsn;
-    if (idle && lsn > this.appliedLsn) {
-      // Nothing of this stream's is pending up to the server's position: readers waiting for it may go.
-      this.appliedLsn = lsn;
-      this.resolveWaiters();
-    }
+    this.advanceIdle();
+    const lsn = this.appliedLsn;
     if (lsn > this.ackedLsn || force) {
       this.ackedLsn = lsn;
       this.repl.acknowledge(lsn);

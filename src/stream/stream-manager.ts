@@ -13,6 +13,8 @@ import { ChangeStream, type ChangeStreamDeps } from './change-stream.js';
 import { formatLsn } from './pgoutput.js';
 import type { RedisShardsView } from './redis-target.js';
 import { FRESHNESS_BUCKETS_MS } from './stream-figures.js';
+import type { StreamReadGate } from './stream-reads.js';
+import type { CausalToken } from '../core/causal.js';
 
 /** One entry of `GET /api/streams`. */
 export interface StreamReport {
@@ -29,10 +31,15 @@ export interface StreamReport {
   freshnessP99Ms: number | null;
 }
 
-export class StreamManager {
+export class StreamManager implements StreamReadGate {
   readonly streams: ChangeStream[];
 
-  private constructor(streams: ChangeStream[]) {
+  private constructor(
+    streams: ChangeStream[],
+    /** `redis.causalWaitMs`: how long a read with a PostgreSQL token waits for the stream */
+    private readonly causalWaitMs: number,
+    private readonly redis: RedisService,
+  ) {
     this.streams = streams;
   }
 
@@ -88,19 +95,30 @@ export class StreamManager {
           event,
         }),
     );
-    const manager = new StreamManager(list);
+    const manager = new StreamManager(list, rc.causalWaitMs, redis);
     manager.register(registry);
+    redis.proxy.streamReads = manager;
     for (const s of list) s.start();
     return manager;
   }
 
   async stop(): Promise<void> {
+    if (this.redis.proxy.streamReads === this) this.redis.proxy.streamReads = null;
     await Promise.all(this.streams.map((s) => s.stop()));
   }
 
   /** The stream whose keys include `key` (by its template's shape), if any. */
   streamOfKey(key: string): ChangeStream | undefined {
     return this.streams.find((s) => s.template.matches(key));
+  }
+
+  /** See StreamReadGate: counts reads of stream-fed keys, makes them wait for a PostgreSQL token. */
+  read(key: Buffer, pgToken: CausalToken | null): { wait: Promise<void> | null } | null {
+    const s = this.streamOfKey(key.toString('utf8'));
+    if (!s) return null;
+    s.figures.reads.add(1);
+    const lsn = pgToken?.get(s.config.shard);
+    return { wait: lsn === undefined ? null : s.waitApplied(lsn, this.causalWaitMs) };
   }
 
   reports(): StreamReport[] {
