@@ -228,6 +228,7 @@ export class ChangeStream extends EventEmitter {
 
   private teardown(reason: string): void {
     this.attemptDone = null;
+    this.confirming = false;
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.statusTimer = null;
     if (this.repl) {
@@ -646,16 +647,34 @@ export class ChangeStream extends EventEmitter {
 
   /**
    * Standby status update: applied = flushed = written = the end of the last transaction all
-   * shards applied. With nothing decoded and unapplied, the server's WAL end is reported, so an
+   * shards applied and (for shards with replicas) at least one replica received, per WAIT. With nothing decoded and unapplied, the server's WAL end is reported, so an
    * idle stream's slot does not hold WAL back.
    */
   private acknowledge(force = false): void {
     if (!this.repl || this.appliedLsn === null) return;
     this.advanceIdle();
-    const lsn = this.appliedLsn;
-    if (lsn > this.ackedLsn || force) {
-      this.ackedLsn = lsn;
-      this.repl.acknowledge(lsn);
-    }
+    if (force) this.repl.acknowledge(this.ackedLsn);
+    if (this.appliedLsn <= this.ackedLsn || this.confirming) return;
+    // Only what a replica of every shard also holds: a Redis failover must not lose what the slot forgot.
+    const target = this.appliedLsn;
+    const repl = this.repl;
+    this.confirming = true;
+    const replicated = this.writers.map((w) =>
+      this.deps.redis.nodeCount(w.shard) > 1
+        ? w.replicated(this.deps.statusIntervalMs)
+        : Promise.resolve(true),
+    );
+    void Promise.all(replicated).then(
+      (ok) => {
+        this.confirming = false;
+        if (this.repl !== repl || !ok.every(Boolean) || target <= this.ackedLsn) return;
+        this.ackedLsn = target;
+        repl.acknowledge(target);
+      },
+      () => (this.confirming = false),
+    );
   }
+
+  /** a WAIT for the shards' replicas is under way */
+  private confirming = false;
 }

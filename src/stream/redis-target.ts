@@ -90,6 +90,18 @@ export class ShardWriter {
     });
   }
 
+  /**
+   * Whether at least one replica has received every write this connection made so far
+   * (`WAIT 1 timeoutMs`); false when none did in time or the connection failed.
+   */
+  async replicated(timeoutMs: number): Promise<boolean> {
+    try {
+      return Number(await this.call(['WAIT', '1', String(timeoutMs)])) >= 1;
+    } catch {
+      return false;
+    }
+  }
+
   /** The fields of a hash (HGETALL), as text. */
   async hgetall(key: string): Promise<Record<string, string>> {
     const v = await this.call(['HGETALL', key]);
