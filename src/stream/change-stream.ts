@@ -348,7 +348,7 @@ export class ChangeStream extends EventEmitter {
     this.deps.log.info({ stream: this.name, rows, at: formatLsn(start) }, 'stream copied its table');
     this.deps.event(
       'stream-resynced',
-      `stream ${this.name}: copied ${rows} rows of ${this.config.table} as of ${formatLsn(start)}`,
+      `stream ${this.name}: copied ${rows} rows of ${this.config.table} as of ${formatLsn(start)} on ${nodeId}`,
     );
     return start;
   }

@@ -18,7 +18,7 @@ export interface RedisShardsView {
   shardOf(key: string): number;
   /** the shard's primary as the monitor sees it now, or undefined during a failover */
   primary(shard: number): { nodeId: string; host: string; port: number } | undefined;
-  /** how many nodes the shard has (1: no replica to wait for) */
+  /** the shard's primary plus its reachable replicas (1: no replica to wait for) */
   nodeCount(shard: number): number;
   linkOptions: LinkOptions;
 }

@@ -71,7 +71,9 @@ export class StreamManager implements StreamReadGate {
         const n = redis.topologies[i]?.writablePrimary(rc.shards[i]!.name);
         return n && { nodeId: n.spec.id, host: n.spec.host, port: n.spec.port };
       },
-      nodeCount: (i) => rc.shards[i]!.nodes.length,
+      // A replica that is down cannot be waited for: with none reachable, the primary's answer is all there is.
+      nodeCount: (i) =>
+        1 + (redis.topologies[i]?.nodes.filter((n) => n.role === 'replica' && n.reachable).length ?? 0),
       linkOptions,
     };
     const list = streams.list.map(
