@@ -26,6 +26,7 @@ import type { TwoPhaseRecovery } from './pg/twopc/index.js';
 import { PgMonitor } from './pg/monitor.js';
 import { PgProxy } from './pg/proxy.js';
 import { RedisService } from './redis/redis-service.js';
+import { StreamManager } from './stream/stream-manager.js';
 import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
@@ -35,6 +36,8 @@ export class Rwsplit {
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
+  /** the change streams (`streams:`), when configured */
+  streams: StreamManager | null = null;
   /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
   failover: PgFailover | null = null;
   /** the buffer budget and the record of clients cut off by a limit */
@@ -85,6 +88,7 @@ export class Rwsplit {
       ...(pg ? { switchover: (req: SwitchoverRequest) => pg.failover.switchover(req.shard, req.to) } : {}),
       log,
       ...(opts.configPath ? { reload: () => app!.reload() } : {}),
+      streams: () => app?.streams?.reports() ?? [],
     });
     app = new Rwsplit(
       config,
@@ -116,6 +120,16 @@ export class Rwsplit {
           metrics.redisStats(),
           log,
           guard,
+        );
+      if (config.streams && config.streams.list.length > 0 && app.redis)
+        app.streams = StreamManager.start(
+          config,
+          config.streams,
+          topology,
+          app.redis,
+          metrics.registry,
+          log,
+          (type, detail) => admin.events.record(null, type, detail),
         );
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
     } catch (err) {
@@ -152,6 +166,7 @@ export class Rwsplit {
   }
 
   async stop(): Promise<void> {
+    await this.streams?.stop();
     await Promise.allSettled([
       this.proxy?.close(),
       this.admin.close(),

@@ -14,7 +14,11 @@ export type AdminEventType =
   | 'config-reload'
   | 'config-reload-failed'
   /** a client cut off by a limit (output buffer, buffer budget, login or idle timeout) */
-  | 'client-killed';
+  | 'client-killed'
+  /** a change stream (src/stream/) started, copied its table again, or stopped on an error */
+  | 'stream-started'
+  | 'stream-resynced'
+  | 'stream-error';
 
 /** One entry of `GET /api/events`. `node` is null for instance-wide events (a reload). */
 export interface LogEvent {

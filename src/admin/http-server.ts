@@ -47,6 +47,8 @@ export interface AdminServerOptions {
   /** replaces the default drain/undrain over the view */
   actions?: Partial<AdminActions>;
   log?: Logger;
+  /** `GET /api/streams`: the change streams' reports (src/stream/); absent: an empty list */
+  streams?: () => object[];
   /** snapshot period of `/api/stream` (default 1000 ms) */
   sampleIntervalMs?: number;
 }
@@ -189,6 +191,7 @@ export class AdminServer {
         sendJson(res, 200, this.events.list(since === null ? undefined : Number(since)));
       },
       '/api/stats': (_q, res) => sendJson(res, 200, statsReport(this.view, this.metrics)),
+      '/api/streams': (_q, res) => sendJson(res, 200, this.opts.streams?.() ?? []),
       '/api/stream': (req, res) =>
         this.stream.open(req, res, [
           ['snapshot', this.snapshot()],

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { TableRuleError, TableRules } from '../pg/shard-rules.js';
-import { configSchema, type Config, type PgConfig } from './schema.js';
+import { configSchema, type Config, type PgConfig, type StreamsConfig } from './schema.js';
 
 /** A configuration problem; `message` is meant for the user as-is. */
 export class ConfigError extends Error {
@@ -60,6 +60,23 @@ function checkCrossFields(config: Config, source: string): void {
     );
   }
   if (config.postgres) checkPostgres(config, config.postgres, source);
+  if (config.streams) checkStreams(config, config.streams, source);
+}
+
+/** A stream reads a PostgreSQL shard and writes Redis: both sections must be there. */
+function checkStreams(config: Config, streams: StreamsConfig, source: string): void {
+  if (streams.list.length === 0) return;
+  if (!config.postgres || !config.redis)
+    throw new ConfigError(
+      `${source}: streams: a stream needs both a postgres section (its source) and a redis section (its target)`,
+    );
+  const shards = new Set(config.postgres.nodes.map((n) => n.shard));
+  streams.list.forEach((s, i) => {
+    if (!shards.has(s.shard))
+      throw new ConfigError(
+        `${source}: streams.list.${i}.shard: no postgres node has shard "${s.shard}" (${[...shards].join(', ')})`,
+      );
+  });
 }
 
 function checkPostgres(config: Config, pg: PgConfig, source: string): void {

@@ -91,6 +91,51 @@ const redisFailover = z.preprocess(
 
 /** PgBouncer's classic auth_query: `$1` is the user name, the answer is (name, verifier). */
 export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd FROM pg_shadow WHERE usename = $1';
+/** A key template: literal text and `{column}` placeholders, e.g. `items:{id}` (src/stream/key-template.ts). */
+const keyTemplate = z
+  .string()
+  .min(1)
+  .regex(
+    /\{[A-Za-z_][A-Za-z0-9_$]*\}/,
+    'name at least one primary-key column as {column}, e.g. "items:{id}"',
+  );
+
+/**
+ * A change stream: a PostgreSQL table mirrored into Redis by logical replication (pgoutput,
+ * a persistent slot and a publication per stream; src/stream/).
+ */
+const stream = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,39}$/, 'use lower-case letters, digits and "_" (it names the slot)'),
+  /** the source table, `name` or `schema.name` */
+  table: z
+    .string()
+    .regex(/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$/, 'use "table" or "schema.table"'),
+  /** the PostgreSQL shard whose primary holds the table */
+  shard: z.string().min(1).default('default'),
+  key: keyTemplate,
+  /** `hash`: one field per column, PostgreSQL's text output; `json`: one string, typed JSON values */
+  format: z.enum(['hash', 'json']).default('hash'),
+  /** columns copied into Redis (default: all) */
+  columns: z.array(z.string().min(1)).min(1).optional(),
+});
+
+const streamsSchema = z
+  .strictObject({
+    /** a login with the REPLICATION attribute (default: postgres.monitor's login) */
+    user: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    database: z.string().min(1).optional(),
+    /** transactions sent to Redis and not yet answered; past it the replication socket is paused */
+    maxInFlight: z.number().int().min(1).default(64),
+    /** how often the applied position is reported to PostgreSQL (standby status update) */
+    statusIntervalMs: z.number().int().min(50).default(1000),
+    list: z.array(stream).default([]),
+  })
+  .refine((s) => new Set(s.list.map((x) => x.name)).size === s.list.length, {
+    message: 'two streams have the same name',
+  });
 
 const pgUser = z.strictObject({
   name: z.string().min(1),
@@ -402,6 +447,7 @@ const fullSchema = z.strictObject({
     })
     .default({}),
   redis: redisSchema.optional(),
+  streams: streamsSchema.optional(),
   logging: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -416,3 +462,5 @@ export const configSchema = fullSchema.partial({ postgres: true });
 export type Config = z.infer<typeof configSchema>;
 export type PgConfig = NonNullable<Config['postgres']>;
 export type RedisConfig = NonNullable<Config['redis']>;
+export type StreamsConfig = NonNullable<Config['streams']>;
+export type StreamConfig = StreamsConfig['list'][number];

@@ -19,6 +19,7 @@ import { RedisSession, type RedisSessionContext } from './redis-session.js';
 import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
 import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
+import type { StreamReadGate } from '../stream/stream-reads.js';
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -28,6 +29,8 @@ export interface RedisStats {
 export class RedisProxy implements ConnectionStatsSource {
   readonly kind = 'redis';
   readonly shards: ShardSet;
+  /** set by the change streams (src/stream/) once they run */
+  streamReads: StreamReadGate | null = null;
   /** replication positions per node (monitor probes and on-demand checks) */
   readonly book: PositionBook;
   private readonly planner: ReadPlanner;
@@ -281,6 +284,7 @@ export class RedisProxy implements ConnectionStatsSource {
       sessionClosed: (id) => this.sessions.delete(id),
       outputLimits: cfg.limits.clientOutputBufferLimit,
       guard: this.guard,
+      streamReads: () => this.streamReads,
     };
   }
 }

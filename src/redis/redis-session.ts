@@ -48,6 +48,7 @@ import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
 import { DEFAULT_PROFILE, type LinkProfile, type ReadFrom, type ShardSet } from './shards.js';
 import { positionFrom, type WritePath } from './write-path.js';
+import type { StreamReadGate } from '../stream/stream-reads.js';
 
 export interface RedisSessionContext {
   readonly commands: CommandTable;
@@ -76,6 +77,8 @@ export interface RedisSessionContext {
   readonly outputLimits: OutputLimits;
   /** records clients cut off (metrics, event log) */
   readonly guard: ClientGuard;
+  /** the change streams' read gate (read rate, read-your-writes from PostgreSQL), when any */
+  streamReads(): StreamReadGate | null;
 }
 
 /** Scripts that run on replicas; see primaryOnReadonly. */
@@ -599,6 +602,18 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost {
     if (info.blocking) {
       this.blocking(shard, raw, CommandTable.mayWrite(info));
       return;
+    }
+    if (positions.length === 1 && info.readonly && !info.write) {
+      const gate = this.ctx.streamReads()?.read(args[positions[0]!]!, this.causal.pgToken);
+      if (gate?.wait) {
+        // The connection holds a PostgreSQL token: read once the stream applied it, on the primary it writes to.
+        const waiting = this.slots.open();
+        gate.wait.then(
+          () => this.write(shard, raw, waiting, false),
+          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+        );
+        return;
+      }
     }
     let slot = this.slots.open();
     if (info.name === 'slowlog|get') {

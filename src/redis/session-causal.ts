@@ -9,6 +9,7 @@
  *   session only starts tracking now): reads go to the primary, and the primary's position
  *   read behind such a read becomes the token (it covers every write the primary holds).
  */
+import type { CausalToken as PgCausalToken } from '../core/causal.js';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
 import { CausalToken } from './causal-token.js';
@@ -19,6 +20,8 @@ export type Pin = { node: NodeStatus } | 'primary' | null;
 
 export class SessionCausal {
   readonly token = new CausalToken();
+  /** a PostgreSQL causal token handed over with `RWSPLIT TOKEN` (reads of stream-fed keys wait for it) */
+  pgToken: PgCausalToken | null = null;
   private readonly pending = new Map<number, { node: NodeStatus; count: number }>();
   private readonly unknown = new Set<number>();
   /** shards this connection wrote to, for a session that starts tracking late */
