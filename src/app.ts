@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AdminActionError, type ReloadPlan } from './admin/actions.js';
+import { spawnSuccessor, type Listeners } from './admin/handover.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
@@ -31,6 +32,9 @@ export class Rwsplit {
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
+  private restarting = false;
+  private retire: () => void = () => undefined;
+  private readonly retiredPromise = new Promise<void>((resolve) => (this.retire = resolve));
   /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
   failover: PgFailover | null = null;
   /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
@@ -49,7 +53,10 @@ export class Rwsplit {
     readonly configPath: string | null,
   ) {}
 
-  static async start(config: Config, opts: { log?: Logger; configPath?: string } = {}): Promise<Rwsplit> {
+  static async start(
+    config: Config,
+    opts: { log?: Logger; configPath?: string; listeners?: Listeners } = {},
+  ): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
     const topology = new Topology(
@@ -141,7 +148,7 @@ export class Rwsplit {
       token: config.admin.token ?? null,
       switchover: (req) => failover.switchover(req.shard, req.to),
       log,
-      ...(opts.configPath ? { reload: () => app!.reload() } : {}),
+      ...(opts.configPath ? { reload: () => app!.reload(), restart: () => app!.restart() } : {}),
     });
     app = new Rwsplit(config, topology, proxy, monitor, admin, log, staleness, opts.configPath ?? null);
     app.failover = failover;
@@ -149,7 +156,12 @@ export class Rwsplit {
     app.recovery = sharding?.recovery ?? null;
     app.recovery?.start();
     try {
-      app.pgAddress = await proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+      const handed = opts.listeners ?? {};
+      app.pgAddress = await proxy.listen(
+        config.listen.postgres.host,
+        config.listen.postgres.port,
+        handed.postgres,
+      );
       if (config.redis)
         app.redis = await RedisService.start(
           config.redis,
@@ -157,8 +169,9 @@ export class Rwsplit {
           view,
           metrics.redisStats(),
           log,
+          handed.redis,
         );
-      app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
+      app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port, handed.http);
     } catch (err) {
       await app.stop();
       throw err;
@@ -182,6 +195,70 @@ export class Rwsplit {
     });
     this.config = config;
     return plan;
+  }
+
+  /**
+   * Graceful restart (`rwsplit restart`, `POST /api/restart`, SIGUSR2): starts the new process
+   * on this one's listening sockets (src/admin/handover.ts) and resolves with its pid once it
+   * serves; this process then stops accepting, closes each client at its next transaction
+   * boundary (or between Redis replies), and `retired` resolves once they are all gone (or
+   * after `restart.drainTimeoutMs`). The failover controllers stop first: the new process
+   * decides from then on. If the new process does not start, this one carries on as before.
+   * @throws AdminActionError RESTART_RUNNING, RESTART_UNAVAILABLE, RESTART_FAILED
+   */
+  async restart(): Promise<{ pid: number; previousPid: number }> {
+    if (this.restarting)
+      throw new AdminActionError('RESTART_RUNNING', 'a restart of this process is already under way');
+    if (!this.configPath)
+      throw new AdminActionError(
+        'RESTART_UNAVAILABLE',
+        'this instance was not started from a config file (rwsplit start --config FILE)',
+      );
+    this.restarting = true;
+    const { drainTimeoutMs, startTimeoutMs } = this.config.restart;
+    this.log.warn('graceful restart: starting the new process on the same listening sockets');
+    await Promise.all([this.failover?.stop(), this.redis?.failover?.stop()]);
+    let pid: number;
+    try {
+      pid = await spawnSuccessor(
+        {
+          postgres: this.proxy.listener,
+          http: this.admin.listener,
+          ...(this.redis ? { redis: this.redis.proxy.listener } : {}),
+        },
+        startTimeoutMs,
+      );
+    } catch (err) {
+      this.failover?.resume();
+      this.redis?.failover?.resume();
+      this.restarting = false;
+      this.log.error({ err: (err as Error).message }, 'graceful restart failed');
+      throw new AdminActionError('RESTART_FAILED', (err as Error).message);
+    }
+    this.log.warn({ newPid: pid }, 'graceful restart: the new process serves; draining this one');
+    // Answer the request first (it came through the admin server that is about to stop).
+    setImmediate(() => void this.drainThenRetire(drainTimeoutMs));
+    return { pid, previousPid: process.pid };
+  }
+
+  /** Resolves once a graceful restart has drained this process and stopped it. */
+  get retired(): Promise<void> {
+    return this.retiredPromise;
+  }
+
+  private async drainThenRetire(timeoutMs: number): Promise<void> {
+    const started = Date.now();
+    this.admin.stopAccepting();
+    const [pg, redis] = await Promise.all([
+      this.proxy.drain(timeoutMs),
+      this.redis?.proxy.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
+    ]);
+    this.log.warn(
+      { postgres: pg, redis, ms: Date.now() - started },
+      'graceful restart: drained, this process stops',
+    );
+    await this.stop();
+    this.retire();
   }
 
   async stop(): Promise<void> {

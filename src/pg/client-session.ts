@@ -104,6 +104,14 @@ export class ClientSession
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
+  /**
+   * Set by the proxy while a graceful restart drains: called where the session may have
+   * reached a transaction boundary (see drainable), so it can be closed there.
+   */
+  onBoundary: (() => void) | null = null;
+  /** the client sent something after login (a session fresh from login is about to) */
+  used = false;
+  readonly openedAt = Date.now();
 
   constructor(
     private readonly ctx: SessionContext,
@@ -144,6 +152,7 @@ export class ClientSession
 
   onClientFrame(type: number, frame: Buffer): void {
     if (this.closed) return;
+    this.used = true;
     switch (type) {
       case FrontendCode.Terminate:
         this.close();
@@ -175,6 +184,19 @@ export class ClientSession
           ),
         );
     }
+  }
+
+  /**
+   * Between transactions with nothing pending or queued: closing the client now loses nothing
+   * (a graceful restart). A session pinned by session state qualifies when its backend is idle
+   * outside a transaction; that state is what a reconnecting client sets up again.
+   */
+  drainable(): boolean {
+    if (this.closed || this.batch.length > 0 || this.acquiring || this.waitingForIdle || this.gated)
+      return false;
+    if (this.deferredBegin !== null || this.abortedTx !== null) return false;
+    if (this.backend === null) return true;
+    return this.pinnedBy !== null && this.txStatus === TX_IDLE && this.backendIdle();
   }
 
   /** The client connection is gone (or we closed it): give the backend back or drop it. */
@@ -465,6 +487,7 @@ export class ClientSession
     this.out.push(readyForQuery(status));
     this.out.flush();
     this.dispatch();
+    this.onBoundary?.();
   }
 
   /**
@@ -572,6 +595,7 @@ export class ClientSession
       this.waitingForIdle = false;
       this.dispatch();
     }
+    this.onBoundary?.();
   }
 
   /** Nothing pending, outside a transaction, no session state: the backend can serve others. */
@@ -693,6 +717,7 @@ export class ClientSession
     const pool = this.backendPool!;
     this.backendPool = null;
     pool.release(conn);
+    this.onBoundary?.();
   }
 
   private dropBackend(reason: string): void {

@@ -28,8 +28,11 @@ import {
   readyForQuery,
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
+import { listenServer } from '../util/listen.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/** Draining: how long a session that sent nothing since its login is left to send its first request. */
+const FRESH_SESSION_GRACE_MS = 1000;
 
 export interface PgProxyDeps {
   config: PgConfig;
@@ -65,6 +68,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
   private nextProcessId = 1;
+  /** while a graceful restart drains: closes a session if it is at a transaction boundary */
+  private draining: ((session: ClientSession) => void) | null = null;
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -119,19 +124,64 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     return out;
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        this.reaper = setInterval(() => {
-          const now = Date.now();
-          for (const pool of this.pools.values()) pool.reapIdle(now);
-        }, 10_000);
-        this.reaper.unref();
-        resolve(this.server.address() as net.AddressInfo);
-      });
-    });
+  /** `inherited`: the listening socket a graceful restart handed over (used when on `port`). */
+  async listen(host: string, port: number, inherited?: net.Server): Promise<net.AddressInfo> {
+    const address = await listenServer(this.server, host, port, inherited);
+    this.reaper = setInterval(() => {
+      const now = Date.now();
+      for (const pool of this.pools.values()) pool.reapIdle(now);
+    }, 10_000);
+    this.reaper.unref();
+    return address;
+  }
+
+  /** The listening socket, for a graceful restart to hand over. */
+  get listener(): net.Server {
+    return this.server;
+  }
+
+  /**
+   * Graceful restart, after the new process took over the listening socket: stop accepting,
+   * and close each session at its next transaction boundary with nothing pending (idle ones at
+   * once) with FATAL 57P01, which drivers and pools take as "reconnect". Resolves once every
+   * client is gone; after `timeoutMs`, those left (a transaction still open) are closed anyway.
+   * @returns how many sessions were closed at a boundary, and how many at the timeout
+   */
+  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+    this.server.close();
+    const closed = { atBoundary: 0, atTimeout: 0 };
+    const started = Date.now();
+    this.draining = (session) => {
+      if (!session.drainable()) return;
+      // A client that has just logged in is sending its first request (pgbench -C, a pool
+      // filling up): closing it now would fail that request. It is closed after it, or when
+      // it has sent nothing for a while.
+      if (!session.used && Date.now() - Math.max(started, session.openedAt) < FRESH_SESSION_GRACE_MS) return;
+      closed.atBoundary++;
+      session.fatal(
+        new RwsplitPgError(
+          'RESTARTING',
+          SqlState.AdminShutdown,
+          'terminating connection due to administrator command: rwsplit is restarting',
+          'Reconnect: the new rwsplit process already accepts on this port. Nothing of this session was lost: it was between transactions.',
+          'FATAL',
+        ),
+      );
+    };
+    // Sessions call back when they may have reached a boundary (ClientSession.onBoundary); the
+    // sweep catches the rest (a proxy-made answer, an error after a wait).
+    const check = this.draining;
+    for (const session of this.sessions.values()) {
+      session.onBoundary = () => queueMicrotask(() => check(session));
+      check(session);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      for (const session of this.sessions.values()) check(session);
+    }
+    closed.atTimeout = this.sessions.size;
+    return closed;
   }
 
   async close(): Promise<void> {
@@ -227,6 +277,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     for (const f of params) client.write(f);
     client.write(encodeBackendKeyData(processId, secretKey));
     client.write(readyForQuery(0x49));
+    const check = this.draining;
+    // Logged in while the old process drains (accepted just before it stopped accepting): it
+    // is closed at a boundary like the others, by the sweep or after its first request.
+    if (check) session.onBoundary = () => queueMicrotask(() => check(session));
     return session;
   }
 

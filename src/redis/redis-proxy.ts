@@ -17,6 +17,7 @@ import { RedisSession, type RedisSessionContext } from './redis-session.js';
 import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
 import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
+import { listenServer } from '../util/listen.js';
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -34,6 +35,8 @@ export class RedisProxy implements ConnectionStatsSource {
   private readonly sessions = new Map<number, RedisSession>();
   private readonly sockets = new Set<net.Socket>();
   private nextId = 1;
+  /** while a graceful restart drains: closes a connection if it is between replies */
+  private draining: ((session: RedisSession) => void) | null = null;
   private table: CommandTable | null = null;
   private version = '7.0.0';
 
@@ -116,14 +119,44 @@ export class RedisProxy implements ConnectionStatsSource {
     throw new Error(`cannot learn Redis commands from any shard primary: ${lastError?.message ?? 'no node'}`);
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as net.AddressInfo);
-      });
-    });
+  /** `inherited`: the listening socket a graceful restart handed over (used when on `port`). */
+  listen(host: string, port: number, inherited?: net.Server): Promise<net.AddressInfo> {
+    return listenServer(this.server, host, port, inherited);
+  }
+
+  /** The listening socket, for a graceful restart to hand over. */
+  get listener(): net.Server {
+    return this.server;
+  }
+
+  /**
+   * Graceful restart, after the new process took over the listening socket: stop accepting and
+   * close each connection between replies (RedisSession.drainable), idle ones at once.
+   * Resolves once every client is gone; after `timeoutMs` (a blocking command, a MULTI left
+   * open), those left are closed anyway.
+   * @returns how many connections were closed between replies, and how many at the timeout
+   */
+  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+    this.server.close();
+    const closed = { atBoundary: 0, atTimeout: 0 };
+    const check = (session: RedisSession): void => {
+      if (!session.drainable) return;
+      closed.atBoundary++;
+      session.socket.end();
+      session.onClose();
+    };
+    this.draining = check;
+    for (const session of this.sessions.values()) {
+      session.slots.onIdle = () => queueMicrotask(() => check(session));
+      check(session);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      for (const session of this.sessions.values()) check(session);
+    }
+    closed.atTimeout = this.sessions.size;
+    return closed;
   }
 
   async close(): Promise<void> {
@@ -155,6 +188,8 @@ export class RedisProxy implements ConnectionStatsSource {
     const id = this.nextId++;
     const session = new RedisSession(this.context(), socket, id);
     this.sessions.set(id, session);
+    const check = this.draining;
+    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session));
     const reader = new CommandReader({
       maxBulkBytes: this.config.limits.maxBulkBytes,
       maxArrayLength: this.config.limits.maxArrayLength,

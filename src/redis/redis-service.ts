@@ -5,7 +5,7 @@
  * (`follow` with `sentinels`), or neither. Registered with the ClusterView so the admin API,
  * metrics and dashboard show the Redis nodes too.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { ClusterView } from '../core/cluster-view.js';
 import { ReadRouter } from '../core/read-router.js';
@@ -37,6 +37,8 @@ export class RedisService {
     view: ClusterView,
     stats: RedisStats,
     log: Logger,
+    /** the listening socket a graceful restart handed over */
+    inherited?: Server,
   ): Promise<RedisService> {
     const staleness = new StalenessTracker({
       maxLagBytes: config.staleness.maxLagBytes,
@@ -95,7 +97,7 @@ export class RedisService {
       await monitor.start();
       sentinels?.start();
       await proxy.prepare();
-      service.address = await proxy.listen(listen.host, listen.port);
+      service.address = await proxy.listen(listen.host, listen.port, inherited);
     } catch (err) {
       await service.stop();
       throw err;

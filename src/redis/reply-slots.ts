@@ -33,6 +33,8 @@ export class ReplySlots {
   private slots: Slot[] = [];
   private head = 0;
   private corked = false;
+  /** called when every reply so far was written (a graceful restart closes the client then) */
+  onIdle: (() => void) | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -108,6 +110,7 @@ export class ReplySlots {
     if (this.head === this.slots.length) {
       this.slots = [];
       this.head = 0;
+      this.onIdle?.();
     }
   }
 
