@@ -2,7 +2,7 @@
  * The proxies the benchmark measures, each started on free ports against the same cluster:
  * rwsplit (this repo's CLI), PgBouncer and Pgpool-II, the latter two as the `postgres` user
  * (both refuse to run as root, or warn loudly) with every file in a temp dir of their own.
- * Their settings are the anchor settings of /work/shared/anchors/ANCHORS.md.
+ * Their settings are those of the reference measurements on a 2-core machine (see bench/README.md).
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';

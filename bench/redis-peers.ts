@@ -1,7 +1,7 @@
 /**
  * The Redis contenders the Redis benchmark measures, each on free ports against the same
  * cluster: rwsplit (this repo's CLI, Redis section) and twemproxy (Debian's `nutcracker` 0.5)
- * with the anchor settings of /work/shared/anchors/ANCHORS.md. Both run as the current user
+ * with the settings of the reference measurements (see bench/README.md). Both run as the current user
  * with their config and log in a temp dir of their own.
  */
 import { writeFileSync } from 'node:fs';

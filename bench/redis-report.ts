@@ -253,7 +253,7 @@ ${renderMarkdownTable(HEADERS, report.cells.map(cells), 3)}
 
 "proxy CPU µs/req" is user + system time of the proxy process during a run divided by the
 requests redis-benchmark completed. For reference, the anchor run on a quiet box of this kind
-(/work/shared/anchors/ANCHORS.md, \`-t get,set -n 200000 -c 50\`, no pipeline) had twemproxy
+(\`-t get,set -n 200000 -c 50\`, no pipeline) had twemproxy
 at 0.70 of direct for SET and 0.94 for GET.
 
 ## Where the requests went

@@ -3,6 +3,7 @@
  * then chaos/results/chaos-report.{json,md}. Usage (after `npm run build`):
  *
  *   node dist/chaos/run.js [--runs 3] [--scenarios a,b] [--out DIR] [--warmup-ms N] [--after-ms N]
+ *   node dist/chaos/run.js --adversarial [--short] [--scenarios a,b] [--out DIR]   (chaos/adversarial-run.ts)
  *
  * Exit code 0 when every run completed with no acknowledged write lost, no stale read and no
  * double-primary ack; 1 otherwise (the report is written either way); 2 for a bad command line.
@@ -16,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { baseMachineInfo, toolVersion } from '../bench/machine.js';
 import { pgBinary } from '../src/cluster/pg-binaries.js';
 import { redisServerBinary } from '../src/cluster/redis-process.js';
+import { adversarialMain } from './adversarial-run.js';
 import { summarize, tableRow, writeReport, type ChaosReport, type ScenarioSummary } from './report.js';
 import { runScenario, type RunResult, type RunSettings } from './runner.js';
 import { SCENARIOS, selectScenarios } from './scenarios.js';
@@ -115,6 +117,10 @@ export function passed(s: ScenarioSummary): boolean {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--adversarial')) {
+    await adversarialMain(process.argv.slice(2)); // the adversarial suite: chaos/adversarial-run.ts
+    return;
+  }
   let opts: Options;
   try {
     opts = parseOptions(process.argv.slice(2));

@@ -66,6 +66,11 @@ export class RwsplitChild {
     });
   }
 
+  /** the rwsplit process (its memory is read from /proc) */
+  get pid(): number {
+    return this.child.pid;
+  }
+
   /** `GET` one admin endpoint. */
   async api<T>(endpoint: string): Promise<T> {
     const res = await fetch(`http://127.0.0.1:${this.httpPort}${endpoint}`);

@@ -7,18 +7,20 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { AdminActionError, type ReloadPlan } from './admin/actions.js';
+import { AdminActionError, type ReloadPlan, type SwitchoverRequest } from './admin/actions.js';
 import { spawnSuccessor, type Listeners } from './admin/handover.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/schema.js';
+import type { Config, PgConfig } from './config/schema.js';
+import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
 import { ReadRouter } from './core/read-router.js';
 import { StalenessTracker } from './core/staleness.js';
 import { Topology } from './core/topology.js';
 import { Classifier } from './pg/classifier/classify.js';
+import { backendTlsByNode } from './pg/backend-tls.js';
 import { PgFailover } from './pg/failover.js';
 import { setUpSharding } from './pg/sharding-setup.js';
 import type { TwoPhaseRecovery } from './pg/twopc/index.js';
@@ -29,6 +31,8 @@ import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
   pgAddress: AddressInfo | null = null;
+  /** the Unix socket's path (listen.postgres.socketDir), or null */
+  pgSocket: string | null = null;
   httpAddress: AddressInfo | null = null;
   /** the Redis proxy, when the config has a `redis` section */
   redis: RedisService | null = null;
@@ -37,18 +41,22 @@ export class Rwsplit {
   private readonly retiredPromise = new Promise<void>((resolve) => (this.retire = resolve));
   /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
   failover: PgFailover | null = null;
+  /** the buffer budget and the record of clients cut off by a limit */
+  guard: ClientGuard | null = null;
   /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
   recovery: TwoPhaseRecovery | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
     public config: Config,
+    /** the PostgreSQL nodes (empty with a Redis-only config) */
     readonly topology: Topology,
-    readonly proxy: PgProxy,
-    readonly monitor: PgMonitor,
+    /** the PostgreSQL proxy; null with a Redis-only config */
+    readonly proxy: PgProxy | null,
+    readonly monitor: PgMonitor | null,
     readonly admin: AdminServer,
     readonly log: Logger,
-    private readonly staleness: StalenessTracker,
+    private readonly staleness: StalenessTracker | null,
     /** the file `config` came from, when it did: `POST /api/reload` re-reads it */
     readonly configPath: string | null,
   ) {}
@@ -60,7 +68,7 @@ export class Rwsplit {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
     const topology = new Topology(
-      pgc.nodes.map((n) => ({
+      (pgc?.nodes ?? []).map((n) => ({
         id: n.id,
         kind: 'postgres',
         shard: n.shard,
@@ -68,100 +76,54 @@ export class Rwsplit {
         port: n.port,
         weight: n.weight,
       })),
-      pgc.monitor.upAfter,
+      pgc?.monitor.upAfter,
     );
     topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
-    const staleness = new StalenessTracker({
-      maxLagBytes: pgc.staleness.maxLagBytes,
-      maxLagMs: pgc.staleness.maxLagMs,
-      breachesToLeave: pgc.staleness.breachesToLeave,
-      samplesToReturn: pgc.staleness.samplesToReturn,
-      returnRatio: pgc.staleness.returnRatio,
-    });
     const view = new ClusterView();
     view.addTopology(topology);
     const metrics = new Metrics(view);
-    const readRouter = new ReadRouter(topology, {
-      balance: pgc.routing.balance,
-      primaryReads: pgc.routing.primaryReads,
-      whenAllLagging: pgc.staleness.whenAllLagging,
-    });
-    const classifier = new Classifier(
-      pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {},
-    );
-    const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
-    const monitorPassword =
-      pgc.monitor.password ??
-      pgc.backend.password ??
-      pgc.auth.users.find((u) => u.name === monitorUser)?.password;
-    const sharding = setUpSharding(
-      pgc,
-      topology,
-      {
-        user: monitorUser,
-        password: monitorPassword?.startsWith('SCRAM-SHA-256$') ? undefined : monitorPassword,
-      },
-      log,
-    );
-    const proxy = new PgProxy({
-      config: pgc,
-      topology,
-      readRouter,
-      classifier,
-      stats: metrics,
-      log,
-      tls: pgc.tls
-        ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
-        : null,
-      sharding: sharding?.context ?? null,
-    });
-    view.addConnections(proxy);
-    const monitor = new PgMonitor(
-      topology,
-      staleness,
-      {
-        intervalMs: pgc.monitor.intervalMs,
-        timeoutMs: pgc.monitor.timeoutMs,
-        database: pgc.monitor.database,
-        user: monitorUser,
-        ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$')
-          ? { password: monitorPassword }
-          : {}),
-        onLag: (id, ms) => metrics.lagSample(id, ms),
-        failoverMode: pgc.failover.mode,
-      },
-      log,
-    );
-    const failover = new PgFailover(
-      topology,
-      monitor,
-      {
-        ...pgc.failover,
-        login: monitor.login,
-        timeoutMs: pgc.monitor.timeoutMs,
-        activeConnections: (id) => proxy.poolStats().get(id)?.active ?? 0,
-      },
-      log,
-    );
+    const guard = new ClientGuard(config.limits.maxBufferedBytes);
+    metrics.watchGuard(guard);
+    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log) : null;
     let app: Rwsplit | null = null;
     const admin = new AdminServer(view, metrics, {
       token: config.admin.token ?? null,
-      switchover: (req) => failover.switchover(req.shard, req.to),
+      // Without a postgres section there is nothing to switch over: the API answers 409.
+      ...(pg ? { switchover: (req: SwitchoverRequest) => pg.failover.switchover(req.shard, req.to) } : {}),
       log,
       ...(opts.configPath ? { reload: () => app!.reload(), restart: () => app!.restart() } : {}),
     });
-    app = new Rwsplit(config, topology, proxy, monitor, admin, log, staleness, opts.configPath ?? null);
-    app.failover = failover;
-    await monitor.start();
-    app.recovery = sharding?.recovery ?? null;
+    app = new Rwsplit(
+      config,
+      topology,
+      pg?.proxy ?? null,
+      pg?.monitor ?? null,
+      admin,
+      log,
+      pg?.staleness ?? null,
+      opts.configPath ?? null,
+    );
+    app.failover = pg?.failover ?? null;
+    app.guard = guard;
+    reportKills(guard, (detail) => admin.events.record(null, 'client-killed', detail), log);
+    await pg?.monitor.start();
+    app.recovery = pg?.sharding?.recovery ?? null;
     app.recovery?.start();
     try {
       const handed = opts.listeners ?? {};
-      app.pgAddress = await proxy.listen(
-        config.listen.postgres.host,
-        config.listen.postgres.port,
-        handed.postgres,
-      );
+      if (pg && pgc) {
+        app.pgAddress = await pg.proxy.listen(
+          config.listen.postgres.host,
+          config.listen.postgres.port,
+          handed.postgres,
+        );
+        if (config.listen.postgres.socketDir)
+          app.pgSocket = await pg.proxy.listenUnix(
+            config.listen.postgres.socketDir,
+            app.pgAddress.port,
+            handed.postgresUnix,
+          );
+      }
       if (config.redis)
         app.redis = await RedisService.start(
           config.redis,
@@ -169,6 +131,7 @@ export class Rwsplit {
           view,
           metrics.redisStats(),
           log,
+          guard,
           handed.redis,
         );
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port, handed.http);
@@ -176,7 +139,15 @@ export class Rwsplit {
       await app.stop();
       throw err;
     }
-    log.info({ postgres: app.pgAddress, http: app.httpAddress }, 'rwsplit is listening');
+    log.info(
+      {
+        postgres: app.pgAddress,
+        postgresSocket: app.pgSocket,
+        redis: app.redis ? config.listen.redis : null,
+        http: app.httpAddress,
+      },
+      'rwsplit is listening',
+    );
     return app;
   }
 
@@ -222,8 +193,9 @@ export class Rwsplit {
     try {
       pid = await spawnSuccessor(
         {
-          postgres: this.proxy.listener,
           http: this.admin.listener,
+          ...(this.proxy ? { postgres: this.proxy.listener } : {}),
+          ...(this.proxy?.unixListener ? { postgresUnix: this.proxy.unixListener } : {}),
           ...(this.redis ? { redis: this.redis.proxy.listener } : {}),
         },
         startTimeoutMs,
@@ -250,7 +222,7 @@ export class Rwsplit {
     const started = Date.now();
     this.admin.stopAccepting();
     const [pg, redis] = await Promise.all([
-      this.proxy.drain(timeoutMs),
+      this.proxy?.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
       this.redis?.proxy.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
     ]);
     this.log.warn(
@@ -263,12 +235,133 @@ export class Rwsplit {
 
   async stop(): Promise<void> {
     await Promise.allSettled([
-      this.proxy.close(),
+      this.proxy?.close(),
       this.admin.close(),
-      this.monitor.stop(),
+      this.monitor?.stop(),
       this.failover?.stop(),
       this.recovery?.stop(),
       this.redis?.stop(),
     ]);
+    this.guard?.stop();
   }
+}
+
+/** The PostgreSQL side of an instance: staleness, routing, the proxy, its monitor and failover. */
+function assemblePostgres(
+  pgc: PgConfig,
+  topology: Topology,
+  view: ClusterView,
+  metrics: Metrics,
+  guard: ClientGuard,
+  log: Logger,
+): {
+  proxy: PgProxy;
+  monitor: PgMonitor;
+  failover: PgFailover;
+  staleness: StalenessTracker;
+  sharding: ReturnType<typeof setUpSharding>;
+} {
+  const staleness = new StalenessTracker({
+    maxLagBytes: pgc.staleness.maxLagBytes,
+    maxLagMs: pgc.staleness.maxLagMs,
+    breachesToLeave: pgc.staleness.breachesToLeave,
+    samplesToReturn: pgc.staleness.samplesToReturn,
+    returnRatio: pgc.staleness.returnRatio,
+  });
+  const readRouter = new ReadRouter(topology, {
+    balance: pgc.routing.balance,
+    primaryReads: pgc.routing.primaryReads,
+    whenAllLagging: pgc.staleness.whenAllLagging,
+  });
+  const classifier = new Classifier(
+    pgc.routing.writeFunctions ? { writeFunctions: pgc.routing.writeFunctions } : {},
+  );
+  const monitorUser = pgc.monitor.user ?? pgc.backend.user ?? pgc.auth.users[0]?.name ?? 'postgres';
+  const monitorPassword =
+    pgc.monitor.password ??
+    pgc.backend.password ??
+    pgc.auth.users.find((u) => u.name === monitorUser)?.password;
+  const sharding = setUpSharding(
+    pgc,
+    topology,
+    {
+      user: monitorUser,
+      password: monitorPassword?.startsWith('SCRAM-SHA-256$') ? undefined : monitorPassword,
+    },
+    log,
+  );
+  const backendTls = backendTlsByNode(pgc);
+  const proxy = new PgProxy({
+    config: pgc,
+    backendTls,
+    topology,
+    readRouter,
+    classifier,
+    stats: metrics,
+    log,
+    tls: pgc.tls
+      ? tls.createSecureContext({ cert: readFileSync(pgc.tls.cert), key: readFileSync(pgc.tls.key) })
+      : null,
+    sharding: sharding?.context ?? null,
+    guard,
+  });
+  view.addConnections(proxy);
+  const monitor = new PgMonitor(
+    topology,
+    staleness,
+    {
+      intervalMs: pgc.monitor.intervalMs,
+      timeoutMs: pgc.monitor.timeoutMs,
+      database: pgc.monitor.database,
+      user: monitorUser,
+      ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$')
+        ? { password: monitorPassword }
+        : {}),
+      onLag: (id, ms) => metrics.lagSample(id, ms),
+      failoverMode: pgc.failover.mode,
+      tls: backendTls,
+    },
+    log,
+  );
+  const failover = new PgFailover(
+    topology,
+    monitor,
+    {
+      ...pgc.failover,
+      login: monitor.login,
+      timeoutMs: pgc.monitor.timeoutMs,
+      activeConnections: (id) => proxy.poolStats().get(id)?.active ?? 0,
+    },
+    log,
+  );
+  return { proxy, monitor, failover, staleness, sharding };
+}
+
+/**
+ * Clients cut off go to the event log: one event each for buffer limits (rare, and each names
+ * its client), one summary a second for login and idle timeouts (a flood of silent sockets
+ * must not flood the log).
+ */
+function reportKills(guard: ClientGuard, record: (detail: string) => void, log: Logger): void {
+  let timeouts = new Map<string, number>();
+  let timer: NodeJS.Timeout | null = null;
+  guard.on('killed', (k: ClientKilled) => {
+    if (k.reason !== 'login-timeout' && k.reason !== 'idle-timeout') {
+      log.warn(k, `closed a ${k.protocol} client: ${k.reason}`);
+      record(`${k.protocol} ${k.clientClass} client closed (${k.reason}): ${k.detail}`);
+      return;
+    }
+    const key = `${k.protocol} clients closed (${k.reason})`;
+    timeouts.set(key, (timeouts.get(key) ?? 0) + 1);
+    timer ??= setTimeout(() => {
+      timer = null;
+      const counts = timeouts;
+      timeouts = new Map();
+      for (const [what, n] of counts) {
+        log.info({ clients: n }, what);
+        record(`${n} ${what}`);
+      }
+    }, 1000);
+    timer.unref();
+  });
 }

@@ -161,8 +161,8 @@ describe('admin API: actions, events, metrics, stream', () => {
     const plan = (await ok.json()) as { applied: string[]; needsRestart: string[] };
     assert.deepEqual(plan.applied.sort(), ['admin.token', 'postgres.staleness.maxLagMs']);
     assert.deepEqual(plan.needsRestart, ['postgres.pool.size']);
-    assert.equal(app.config.postgres.staleness.maxLagMs, 2500);
-    assert.equal(app.config.postgres.pool.size, 20, 'a restart-only key keeps its running value');
+    assert.equal(app.config.postgres!.staleness.maxLagMs, 2500);
+    assert.equal(app.config.postgres!.pool.size, 20, 'a restart-only key keeps its running value');
     assert.equal((await post('/api/reload', TOKEN)).status, 401, 'the old token no longer works');
     const events = await get<Array<{ type: string; detail: string }>>('/api/events');
     const types = events.map((e) => e.type);

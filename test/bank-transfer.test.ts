@@ -77,7 +77,7 @@ describe('bank transfers across shards while rwsplit is killed at 2PC points', (
     const config = validateConfig(raw);
     configPath = path.join(tmp, 'rwsplit.json');
     writeFileSync(configPath, JSON.stringify(raw)); // JSON is YAML
-    const resolver = new ShardResolver(cluster.shardNames, config.postgres.sharding!);
+    const resolver = new ShardResolver(cluster.shardNames, config.postgres!.sharding!);
     for (const p of cluster.primaries) {
       const c = new pg.Client({ host: '127.0.0.1', port: p.port, user: 'postgres', database: 'postgres' });
       c.on('error', () => undefined);

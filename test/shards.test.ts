@@ -83,7 +83,7 @@ describe('sharded PostgreSQL with two-phase commit', () => {
       },
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
-    resolver = new ShardResolver(cluster.shardNames, config.postgres.sharding!);
+    resolver = new ShardResolver(cluster.shardNames, config.postgres!.sharding!);
   });
 
   after(async () => {
@@ -130,6 +130,46 @@ describe('sharded PostgreSQL with two-phase commit', () => {
     // The session carries on.
     const r = await c.query('/* rwsplit:shard=s2 */ SELECT 1 AS one');
     assert.equal(r.rows[0].one, 1);
+  });
+
+  test('statements that read no table run on any shard, without a hint (simple and extended)', async () => {
+    const c = await connect();
+    const ports = new Set<number>();
+    for (let i = 0; i < 8; i++) {
+      ports.add(Number((await c.query('SELECT inet_server_port() AS port')).rows[0].port));
+      ports.add(Number((await c.query('SELECT inet_server_port() AS port, $1::int AS i', [i])).rows[0].port));
+    }
+    const shardOfPort = new Map(cluster.nodes.map((n) => [n.port, n.shard]));
+    assert.deepEqual(
+      new Set([...ports].map((p) => shardOfPort.get(p))),
+      new Set(['s1', 's2']),
+      'such reads are spread over both shards',
+    );
+    assert.match((await c.query('SELECT version() AS v')).rows[0].v, /PostgreSQL/);
+    assert.match((await c.query('SHOW server_version')).rows[0].server_version, /^\d+/);
+    assert.equal((await c.query('SELECT 1 AS one, $1::text AS t', ['x'])).rows[0].one, 1);
+    const cat = await c.query(
+      "SELECT count(*)::int AS n FROM pg_catalog.pg_class WHERE relname = 'accounts'",
+    );
+    assert.equal(cat.rows[0].n, 1);
+    // A write with no table names no shard: still the error, never a guess.
+    await assert.rejects(c.query("SELECT nextval('accounts_seq_nowhere')"), /cannot tell which shard/);
+    const run = promisify(execFile);
+    const out = await run(pgBinary('psql'), [
+      '-X',
+      '-At',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(app.pgAddress!.port),
+      '-U',
+      'postgres',
+      '-d',
+      'postgres',
+      '-c',
+      'select 1',
+    ]);
+    assert.equal(out.stdout.trim(), '1');
   });
 
   test('/* rwsplit:all-shards */ returns the rows of every shard', async () => {

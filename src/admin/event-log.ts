@@ -8,7 +8,13 @@ import type { ClusterView } from '../core/cluster-view.js';
 import type { TopologyEvent } from '../core/topology.js';
 
 /** Events recorded by the admin server's actions. */
-export type AdminEventType = 'drained' | 'undrained' | 'config-reload' | 'config-reload-failed';
+export type AdminEventType =
+  | 'drained'
+  | 'undrained'
+  | 'config-reload'
+  | 'config-reload-failed'
+  /** a client cut off by a limit (output buffer, buffer budget, login or idle timeout) */
+  | 'client-killed';
 
 /** One entry of `GET /api/events`. `node` is null for instance-wide events (a reload). */
 export interface LogEvent {

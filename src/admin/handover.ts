@@ -13,7 +13,7 @@ import type net from 'node:net';
 /** Set in the successor's environment: it waits for its listeners on the IPC channel. */
 export const HANDOVER_ENV = 'RWSPLIT_HANDOVER';
 
-export type ListenerName = 'postgres' | 'redis' | 'http';
+export type ListenerName = 'postgres' | 'postgresUnix' | 'redis' | 'http';
 /** Listening sockets handed over, by what they serve. */
 export type Listeners = Partial<Record<ListenerName, net.Server>>;
 

@@ -3,6 +3,7 @@
  * are bound once so the per-query path does no label lookups.
  */
 import client from 'prom-client';
+import type { ClientGuard } from '../core/client-guard.js';
 import type { ClusterView } from '../core/cluster-view.js';
 import { nodeState } from '../core/topology.js';
 import type { CausalOutcome, PgStats, RouteReason } from '../pg/session-context.js';
@@ -234,6 +235,44 @@ export class Metrics implements PgStats {
       },
     };
     return this.redis;
+  }
+
+  /**
+   * The client guard's figures: `rwsplit_buffered_bytes` (the budget's use at the last
+   * sample), `rwsplit_buffered_bytes_limit` (`limits.maxBufferedBytes`, 0: none) and
+   * `rwsplit_clients_killed_total{protocol,reason,class}`.
+   */
+  watchGuard(guard: ClientGuard): void {
+    const registers = [this.registry];
+    new client.Gauge({
+      name: 'rwsplit_buffered_bytes',
+      help: 'Bytes buffered for clients and backends over all sessions (the buffer budget in use)',
+      registers,
+      collect() {
+        this.set(guard.used);
+      },
+    });
+    new client.Gauge({
+      name: 'rwsplit_buffered_bytes_limit',
+      help: 'The buffer budget, limits.maxBufferedBytes (0: none)',
+      registers,
+      collect() {
+        this.set(guard.maxBufferedBytes);
+      },
+    });
+    new client.Counter({
+      name: 'rwsplit_clients_killed_total',
+      help: 'Clients rwsplit closed for a limit, by protocol, reason and client class',
+      labelNames: ['protocol', 'reason', 'class'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of guard.kills) {
+          const [protocol, reason, cls] = key.split('\0');
+          this.inc({ protocol: protocol!, reason: reason!, class: cls! }, n);
+        }
+      },
+    });
   }
 
   /** Totals of one node of any engine (zeros for a node that has seen no traffic). */

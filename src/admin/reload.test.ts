@@ -44,10 +44,10 @@ describe('config reload', () => {
     assert.equal(staleness.bounds[0]!.maxLagMs, 50);
     assert.equal(log.level, process.env.RWSPLIT_LOG_LEVEL ?? 'debug');
     assert.equal(token, 'x'.repeat(16));
-    assert.equal(config.postgres.staleness.maxLagMs, 50);
-    assert.equal(config.postgres.staleness.whenAllLagging, 'fallback', 'restart-only keys keep their value');
-    assert.equal(config.postgres.pool.size, 20);
-    assert.equal(current.postgres.staleness.maxLagMs, 10_000, 'the old config object is not mutated');
+    assert.equal(config.postgres!.staleness.maxLagMs, 50);
+    assert.equal(config.postgres!.staleness.whenAllLagging, 'fallback', 'restart-only keys keep their value');
+    assert.equal(config.postgres!.pool.size, 20);
+    assert.equal(current.postgres!.staleness.maxLagMs, 10_000, 'the old config object is not mutated');
   });
 
   test('a reload that changes no staleness key leaves the tracker (and its streaks) alone', () => {

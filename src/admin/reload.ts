@@ -23,7 +23,8 @@ export const LIVE_KEYS: readonly string[] = [
 
 /** What a reload acts on. */
 export interface LiveTargets {
-  staleness: StalenessTracker;
+  /** null with a Redis-only config */
+  staleness: StalenessTracker | null;
   log: Logger;
   setAdminToken(token: string | null): void;
 }
@@ -52,8 +53,13 @@ export function applyReload(
     needsRestart: changed.filter((k) => !LIVE_KEYS.includes(k)),
   };
   const config: Config = structuredClone(current);
-  const s = next.postgres.staleness;
-  if (plan.applied.some((k) => k.startsWith('postgres.staleness.'))) {
+  const s = next.postgres?.staleness;
+  if (
+    s &&
+    config.postgres &&
+    targets.staleness &&
+    plan.applied.some((k) => k.startsWith('postgres.staleness.'))
+  ) {
     // setBound restarts every replica's breach/return streak: only when the bound changed.
     targets.staleness.setBound({
       maxLagBytes: s.maxLagBytes,
@@ -62,7 +68,7 @@ export function applyReload(
       samplesToReturn: s.samplesToReturn,
       returnRatio: s.returnRatio,
     });
-    config.postgres.staleness = { ...s, whenAllLagging: current.postgres.staleness.whenAllLagging };
+    config.postgres.staleness = { ...s, whenAllLagging: config.postgres.staleness.whenAllLagging };
   }
   if (plan.applied.includes('logging.level')) {
     // RWSPLIT_LOG_LEVEL overrides the file at start; it keeps doing so after a reload.

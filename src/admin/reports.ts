@@ -7,7 +7,7 @@ import { nodeState } from '../core/topology.js';
 import { bucketQuantile } from './fast-metrics.js';
 import type { Metrics } from './metrics.js';
 
-/** One row of `GET /api/nodes` (the contract in DESIGN.md, plus details). */
+/** One row of `GET /api/nodes` (the fields users and scripts rely on, plus details). */
 export interface NodeReport {
   id: string;
   kind: 'postgres' | 'redis';

@@ -75,7 +75,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const config = validateConfig(
       {
         listen: {
-          postgres: { host: '127.0.0.1', port: opts.pgPort },
+          // Also a Unix socket in the demo's directory: psql -h <dir> -p <port>.
+          postgres: { host: '127.0.0.1', port: opts.pgPort, socketDir: path.dirname(cluster.dir) },
           http: { host: '127.0.0.1', port: opts.httpPort },
           redis: { host: '127.0.0.1', port: opts.redisPort },
         },
@@ -115,7 +116,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     );
     if (cluster instanceof PgShardedCluster) await createDemoTable(cluster);
     app = await Rwsplit.start(config);
-    printEndpoints(cluster, redis, opts);
+    printEndpoints(cluster, redis, opts, app.pgSocket);
     const sig = await waitForSignal();
     console.log(`\nrwsplit demo: ${sig} received, stopping ...`);
   } finally {
@@ -164,7 +165,12 @@ async function createDemoTable(cluster: PgShardedCluster): Promise<void> {
   );
 }
 
-function printEndpoints(cluster: PgFixture, redis: RedisCluster | null, opts: DemoOptions): void {
+function printEndpoints(
+  cluster: PgFixture,
+  redis: RedisCluster | null,
+  opts: DemoOptions,
+  socket: string | null,
+): void {
   const sharded = cluster instanceof PgShardedCluster;
   const psql = `psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres"`;
   const lines = [
@@ -172,6 +178,11 @@ function printEndpoints(cluster: PgFixture, redis: RedisCluster | null, opts: De
     'rwsplit demo is running.',
     '',
     `  PostgreSQL proxy   127.0.0.1:${opts.pgPort}   (user postgres, database postgres, no password)`,
+    ...(socket
+      ? [
+          `                     and the Unix socket ${socket} (psql -h ${path.dirname(socket)} -p ${opts.pgPort})`,
+        ]
+      : []),
     ...(sharded
       ? [
           `                     ${cluster.shardNames.length} shards (${cluster.shardNames.join(', ')}); ` +

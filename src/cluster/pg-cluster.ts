@@ -1,7 +1,7 @@
 /**
  * A local PostgreSQL cluster — one primary and N streaming replicas — started from the
  * machine's binaries in a temporary directory on free ports. Used by `rwsplit demo` and by
- * every integration test (DESIGN.md, "Testing doctrine").
+ * every integration test: real servers, never mocks.
  */
 import { createWriteStream, fchownSync, openSync, rmSync, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';

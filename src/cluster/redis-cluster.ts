@@ -2,7 +2,7 @@
  * A local Redis deployment — S shards, each a primary plus N replicas linked by Redis's own
  * replication (`replicaof`) — started from the machine's redis-server on free ports, in a
  * directory the launcher owns, nothing persisted. Used by `rwsplit demo` and by the Redis
- * integration tests (DESIGN.md, "Testing doctrine").
+ * integration tests: real servers, never mocks.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';

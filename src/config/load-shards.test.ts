@@ -19,10 +19,10 @@ function refused(raw: unknown, pattern: RegExp): void {
 describe('validateConfig: PostgreSQL shards', () => {
   test('one shard needs no sharding section; nodes default to shard "default"', () => {
     const c = validateConfig({ postgres: { nodes: [{ id: 'a', host: 'h' }] } });
-    assert.equal(c.postgres.nodes[0]?.shard, 'default');
-    assert.equal(c.postgres.sharding, undefined);
+    assert.equal(c.postgres!.nodes[0]?.shard, 'default');
+    assert.equal(c.postgres!.sharding, undefined);
     const named = validateConfig({ postgres: { nodes: [nodes[0], nodes[1]] } });
-    assert.equal(named.postgres.nodes[1]?.shard, 's1');
+    assert.equal(named.postgres!.nodes[1]?.shard, 's1');
   });
 
   test('several shards need postgres.sharding, even an empty one', () => {
@@ -32,8 +32,8 @@ describe('validateConfig: PostgreSQL shards', () => {
     );
     refused({ postgres: { nodes: [{ id: 'x', host: 'h' }, nodes[2]] } }, /2 shards \(default, s2\)/);
     const c = validateConfig({ postgres: { nodes, sharding: {} } });
-    assert.equal(c.postgres.sharding?.hash.distribution, 'ketama');
-    assert.deepEqual(c.postgres.sharding?.tables, []);
+    assert.equal(c.postgres!.sharding?.hash.distribution, 'ketama');
+    assert.deepEqual(c.postgres!.sharding?.tables, []);
   });
 
   test('defaultShard and twoPhase.logShard must be the shard of some node', () => {
@@ -48,8 +48,8 @@ describe('validateConfig: PostgreSQL shards', () => {
     const c = validateConfig({
       postgres: { nodes, sharding: { defaultShard: 's2', twoPhase: { logShard: 's1' } } },
     });
-    assert.equal(c.postgres.sharding?.defaultShard, 's2');
-    assert.equal(c.postgres.sharding?.twoPhase.logShard, 's1');
+    assert.equal(c.postgres!.sharding?.defaultShard, 's2');
+    assert.equal(c.postgres!.sharding?.twoPhase.logShard, 's1');
   });
 
   test('table rules must name a table and a column, each table once', () => {
@@ -76,6 +76,6 @@ describe('validateConfig: PostgreSQL shards', () => {
       { table: 'app."Orders"', column: '"CustomerId"' },
     ];
     const c = validateConfig({ postgres: { nodes, sharding: { tables } } });
-    assert.deepEqual(c.postgres.sharding?.tables, tables);
+    assert.deepEqual(c.postgres!.sharding?.tables, tables);
   });
 });

@@ -8,9 +8,9 @@ describe('validateConfig', () => {
   test('fills defaults', () => {
     const c = validateConfig({ postgres: { nodes: [node] } });
     assert.equal(c.listen.postgres.port, 6432);
-    assert.equal(c.postgres.nodes[0]!.port, 5432);
-    assert.equal(c.postgres.routing.balance, 'round-robin');
-    assert.equal(c.postgres.staleness.whenAllLagging, 'fallback');
+    assert.equal(c.postgres!.nodes[0]!.port, 5432);
+    assert.equal(c.postgres!.routing.balance, 'round-robin');
+    assert.equal(c.postgres!.staleness.whenAllLagging, 'fallback');
   });
 
   test('names an unknown key and where it is', () => {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { TableRuleError, TableRules } from '../pg/shard-rules.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, type Config, type PgConfig } from './schema.js';
 
 /** A configuration problem; `message` is meant for the user as-is. */
 export class ConfigError extends Error {
@@ -54,14 +54,23 @@ function describeIssue(error: z.ZodError, source: string): string {
 }
 
 function checkCrossFields(config: Config, source: string): void {
+  if (!config.postgres && !config.redis) {
+    throw new ConfigError(
+      `${source}: nothing to proxy: add a postgres section (postgres.nodes), a redis section (redis.shards), or both`,
+    );
+  }
+  if (config.postgres) checkPostgres(config, config.postgres, source);
+}
+
+function checkPostgres(config: Config, pg: PgConfig, source: string): void {
   const ids = new Set<string>();
-  for (const [i, node] of config.postgres.nodes.entries()) {
+  for (const [i, node] of pg.nodes.entries()) {
     if (ids.has(node.id))
       throw new ConfigError(`${source}: postgres.nodes.${i}.id: duplicate node id "${node.id}"`);
     ids.add(node.id);
   }
-  checkShards(config, source);
-  const { auth } = config.postgres;
+  checkShards(pg, source);
+  const { auth } = pg;
   if (auth.method === 'scram-sha-256' && auth.users.length === 0) {
     throw new ConfigError(
       `${source}: postgres.auth.users: method scram-sha-256 needs at least one user (name and password)`,
@@ -79,8 +88,8 @@ function checkCrossFields(config: Config, source: string): void {
  * PostgreSQL shards: the shard names are those the nodes use, so every shard has a node; more
  * than one name needs a `postgres.sharding` section, and the shards it names must exist.
  */
-function checkShards(config: Config, source: string): void {
-  const { nodes, sharding } = config.postgres;
+function checkShards(pg: PgConfig, source: string): void {
+  const { nodes, sharding } = pg;
   const shards = [...new Set(nodes.map((n) => n.shard))];
   const known = `shards of postgres.nodes: ${shards.join(', ')}`;
   if (sharding === undefined) {

@@ -9,6 +9,8 @@ const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
 const listenAddress = z.strictObject({ host: host.default('127.0.0.1'), port });
+/** The PostgreSQL listener may also take a Unix socket: `<socketDir>/.s.PGSQL.<port>`. */
+const pgListenAddress = listenAddress.extend({ socketDir: z.string().min(1).optional() });
 
 const pgNode = z.strictObject({
   id: z
@@ -20,15 +22,22 @@ const pgNode = z.strictObject({
   weight: z.number().min(0).default(1),
 });
 
+/** TLS toward PostgreSQL servers, libpq's `sslmode` values (src/pg/backend-tls.ts). */
+export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof sslModes)[number];
+
 /** A PostgreSQL node: a pgNode with the shard it belongs to (one shard, "default", unless sharded). */
 const pgShardNode = pgNode.extend({
   shard: z
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"')
     .default('default'),
+  /** this node's own TLS mode and CA file (default: postgres.backend.sslmode / sslrootcert) */
+  sslmode: z.enum(sslModes).optional(),
+  sslrootcert: z.string().min(1).optional(),
 });
 
-/** Read consistency levels (DESIGN.md capability 7); a session may change its own. */
+/** Read consistency levels (read-your-writes and its neighbours); a session may change its own. */
 export const consistencyLevels = ['eventual', 'bounded', 'read-your-writes', 'strong'] as const;
 export type ConsistencyLevel = (typeof consistencyLevels)[number];
 
@@ -49,6 +58,14 @@ const failoverFields = {
 };
 /** `failover: auto` is shorthand for `failover: { mode: auto }`; an absent key takes every default. */
 const asFailoverObject = (v: unknown): unknown => (typeof v === 'string' ? { mode: v } : (v ?? {}));
+
+/** `postgres.pool.acquireTimeoutMs` is the first name of `queryWaitTimeoutMs`, still accepted. */
+const renamedPoolKeys = (v: unknown): unknown => {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || !('acquireTimeoutMs' in v) || 'queryWaitTimeoutMs' in v) return v;
+  const { acquireTimeoutMs, ...rest } = v as Record<string, unknown>;
+  return { ...rest, queryWaitTimeoutMs: acquireTimeoutMs };
+};
 
 const pgFailover = z.preprocess(
   asFailoverObject,
@@ -113,6 +130,22 @@ const probeTiming = {
   upAfter: z.number().int().min(1).default(2),
 };
 
+const MiB = 1024 * 1024;
+
+/** One class of client-output-buffer-limit: 0 disables a bound. */
+const outputLimit = z.strictObject({
+  hardBytes: z.number().int().min(0),
+  softBytes: z.number().int().min(0),
+  softSeconds: z.number().int().min(0),
+});
+
+const defaultOutputLimits = {
+  normal: { hardBytes: 0, softBytes: 0, softSeconds: 0 },
+  pubsub: { hardBytes: 32 * MiB, softBytes: 8 * MiB, softSeconds: 60 },
+  monitor: { hardBytes: 256 * MiB, softBytes: 64 * MiB, softSeconds: 60 },
+  blocked: { hardBytes: 0, softBytes: 0, softSeconds: 0 },
+};
+
 const redisSchema = z.strictObject({
   shards: z
     .array(
@@ -149,10 +182,19 @@ const redisSchema = z.strictObject({
   balance: z.enum(['round-robin', 'weighted', 'least-outstanding', 'lowest-latency']).default('round-robin'),
   auth: z
     .strictObject({
+      /**
+       * `proxy`: rwsplit checks clients' AUTH against `password`/`users`; `passthrough`: the
+       * servers check them (ACL users), on server connections pooled per user.
+       */
+      mode: z.enum(['proxy', 'passthrough']).default('proxy'),
       password: z.string().min(1).optional(),
       users: z.array(z.strictObject({ name: z.string().min(1), password: z.string().min(1) })).default([]),
     })
-    .default({ users: [] }),
+    .refine((a) => a.mode === 'proxy' || (a.password === undefined && a.users.length === 0), {
+      message:
+        'redis.auth.password and redis.auth.users are for mode proxy; with mode passthrough the servers check the credentials (remove them)',
+    })
+    .default({ mode: 'proxy', users: [] }),
   backend: z
     .strictObject({ user: z.string().min(1).optional(), password: z.string().min(1).optional() })
     .default({}),
@@ -173,14 +215,34 @@ const redisSchema = z.strictObject({
         .default(512 * 1024 * 1024),
       maxArrayLength: z.number().int().min(16).default(1_048_576),
       maxClients: z.number().int().min(1).default(10_000),
+      /** a client that has not authenticated this long after connecting is closed (only when AUTH is required) */
+      loginTimeoutMs: z.number().int().min(1).default(60_000),
+      /** a client with nothing in flight that sends nothing this long is closed; 0: never */
+      idleClientTimeoutMs: z.number().int().min(0).default(0),
+      /** Redis's client-output-buffer-limit, per class of client */
+      clientOutputBufferLimit: z
+        .strictObject({
+          normal: outputLimit.default({ hardBytes: 0, softBytes: 0, softSeconds: 0 }),
+          pubsub: outputLimit.default({ hardBytes: 32 * MiB, softBytes: 8 * MiB, softSeconds: 60 }),
+          monitor: outputLimit.default({ hardBytes: 256 * MiB, softBytes: 64 * MiB, softSeconds: 60 }),
+          blocked: outputLimit.default({ hardBytes: 0, softBytes: 0, softSeconds: 0 }),
+        })
+        .default(defaultOutputLimits),
     })
-    .default({ maxBulkBytes: 512 * 1024 * 1024, maxArrayLength: 1_048_576, maxClients: 10_000 }),
+    .default({
+      maxBulkBytes: 512 * 1024 * 1024,
+      maxArrayLength: 1_048_576,
+      maxClients: 10_000,
+      loginTimeoutMs: 60_000,
+      idleClientTimeoutMs: 0,
+      clientOutputBufferLimit: defaultOutputLimits,
+    }),
 });
 
-export const configSchema = z.strictObject({
+const fullSchema = z.strictObject({
   listen: z
     .strictObject({
-      postgres: listenAddress.default({ host: '127.0.0.1', port: 6432 }),
+      postgres: pgListenAddress.default({ host: '127.0.0.1', port: 6432 }),
       http: listenAddress.default({ host: '127.0.0.1', port: 8432 }),
       redis: listenAddress.default({ host: '127.0.0.1', port: 6479 }),
     })
@@ -227,17 +289,25 @@ export const configSchema = z.strictObject({
       .strictObject({
         user: z.string().min(1).optional(),
         password: z.string().min(1).optional(),
+        /** TLS toward every node (a node's own `sslmode` wins) */
+        sslmode: z.enum(sslModes).default('disable'),
+        /** PEM file of the CA(s) that sign the servers' certificates (verify-ca, verify-full) */
+        sslrootcert: z.string().min(1).optional(),
       })
-      .default({}),
+      .default({ sslmode: 'disable' }),
     tls: tlsServer.optional(),
-    pool: z
-      .strictObject({
+    pool: z.preprocess(
+      renamedPoolKeys,
+      z.strictObject({
         size: z.number().int().min(1).default(20),
-        acquireTimeoutMs: z.number().int().min(1).default(5000),
+        /** how long a client waits for a connection of a busy pool (PgBouncer's query_wait_timeout) */
+        queryWaitTimeoutMs: z.number().int().min(1).default(5000),
         connectTimeoutMs: z.number().int().min(1).default(3000),
         idleTimeoutMs: z.number().int().min(0).default(300_000),
-      })
-      .default({ size: 20, acquireTimeoutMs: 5000, connectTimeoutMs: 3000, idleTimeoutMs: 300_000 }),
+        /** a client idle inside a transaction longer than this is disconnected (25P03); 0 = never */
+        idleInTransactionTimeoutMs: z.number().int().min(0).default(0),
+      }),
+    ),
     routing: z
       .strictObject({
         balance: z
@@ -280,9 +350,30 @@ export const configSchema = z.strictObject({
           .int()
           .min(1024)
           .default(1024 * 1024),
+        /** startup and authentication must finish this long after connecting (authentication_timeout) */
+        loginTimeoutMs: z.number().int().min(1).default(60_000),
+        /** a session with nothing in flight that sends nothing this long is closed; 0: never */
+        idleClientTimeoutMs: z.number().int().min(0).default(0),
       })
-      .default({ maxFrameBytes: 64 * 1024 * 1024, maxClients: 10_000, maxBatchBytes: 1024 * 1024 }),
+      .default({
+        maxFrameBytes: 64 * 1024 * 1024,
+        maxClients: 10_000,
+        maxBatchBytes: 1024 * 1024,
+        loginTimeoutMs: 60_000,
+        idleClientTimeoutMs: 0,
+      }),
   }),
+  /** instance-wide limits over every protocol */
+  limits: z
+    .strictObject({
+      /** bytes buffered for clients and backends over all sessions; past it the biggest holder is cut off; 0: no budget */
+      maxBufferedBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 * MiB),
+    })
+    .default({ maxBufferedBytes: 1024 * MiB }),
   admin: z
     .strictObject({
       token: z
@@ -307,6 +398,9 @@ export const configSchema = z.strictObject({
     })
     .default({ level: 'info' }),
 });
+
+/** `postgres` may be absent: a Redis-only instance (the loader then requires `redis`). */
+export const configSchema = fullSchema.partial({ postgres: true });
 
 /** The validated configuration, defaults filled in. */
 export type Config = z.infer<typeof configSchema>;

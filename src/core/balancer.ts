@@ -1,5 +1,5 @@
 /**
- * Read load balancing (DESIGN.md capability 4): chooses one node among the candidates the
+ * Read load balancing: chooses one node among the candidates the
  * router found eligible for a read. Pure: no sockets, no clocks; randomness is injected so
  * tests are deterministic.
  */
@@ -210,7 +210,7 @@ class PowerOfTwoLatencyBalancer implements Balancer {
 }
 
 /**
- * Which nodes may serve a read (DESIGN.md capability 4, `primaryReads`): the eligible
+ * Which nodes may serve a read (`primaryReads`): the eligible
  * replicas, plus the primary as `always` one more candidate, or as a `fallback` only when no
  * replica is eligible, or `never`. The list may come back empty; the caller then applies its
  * all-lagging policy (fallback to the primary or an error). Input order is kept.

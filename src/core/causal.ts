@@ -1,5 +1,5 @@
 /**
- * Read-your-writes bookkeeping (DESIGN.md capability 7). A causal token is, per shard, the
+ * Read-your-writes bookkeeping. A causal token is, per shard, the
  * position a session's last write reached on the primary (a PostgreSQL LSN, a Redis offset);
  * a replica may serve that session's reads once it has replayed that far. Positions are
  * unsigned 64-bit numbers, kept as bigint. No sockets here.

@@ -1,6 +1,6 @@
 /**
  * Time-decayed exponentially weighted moving average, used for per-node request latency
- * (DESIGN.md capability 4, `lowest-latency`).
+ * (the `lowest-latency` balancing strategy).
  *
  * Why decay by elapsed time and not by sample count: a count-based EWMA (`v = a*x + (1-a)*v`)
  * forgets at the speed traffic arrives. A busy node would forget a slow spell in milliseconds

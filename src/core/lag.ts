@@ -1,5 +1,5 @@
 /**
- * Replication lag from positions (DESIGN.md capability 5): byte lag from PostgreSQL LSNs, and
+ * Replication lag from positions: byte lag from PostgreSQL LSNs, and
  * time lag from a history of the primary's positions, so neither depends on the nodes' clocks
  * nor on the primary being busy.
  */

@@ -1,5 +1,5 @@
 /**
- * Bounded staleness (DESIGN.md capability 6): decides, probe after probe, whether a replica
+ * Bounded staleness: decides, probe after probe, whether a replica
  * is close enough to the primary to receive reads. Hysteresis keeps a replica whose lag
  * hovers around the bound from flapping in and out of rotation: it leaves only after several
  * consecutive breaches, and returns only after several consecutive samples well under the

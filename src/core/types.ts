@@ -29,7 +29,7 @@ export interface NodeSpec {
   weight: number;
 }
 
-/** Read balancing strategies (DESIGN.md capability 4). */
+/** Read balancing strategies. */
 export type BalanceStrategy = 'round-robin' | 'weighted' | 'least-outstanding' | 'lowest-latency';
 
 /** Whether the primary takes reads: never, only when no replica can, or always as one more candidate. */

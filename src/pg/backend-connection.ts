@@ -4,7 +4,9 @@
  * frame the server sends to whoever currently holds it (a client session) untouched.
  */
 import net from 'node:net';
+import { dataActivity } from '../core/liveness.js';
 import { md5PasswordResponse, ScramClient } from './auth/index.js';
+import { connectWithTls, type BackendTls } from './backend-tls.js';
 import { BackendStartupError } from './errors.js';
 import {
   BackendCode,
@@ -25,6 +27,8 @@ export interface BackendTarget {
   nodeId: string;
   host: string;
   port: number;
+  /** TLS toward this node (sslmode other than disable), else plain TCP */
+  tls?: BackendTls;
 }
 
 export interface BackendLogin {
@@ -53,12 +57,17 @@ export class BackendConnection {
   /** ParameterStatus frames from startup, as sent by the server (replayed to clients at login) */
   readonly parameterFrames: Buffer[] = [];
   readonly parameters = new Map<string, string>();
-  /** statement keys prepared on this server connection (see statement-registry.ts) */
-  readonly prepared = new Set<string>();
+  /** statement keys prepared on this server connection, with the schema epoch of each (see statement-registry.ts) */
+  readonly prepared = new Map<string, number>();
   /** key of the query held by the unnamed statement on the server, null when unknown */
   unnamedKey: string | null = null;
   listener: BackendListener | null = null;
   closed = false;
+  /**
+   * a client ran pg_terminate_backend on this backend through rwsplit: its FATAL 57P01 is that
+   * termination, not the server shutting down (see backend-signal.ts)
+   */
+  terminationRequested = false;
   /** true while a pool counts this connection in its total (cleared once it is forgotten) */
   counted = true;
   private closeNotified = false;
@@ -77,14 +86,27 @@ export class BackendConnection {
     this.reader = new FrameReader({ maxFrameBytes: opts.maxFrameBytes });
   }
 
-  /** Connects, authenticates and waits for the first ReadyForQuery. */
+  /** Connects (over TLS when the target asks for it), authenticates and waits for the first ReadyForQuery. */
   static connect(
     target: BackendTarget,
     login: BackendLogin,
     opts: BackendOptions,
   ): Promise<BackendConnection> {
+    if (!target.tls) return BackendConnection.logIn(target, login, opts, null);
+    return connectWithTls(target, target.tls, opts.connectTimeoutMs).then((socket) =>
+      BackendConnection.logIn(target, login, opts, socket),
+    );
+  }
+
+  /** The startup exchange, on `ready` (a socket already negotiated) or on a new plain TCP connection. */
+  private static logIn(
+    target: BackendTarget,
+    login: BackendLogin,
+    opts: BackendOptions,
+    ready: net.Socket | null,
+  ): Promise<BackendConnection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+      const socket = ready ?? net.connect({ host: target.host, port: target.port, noDelay: true });
       const conn = new BackendConnection(target, socket, opts);
       const startup = new StartupExchange(conn, login, socket);
       let settled = false;
@@ -108,7 +130,8 @@ export class BackendConnection {
           ),
         opts.connectTimeoutMs,
       );
-      socket.on('connect', () => socket.write(encodeStartupMessage(startup.startupParams())));
+      if (ready) socket.write(encodeStartupMessage(startup.startupParams()));
+      else socket.on('connect', () => socket.write(encodeStartupMessage(startup.startupParams())));
       socket.on('error', (err) =>
         fail(
           new BackendStartupError(
@@ -157,6 +180,8 @@ export class BackendConnection {
   /** Switches the socket to data mode after startup. */
   private attach(): void {
     this.socket.on('data', (chunk: Buffer) => {
+      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+      dataActivity.received(this.target.nodeId);
       try {
         this.reader.push(chunk, this.onFrame);
       } catch (err) {

@@ -9,7 +9,8 @@ import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 
 export interface PoolOptions {
   size: number;
-  acquireTimeoutMs: number;
+  /** how long acquire() waits for a connection of a busy pool (postgres.pool.queryWaitTimeoutMs) */
+  queryWaitTimeoutMs: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   maxFrameBytes: number;
@@ -28,6 +29,8 @@ interface Waiter {
 
 export class BackendPool {
   private readonly idle: BackendConnection[] = [];
+  /** every open connection, idle or lent (to find a backend by its server pid) */
+  readonly connections = new Set<BackendConnection>();
   private readonly waiters: Waiter[] = [];
   /** connections open or being opened */
   private total = 0;
@@ -69,11 +72,11 @@ export class BackendPool {
             new RwsplitPgError(
               'POOL_TIMEOUT',
               SqlState.TooManyConnections,
-              `all ${this.opts.size} connections to ${this.target.nodeId} stayed busy for ${this.opts.acquireTimeoutMs} ms`,
-              'Raise postgres.pool.size (and max_connections on the server) or postgres.pool.acquireTimeoutMs.',
+              `all ${this.opts.size} connections to ${this.target.nodeId} stayed busy for ${this.opts.queryWaitTimeoutMs} ms`,
+              'Raise postgres.pool.size (and max_connections on the server) or postgres.pool.queryWaitTimeoutMs, or end transactions sooner (postgres.pool.idleInTransactionTimeoutMs).',
             ),
           );
-        }, this.opts.acquireTimeoutMs),
+        }, this.opts.queryWaitTimeoutMs),
       };
       this.waiters.push(waiter);
     });
@@ -141,6 +144,7 @@ export class BackendPool {
     try {
       const conn = await BackendConnection.connect(this.target, this.login, this.opts);
       conn.onClosed = (c) => this.forget(c);
+      this.connections.add(conn);
       this.leased++;
       return conn;
     } catch (err) {
@@ -153,6 +157,7 @@ export class BackendPool {
   }
 
   private forget(conn: BackendConnection): void {
+    this.connections.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     if (!conn.counted) return;

@@ -19,7 +19,7 @@ import {
 } from './protocol/index.js';
 import { Expect, type ResponseTracker } from './response-tracker.js';
 import { classifyQuery, parseOf } from './route-decision.js';
-import { ClientStatements, statementKey, type StatementInfo } from './statement-registry.js';
+import { ClientStatements, schemaEpoch, statementKey, type StatementInfo } from './statement-registry.js';
 
 /** Server-side prepared statements kept per backend connection before the oldest is closed. */
 export const MAX_STATEMENTS_PER_BACKEND = 1000;
@@ -101,9 +101,11 @@ export class BatchTranslator {
           break;
         case FrontendCode.Sync:
           this.send(frame);
-          this.unsynced = false;
-          this.tracker.expect(Expect.Sync);
-          readyCount++;
+          // A Sync inside a COPY is ignored by the server: no ReadyForQuery will answer it.
+          if (this.tracker.expect(Expect.Sync)) {
+            this.unsynced = false;
+            readyCount++;
+          }
           break;
         case FrontendCode.FunctionCall:
           this.send(frame);
@@ -113,7 +115,12 @@ export class BatchTranslator {
         case FrontendCode.Flush:
           this.send(frame);
           break;
-        default: // CopyData, CopyDone, CopyFail: the server is in COPY mode
+        case FrontendCode.CopyDone:
+        case FrontendCode.CopyFail:
+          this.send(frame);
+          this.tracker.expectCopyEnd();
+          break;
+        default: // CopyData: the server is in COPY mode
           this.send(frame);
       }
     }
@@ -167,6 +174,7 @@ export class BatchTranslator {
     const msg = parseOf(frame);
     const classification = this.classifier.classify(msg.query);
     const key = statementKey(msg.query, msg.paramTypes);
+    const epoch = schemaEpoch.value;
     this.unsynced = true;
     if (msg.statement === '') {
       this.statements.set('', {
@@ -174,6 +182,7 @@ export class BatchTranslator {
         query: msg.query,
         paramTypes: Buffer.from(msg.paramTypes),
         classification,
+        epoch,
       });
       conn.unnamedKey = key;
       this.send(frame);
@@ -185,17 +194,29 @@ export class BatchTranslator {
       query: msg.query,
       paramTypes: Buffer.from(msg.paramTypes),
       classification,
+      epoch,
     };
     this.statements.set(msg.statement, info);
-    if (conn.prepared.has(key)) {
+    const held = conn.prepared.get(key);
+    if (held !== undefined && held >= epoch) {
       this.tracker.synthesize(PARSE_COMPLETE);
     } else {
-      this.makeRoom(conn);
-      conn.prepared.add(key);
+      // A copy from before a schema change is replaced, so the client's re-Parse (after
+      // `cached plan must not change result type`) really reaches the server.
+      if (held !== undefined) this.closeStale(key, held, conn);
+      else this.makeRoom(conn);
+      conn.prepared.set(key, epoch);
       this.send(encodeParseWithName(frame, msg, key));
       this.tracker.expectParse(key, false);
     }
     return classification.pin;
+  }
+
+  /** Closes the server's copy of `key` (prepared at `held`) before it is prepared again. */
+  private closeStale(key: string, held: number, conn: BackendConnection): void {
+    conn.prepared.delete(key);
+    this.send(encodeTarget(FrontendCode.Close, 'S', key));
+    this.tracker.expectInjectedClose(key, held);
   }
 
   private bind(frame: Buffer, conn: BackendConnection): void {
@@ -245,9 +266,12 @@ export class BatchTranslator {
   }
 
   private ensureNamed(info: StatementInfo, conn: BackendConnection): void {
-    if (conn.prepared.has(info.key)) return;
-    this.makeRoom(conn);
-    conn.prepared.add(info.key);
+    const held = conn.prepared.get(info.key);
+    // The backend's copy is as new as the client's: the server would answer as the client's own would.
+    if (held !== undefined && held >= info.epoch) return;
+    if (held !== undefined) this.closeStale(info.key, held, conn);
+    else this.makeRoom(conn);
+    conn.prepared.set(info.key, info.epoch);
     this.send(encodeParse(info.key, info.query, info.paramTypes));
     this.tracker.expectParse(info.key, true);
   }
@@ -259,10 +283,10 @@ export class BatchTranslator {
    */
   private makeRoom(conn: BackendConnection): void {
     if (conn.prepared.size < MAX_STATEMENTS_PER_BACKEND) return;
-    const oldest = conn.prepared.values().next().value as string;
+    const [oldest, held] = conn.prepared.entries().next().value as [string, number];
     conn.prepared.delete(oldest);
     this.send(encodeTarget(FrontendCode.Close, 'S', oldest));
-    this.tracker.expectInjectedClose(oldest);
+    this.tracker.expectInjectedClose(oldest, held);
   }
 
   private ensureUnnamed(info: StatementInfo, conn: BackendConnection): void {

@@ -11,26 +11,13 @@ import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
 import { awaitReplay, commitPosition } from './causal-gate.js';
 import type { RouteDecision } from './route-decision.js';
-import type { RouteReason, SessionContext } from './session-context.js';
+import type { RouteReason, RoutingHost, SessionContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
 
 /** What CausalReads needs of its session (ClientSession implements it). */
-export interface CausalSessionHost {
-  /** the leased backend: a gated step whose lease ended meanwhile (the client left) stops */
+export interface CausalSessionHost extends RoutingHost {
+  /** the leased backend: a gated step whose lease ended meanwhile (client left, server lost) knows it by this */
   readonly currentBackend: BackendConnection | null;
-  readonly closed: boolean;
-  /** the shard the batch being routed belongs to */
-  readonly shard: string;
-  /** the proxy runs its own statement on the lease: the client's requests wait */
-  gated: boolean;
-  route(decision: RouteDecision, failed: Set<string> | null): void;
-  routeTo(
-    node: NodeStatus,
-    decision: RouteDecision,
-    reason: RouteReason,
-    failed: Set<string> | null,
-    checkToken: bigint | null,
-  ): void;
   /** a write waits for a primary (failover) */
   awaitPrimary(decision: RouteDecision, failed: Set<string> | null): void;
   /** sends the routed batch on the backend just leased */
@@ -113,10 +100,16 @@ export class CausalReads {
     const s = this.session;
     s.gated = true;
     void awaitReplay(conn, token, this.ctx.causalWaitMs, () => s.closed).then((outcome) => {
-      if (s.currentBackend !== conn) return; // the client left and the connection was dropped
+      // The lease ended while gated: the client left (its connection was dropped), or the
+      // server went right after answering (ClientSession.onBackendClose only noted the loss).
+      const lost = s.currentBackend !== conn;
       s.gated = false;
       if (s.closed) {
-        s.releaseBackend();
+        if (!lost) s.releaseBackend();
+        return;
+      }
+      if (lost) {
+        s.route(decision, new Set([node.spec.id]));
         return;
       }
       switch (outcome.kind) {
@@ -147,7 +140,9 @@ export class CausalReads {
     const s = this.session;
     s.gated = true;
     void commitPosition(conn).then((outcome) => {
-      if (s.currentBackend !== conn) return;
+      // The lease may have ended while gated (see checkReplay); the client still waits for
+      // nothing here, but what it queued meanwhile must go on.
+      const lost = s.currentBackend !== conn;
       s.gated = false;
       if (outcome.kind === 'ready') {
         advanceToken(this.settings.token, node.spec.shard, outcome.position);
@@ -156,8 +151,10 @@ export class CausalReads {
         // Without the position, no replica can be proven fresh enough: primary reads until the next write.
         this.tokenUnknown = true;
       }
-      if (outcome.kind === 'lost') s.leaseLost(node, outcome.reason);
-      else s.releaseBackend();
+      if (!lost) {
+        if (outcome.kind === 'lost') s.leaseLost(node, outcome.reason);
+        else s.releaseBackend();
+      }
       if (!s.closed) s.resumeQueued();
     });
   }

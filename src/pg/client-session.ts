@@ -16,7 +16,9 @@ import { performance } from 'node:perf_hooks';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
+import { BackendSignals, type SignalledSession, type SignalSessionHost } from './backend-signal.js';
 import { CausalReads, type CausalSessionHost } from './causal-reads.js';
+import type { IdleTransactionSubject } from './idle-transaction.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
 import { OutputCoalescer } from './output-coalescer.js';
 import {
@@ -30,7 +32,12 @@ import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.j
 import { BatchTranslator } from './batch-translator.js';
 import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
-import { ClientStatements } from './statement-registry.js';
+import {
+  ClientStatements,
+  isDdlComplete,
+  schemaChanged,
+  STALE_STATEMENT_STATES,
+} from './statement-registry.js';
 import { mayBeSessionCommand, type SessionSettings } from './session-commands.js';
 import {
   asClientError,
@@ -52,7 +59,15 @@ import { ShardTransaction, type Participation, type ShardSessionHost } from './s
  * points, the cancel key, nodeFenced/nodeDown, fatal and close.
  */
 export class ClientSession
-  implements BackendListener, TrackerSink, CausalSessionHost, RecoverySessionHost, ShardSessionHost
+  implements
+    BackendListener,
+    TrackerSink,
+    CausalSessionHost,
+    RecoverySessionHost,
+    ShardSessionHost,
+    IdleTransactionSubject,
+    SignalSessionHost,
+    SignalledSession
 {
   private backend: BackendConnection | null = null;
   private backendPool: BackendPool | null = null;
@@ -97,10 +112,13 @@ export class ClientSession
   private readonly pools = new Map<string, BackendPool>();
   private readonly tracker = new ResponseTracker(this);
   private readonly statements = new ClientStatements();
+  /** DDL ran on the leased backend and its transaction has not ended yet */
+  private ddlInTransaction = false;
   private readonly translator: BatchTranslator;
   private readonly out: OutputCoalescer;
   private readonly causal: CausalReads;
   private readonly recovery: SessionRecovery;
+  private readonly signals: BackendSignals;
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
@@ -109,9 +127,9 @@ export class ClientSession
    * reached a transaction boundary (see drainable), so it can be closed there.
    */
   onBoundary: (() => void) | null = null;
-  /** the client sent something after login (a session fresh from login is about to) */
-  used = false;
   readonly openedAt = Date.now();
+  /** client frames received so far (the idle-in-transaction sweep compares two readings) */
+  clientFrames = 0;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -130,6 +148,7 @@ export class ClientSession
     this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
+    this.signals = new BackendSignals(ctx, ctx.classifier, this);
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -152,7 +171,7 @@ export class ClientSession
 
   onClientFrame(type: number, frame: Buffer): void {
     if (this.closed) return;
-    this.used = true;
+    this.clientFrames++;
     switch (type) {
       case FrontendCode.Terminate:
         this.close();
@@ -199,6 +218,24 @@ export class ClientSession
     return this.pinnedBy !== null && this.txStatus === TX_IDLE && this.backendIdle();
   }
 
+  /**
+   * The client's chunk is read. A server runs an Execute as soon as it reads it, Sync or not,
+   * and a COPY FROM STDIN then waits for the data: clients that put their Sync after CopyDone
+   * wait for the CopyInResponse first. So a batch that ends in an Execute and goes to the
+   * primary is sent now rather than held for a Sync that will not come yet.
+   */
+  onClientChunkEnd(): void {
+    const last = this.batch[this.batch.length - 1];
+    if (last === undefined || last[0] !== FrontendCode.Execute || this.closed) return;
+    if (
+      this.backend === null &&
+      decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null).target !==
+        'primary'
+    )
+      return;
+    this.dispatch();
+  }
+
   /** The client connection is gone (or we closed it): give the backend back or drop it. */
   onClientClose(): void {
     if (this.closed) return;
@@ -226,6 +263,7 @@ export class ClientSession
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    if (this.backend === null && isCopyFrame(this.batch[0]!) && this.dropStrayCopyFrames()) return;
     const first = this.batch[0]!;
     if (
       first[0] === FrontendCode.Query &&
@@ -248,6 +286,8 @@ export class ClientSession
       return;
     }
     if (this.tryAnswerWithoutBackend()) return;
+    // pg_cancel_backend/pg_terminate_backend: where the pid lives, not the primary.
+    if (this.deferredBegin === null && this.pinnedBy === null && this.signals.tryRoute()) return;
     const decision = decideRoute(
       this.batch,
       this.statements,
@@ -255,6 +295,19 @@ export class ClientSession
       this.deferredBegin !== null,
     );
     this.route(decision, null);
+  }
+
+  /**
+   * COPY messages with no server session running a COPY for this client: a server ignores
+   * them outside COPY mode (postgres.js sends a CopyFail after every finished COPY FROM
+   * STDIN), so they are dropped rather than routed as a batch of their own. True when
+   * nothing else is queued.
+   */
+  private dropStrayCopyFrames(): boolean {
+    let n = 0;
+    while (n < this.batch.length && isCopyFrame(this.batch[n]!)) this.batchBytes -= this.batch[n++]!.length;
+    this.batch = this.batch.slice(n);
+    return this.batch.length === 0;
   }
 
   /** A write queued behind pipelined reads on a replica waits until that replica is idle. */
@@ -353,9 +406,11 @@ export class ClientSession
           pool.release(c);
           return;
         }
-        if (node.fenced) {
-          // Fenced while we waited (a failover): never send anything there.
-          pool.release(c);
+        if (node.fenced || c.closed) {
+          // Fenced while we waited (a failover): never send anything there. Or the connection
+          // closed between its hand-over and now, while nobody listened: it would swallow the batch.
+          if (c.closed) pool.lost();
+          else pool.release(c);
           this.route(decision, failed);
           return;
         }
@@ -365,6 +420,11 @@ export class ClientSession
         this.acquiring = false;
         if (this.closed) return;
         this.socket.resume();
+        if (node.role !== 'primary' && replicaCannotServe(err)) {
+          // Nothing was sent: the read goes to another replica, else to the primary.
+          this.readElsewhere(decision, new Set(failed ?? []).add(node.spec.id));
+          return;
+        }
         if (this.retryable) {
           this.retryable.failed.add(node.spec.id);
           this.ctx.stats.retried(node.spec.id);
@@ -385,6 +445,26 @@ export class ClientSession
         this.failBatch(asClientError(err, node));
       },
     );
+  }
+
+  /**
+   * A replica refused this session's login (its database or role not replayed there yet, not
+   * accepting connections, full): another replica that can serve takes the read, else the
+   * primary, whatever primaryReads says, rather than an error the primary would not give.
+   */
+  private readElsewhere(decision: RouteDecision, failed: Set<string>): void {
+    const shard = this.ctx.sharding ? this.shard : undefined;
+    const pick = this.ctx.readRouter.pick(failed, {
+      allowLagging: this.settings.consistency === 'eventual',
+      shard,
+    });
+    if (pick.ok) {
+      this.route(decision, failed);
+      return;
+    }
+    const primary = this.ctx.topology.primary(this.shard);
+    if (primary) this.routeTo(primary, decision, 'fallback-primary', failed, null);
+    else this.route(decision, failed);
   }
 
   /** This session's pool for a node (the login is fixed for the session's life). */
@@ -530,6 +610,13 @@ export class ClientSession
 
   onBackendFrame(type: number, frame: Buffer): void {
     if (type === BackendCode.ErrorResponse && isServerGoingAway(frame)) {
+      if (this.backend?.terminationRequested) {
+        // pg_terminate_backend through rwsplit: end this client as the server ends it.
+        this.out.push(frame);
+        this.out.flush();
+        this.close();
+        return;
+      }
       // The server is shutting down or lost its postmaster: a node failure, not an answer.
       // The client must not see a FATAL (it would take its own session for dead): the
       // connection is dropped and onBackendClose answers once, in the client's terms — a read
@@ -539,8 +626,15 @@ export class ClientSession
       );
       return;
     }
+    if (type === BackendCode.CommandComplete ? isDdlComplete(frame) : type === BackendCode.ErrorResponse)
+      this.noteSchemaChange(type, frame);
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) {
+      if (this.ddlInTransaction && frame[5] === TX_IDLE) {
+        // Committed now: statements prepared meanwhile on other backends saw the old schema.
+        this.ddlInTransaction = false;
+        schemaChanged();
+      }
       this.txStatus = frame[5]!;
       this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
@@ -549,6 +643,17 @@ export class ClientSession
       this.retryable = null;
       this.out.push(frame);
     }
+  }
+
+  /** DDL done here, or a server's sign of a schema change: shared statements re-Parse (statement-registry.ts). */
+  private noteSchemaChange(type: number, frame: Buffer): void {
+    if (
+      type === BackendCode.ErrorResponse &&
+      !STALE_STATEMENT_STATES.has(decodeErrorFields(frame).get('C') ?? '')
+    )
+      return;
+    schemaChanged();
+    if (type === BackendCode.CommandComplete) this.ddlInTransaction = true;
   }
 
   /** A ReadyForQuery for the client: one dispatched batch is answered. */
@@ -622,6 +727,13 @@ export class ClientSession
     return this.deferredBegin ? TX_BLOCK : TX_IDLE;
   }
 
+  /** The client was told it is in a transaction (or a failed one) and owes the next message. */
+  idleInTransaction(): boolean {
+    if (this.closed || this.batch.length > 0 || this.acquiring || this.gated) return false;
+    if (this.backend !== null && !this.backendIdle()) return false;
+    return this.clientTxStatus() !== TX_IDLE;
+  }
+
   /** Sends what queued meanwhile: a batch that waited for the backend to go idle goes now. */
   resumeQueued(): void {
     if (this.batch.length > 0) {
@@ -632,7 +744,19 @@ export class ClientSession
 
   onBackendClose(conn: BackendConnection, reason: string): void {
     if (conn !== this.backend) return;
+    // Frames forwarded from the same read as the FATAL that closed the backend (a whole
+    // answer, ReadyForQuery included) are still in the coalescer, and the chunk-end flush will
+    // not come: the listener is gone. They belong to the client; without this it waits forever.
+    this.out.flush();
     const node = this.node!;
+    if (this.gated) {
+      // The proxy's own statement holds the lease (causal token work) and nothing the client
+      // sent is on it: the gated step's continuation decides what comes next. The server can
+      // go between its answer and that continuation (a FATAL right behind the ReadyForQuery,
+      // in the same chunk); recovering here as well would leave the session gated for ever.
+      this.leaseLost(node, reason);
+      return;
+    }
     this.ctx.nodeFailed(node.spec.id, reason);
     node.outstanding -= this.dispatchTimes.length;
     this.dispatchTimes.length = 0;
@@ -703,8 +827,16 @@ export class ClientSession
     else conn.prepared.delete(key);
   }
 
-  closeSkipped(key: string): void {
-    this.backend?.prepared.add(key);
+  closeSkipped(key: string, epoch: number): void {
+    this.backend?.prepared.set(key, epoch);
+  }
+
+  readyDropped(count: number, extended: boolean): void {
+    // Syncs the server read inside a COPY: the dispatches they counted will never be answered.
+    this.dispatchTimes.splice(-count, count);
+    if (this.node) this.node.outstanding -= count;
+    // An Execute's COPY leaves the server waiting for a Sync: the backend is not free yet.
+    if (extended) this.translator.unsynced = true;
   }
 
   // ---- the lease -----------------------------------------------------------------------
@@ -785,6 +917,24 @@ export class ClientSession
     this.socket.end();
     this.onClientClose();
   }
+}
+
+function isCopyFrame(frame: Buffer): boolean {
+  const t = frame[0];
+  return t === FrontendCode.CopyData || t === FrontendCode.CopyDone || t === FrontendCode.CopyFail;
+}
+
+/**
+ * SQLSTATEs of a login a replica refuses where the primary may accept it: database or role
+ * missing (created on the primary, not replayed yet), not accepting connections (57P03, e.g.
+ * hot standby not ready), too many connections, a password the replica's catalog does not
+ * know yet.
+ */
+const REPLICA_LOGIN_REFUSALS: ReadonlySet<string> = new Set(['3D000', '28000', '28P01', '57P03', '53300']);
+
+function replicaCannotServe(err: Error): boolean {
+  if (!(err instanceof BackendStartupError) || err.nodeFailure || !err.frame) return false;
+  return REPLICA_LOGIN_REFUSALS.has(decodeErrorFields(err.frame).get('C') ?? '');
 }
 
 /** A connection attempt that failed because of the node (refused, reset, timeout), not the login. */

@@ -15,7 +15,9 @@ import {
   encodeAuthenticationSasl,
   encodeAuthenticationSaslContinue,
   encodeAuthenticationSaslFinal,
+  FrameTooLargeError,
   FrontendCode,
+  MalformedFrameError,
   PROTOCOL_VERSION_3,
   SSL_NO,
 } from './protocol/index.js';
@@ -117,14 +119,7 @@ export class ClientStartup {
         SqlState.InvalidAuthorization,
         'no PostgreSQL user name specified in startup packet',
       );
-    if (params.has('replication')) {
-      throw new RwsplitPgError(
-        'REPLICATION_UNSUPPORTED',
-        SqlState.FeatureNotSupported,
-        'rwsplit does not proxy replication connections',
-        'Connect replication clients (pg_basebackup, subscribers) to the server directly.',
-      );
-    }
+    // `replication` stays among the parameters: the proxy passes such a connection through.
     const rest: Record<string, string> = {};
     for (const [k, v] of params) {
       // `_pq_.` options are protocol extensions that would need NegotiateProtocolVersion.
@@ -170,6 +165,18 @@ export class ClientStartup {
     this.host.write(AUTHENTICATION_OK);
     this.host.authenticated(this.login!);
   }
+}
+
+/**
+ * A first packet whose length field is impossible gets no answer: PostgreSQL only logs
+ * "invalid length of startup packet" and closes the connection. The common case is a client
+ * that connects and leaves at once: it sends Terminate (`X\0\0\0\4`) where the startup
+ * packet belongs, which reads as a 1.4 GB length. `err` is what the frame reader threw while
+ * the connection was still in its startup phase.
+ */
+export function closesSilently(err: Error): boolean {
+  // The reader raises MalformedFrameError in the startup phase only for a length below 8.
+  return err instanceof FrameTooLargeError || err instanceof MalformedFrameError;
 }
 
 function protocolError(message: string): RwsplitPgError {

@@ -59,4 +59,5 @@ export const SqlState = {
   InvalidAuthorization: '28000',
   FeatureNotSupported: '0A000',
   AdminShutdown: '57P01',
+  OutOfMemory: '53200',
 } as const;

@@ -3,6 +3,7 @@
  * failed, which replica to promote, and the controller's errors. Pure functions.
  */
 import { parseLsn } from '../core/lag.js';
+import { nodeFailed, type FailureRun } from '../core/liveness.js';
 
 /** Error codes of failover and switchover; the admin API maps them to HTTP statuses. */
 export type FailoverErrorCode =
@@ -26,20 +27,16 @@ export class FailoverError extends Error {
   }
 }
 
-/** A node's current run of failed probes (the monitor keeps one per node). */
-export interface ProbeHealth {
-  /** consecutive probes that failed; 0 after any success */
-  failedProbes: number;
-  /** when the node was first seen failing in this run (a probe sent, or a data-path error); null when healthy */
-  failingSince: number | null;
-}
+/** A node's current run of failed probes (the monitor keeps one per node); see core/liveness.ts. */
+export type ProbeHealth = FailureRun;
 
 /**
- * A primary is failed when it has been failing for at least `detectMs` and at least two
- * probes in a row failed: one lost probe, or one broken data-path connection, is never enough.
+ * A primary is failed when a fresh connection attempt was refused (its server is gone), or
+ * when it has been failing for at least `detectMs` and at least two probes in a row failed:
+ * one lost probe, or one broken data-path connection, is never enough (core/liveness.ts).
  */
 export function primaryFailed(health: ProbeHealth, now: number, detectMs: number): boolean {
-  return health.failedProbes >= 2 && health.failingSince !== null && now - health.failingSince >= detectMs;
+  return nodeFailed(health, now, detectMs);
 }
 
 /** What a replica answered, right now, about its WAL. */

@@ -163,7 +163,10 @@ export class PgFailover {
       this.warnedNoCandidate.add(shard);
       return;
     }
-    const why = `primary ${primary.spec.id} unreachable for ${now - health.failingSince!} ms (${health.failedProbes} probes failed)`;
+    const why =
+      health.confirmedDownAt != null
+        ? `primary ${primary.spec.id} is gone: a fresh connection was refused ${now - (health.failingSince ?? now)} ms after the first failure`
+        : `primary ${primary.spec.id} unreachable for ${now - health.failingSince!} ms (${health.failedProbes} probes failed)`;
     this.exclusive(shard, 'failover', () => this.failover(shard, primary, why)).catch((err: Error) =>
       this.log.error({ shard, err: err.message }, 'failover failed'),
     );

@@ -13,8 +13,11 @@ import { lsnDiff, parseLsn, PositionHistory } from '../core/lag.js';
 import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { NodeRole } from '../core/types.js';
-import { withDeadline } from '../util/deadline.js';
+import { loopStall, ProbeExcused, ProbeTimeout, withProbeDeadline } from '../core/liveness.js';
+import { connectOutcome } from '../util/connect-check.js';
+import { isTlsRefusal, pgClientSsl, type BackendTls } from './backend-tls.js';
 import type { ProbeHealth } from './failover-plan.js';
+import type { SqlLogin } from './promotion-sql.js';
 
 /** `postgres.failover.mode` */
 type FailoverMode = PgConfig['failover']['mode'];
@@ -32,6 +35,8 @@ export interface MonitorOptions {
    * of each shard is its primary whatever it answers, and nothing is fenced.
    */
   failoverMode?: FailoverMode;
+  /** TLS toward each node (postgres.backend.sslmode and per node); absent: plain */
+  tls?: ReadonlyMap<string, BackendTls>;
 }
 
 /** What one successful probe of a node saw. */
@@ -66,6 +71,8 @@ interface ShardState {
 
 export class PgMonitor {
   private readonly clients = new Map<string, pg.Client>();
+  /** nodes with sslmode prefer that refused TLS: probed in plain */
+  private readonly plain = new Set<string>();
   private readonly shards = new Map<string, ShardState>();
   /** nodes this monitor fenced as stale primaries (operators' drains are not ours to lift) */
   private readonly staleFenced = new Set<string>();
@@ -74,6 +81,10 @@ export class PgMonitor {
   /** seq of the last answer applied per node, so a slow round cannot undo a newer probe */
   private readonly appliedSeq = new Map<string, number>();
   private readonly roundListeners: (() => void)[] = [];
+  /** nodes with a confirming connection attempt under way */
+  private readonly confirming = new Set<string>();
+  /** when each node last answered a probe (a confirmation older than that is stale) */
+  private readonly lastOkAt = new Map<string, number>();
   private seq = 0;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
@@ -91,16 +102,45 @@ export class PgMonitor {
       const f = this.failures.get(e.node);
       if (!f) this.failures.set(e.node, { failedProbes: 0, failingSince: e.at });
       else f.failingSince ??= e.at;
+      this.confirm(e.node);
     });
+  }
+
+  /**
+   * One fresh connection attempt to a node that just failed (a broken connection, a FATAL
+   * from a dying server, a refused probe): refused means nothing listens any more, which a
+   * failover may act on at once (core/liveness.ts); a timeout or an accepted connection
+   * leaves the judgement to the probes and detectMs.
+   */
+  private confirm(id: string): void {
+    const n = this.topology.get(id);
+    if (!n || this.stopped || this.confirming.has(id)) return;
+    this.confirming.add(id);
+    const startedAt = Date.now();
+    void connectOutcome(n.spec.host, n.spec.port, this.opts.timeoutMs)
+      .then((outcome) => {
+        if (outcome !== 'refused' || this.stopped) return;
+        if ((this.lastOkAt.get(id) ?? 0) > startedAt) return; // it answered since
+        const f = this.failures.get(id) ?? { failedProbes: 0, failingSince: startedAt };
+        f.failingSince ??= startedAt;
+        f.confirmedDownAt ??= Date.now();
+        this.failures.set(id, f);
+        this.topology.markDown(id, `connection refused: nothing listens on ${n.spec.host}:${n.spec.port}`);
+        this.log.warn({ node: id }, 'node confirmed down: connection refused');
+        this.notifyRound();
+      })
+      .finally(() => this.confirming.delete(id));
   }
 
   /** Runs one round at once (so roles are known before clients arrive), then on the interval. */
   async start(): Promise<void> {
+    loopStall.start();
     await this.round();
     this.schedule();
   }
 
   async stop(): Promise<void> {
+    if (!this.stopped) loopStall.stop();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await Promise.all([...this.clients.values()].map((c) => c.end().catch(() => undefined)));
@@ -108,9 +148,11 @@ export class PgMonitor {
   }
 
   /** The monitor's login (the failover controller connects with it too). */
-  get login(): { user: string; password?: string; database: string } {
-    const { user, password, database } = this.opts;
-    return password === undefined ? { user, database } : { user, password, database };
+  get login(): SqlLogin {
+    const { user, password, database, tls } = this.opts;
+    const login: SqlLogin = password === undefined ? { user, database } : { user, password, database };
+    if (tls) login.tls = tls;
+    return login;
   }
 
   /** The node's current run of failures (zeros when its last probe answered). */
@@ -173,6 +215,11 @@ export class PgMonitor {
       this.running = false;
     }
     // After `running` is cleared, so a listener may itself ask for a round.
+    this.notifyRound();
+  }
+
+  /** Runs the round listeners (after a round, or when a node was confirmed down between rounds). */
+  private notifyRound(): void {
     for (const fn of this.roundListeners) {
       try {
         fn();
@@ -291,11 +338,20 @@ export class PgMonitor {
     const sentAt = Date.now();
     let client = this.clients.get(id);
     try {
-      const row = await withDeadline(this.opts.timeoutMs, async (deadline) => {
+      const row = await withProbeDeadline(this.opts.timeoutMs, id, async (deadline) => {
         if (!client) {
           client = this.newClient(n);
           this.clients.set(id, client);
-          await Promise.race([client.connect(), deadline]);
+          try {
+            await Promise.race([client.connect(), deadline]);
+          } catch (err) {
+            // sslmode prefer and a server without TLS: plain from now on.
+            if (this.opts.tls?.get(id)?.mode !== 'prefer' || !isTlsRefusal(err as Error)) throw err;
+            this.plain.add(id);
+            client = this.newClient(n);
+            this.clients.set(id, client);
+            await Promise.race([client.connect(), deadline]);
+          }
         }
         const res = await Promise.race([client.query<Record<string, unknown>>(PROBE_SQL), deadline]);
         return res.rows[0]!;
@@ -310,9 +366,12 @@ export class PgMonitor {
         syncStandbyNames: typeof row.ssn === 'string' ? row.ssn : '',
       };
       this.failures.delete(id);
+      this.lastOkAt.set(id, Date.now());
       this.lastProbes.set(id, result);
       return result;
     } catch (err) {
+      // Late only because the node is busy sending data on the data path: no verdict.
+      if (err instanceof ProbeExcused) return null;
       this.failed(n, client, sentAt, err as Error);
       return null;
     }
@@ -334,6 +393,8 @@ export class PgMonitor {
     const reason = `probe failed: ${err.message}`;
     if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
     this.topology.markDown(id, reason);
+    // Not a timeout (refused, reset, a server shutting down): worth one fresh attempt.
+    if (!(err instanceof ProbeTimeout)) this.confirm(id);
   }
 
   private newClient(n: NodeStatus): pg.Client {
@@ -345,6 +406,7 @@ export class PgMonitor {
       database: this.opts.database,
       application_name: MONITOR_APPLICATION_NAME,
       connectionTimeoutMillis: this.opts.timeoutMs,
+      ssl: this.plain.has(n.spec.id) ? false : pgClientSsl(this.opts.tls?.get(n.spec.id), n.spec.host),
     });
     client.on('error', () => undefined); // reported through the failing probe
     return client;

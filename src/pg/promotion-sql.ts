@@ -9,12 +9,15 @@ import type { NodeSpec } from '../core/types.js';
 import { withDeadline } from '../util/deadline.js';
 import { parseConninfo, repointConninfo, type RepointTarget } from './conninfo.js';
 import { MONITOR_APPLICATION_NAME } from './monitor.js';
+import { pgClientSsl, type BackendTls } from './backend-tls.js';
 
 /** The login the controller uses (the monitor's: it must be a superuser for ALTER SYSTEM). */
 export interface SqlLogin {
   user: string;
   password?: string;
   database: string;
+  /** TLS toward each node (postgres.backend.sslmode and per node); absent: plain */
+  tls?: ReadonlyMap<string, BackendTls>;
 }
 
 /** application_name of the controller's own connections. */
@@ -29,6 +32,7 @@ export class NodeSql {
 
   /** Opens a connection to `node`, runs `fn`, closes it; rejects after `timeoutMs`. */
   async run<T>(node: NodeSpec, fn: (c: pg.Client) => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
+    const t = this.login.tls?.get(node.id);
     const client = new pg.Client({
       host: node.host,
       port: node.port,
@@ -37,6 +41,8 @@ export class NodeSql {
       database: this.login.database,
       application_name: FAILOVER_APPLICATION_NAME,
       connectionTimeoutMillis: Math.min(timeoutMs, this.timeoutMs),
+      // prefer: these short-lived controller connections stay plain (docs/CONFIG.md).
+      ssl: t?.mode === 'prefer' ? false : pgClientSsl(t, node.host),
     });
     client.on('error', () => undefined); // the failing call reports it
     let ok = false;
@@ -76,11 +82,13 @@ export async function inRecovery(c: pg.Client): Promise<boolean> {
 }
 
 /**
- * `pg_promote(wait => true, wait_seconds)`: ends recovery after replaying all WAL received,
- * switches to a new timeline. Returns false when it did not finish within the wait.
+ * `pg_promote(wait => false)`: asks the replica to end recovery (after replaying all WAL
+ * received) and switch to a new timeline, without waiting. The caller polls
+ * `pg_is_in_recovery()`: `pg_promote(true)` checks only every 100 ms, a poll every 10 ms
+ * sees the end of recovery sooner. Returns false when the signal could not be sent.
  */
-export async function promote(c: pg.Client, waitSeconds: number): Promise<boolean> {
-  const { rows } = await c.query<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitSeconds]);
+export async function requestPromotion(c: pg.Client): Promise<boolean> {
+  const { rows } = await c.query<{ ok: boolean }>('SELECT pg_promote(false) AS ok');
   return rows[0]!.ok;
 }
 

@@ -12,7 +12,7 @@ import type { PgMonitor } from './monitor.js';
 import {
   ensurePhysicalSlot,
   inRecovery,
-  promote,
+  requestPromotion,
   repointReplica,
   setSyncStandbyNames,
   walPositions,
@@ -48,6 +48,8 @@ export interface PromotionReport {
 }
 
 const POLL_MS = 25;
+/** how often a promoted replica is asked whether recovery has ended */
+const PROMOTE_POLL_MS = 10;
 
 /** The promotion steps over one topology, monitor and SQL runner (see the file comment). */
 export class Promotion {
@@ -78,33 +80,34 @@ export class Promotion {
     return rankCandidates(answers.filter((a): a is CandidatePosition => a !== null));
   }
 
-  /** `pg_promote()`, then waits until the node answers `pg_is_in_recovery() = false`. */
+  /** `pg_promote()`, then waits until the node answers `pg_is_in_recovery() = false` (one connection). */
   async promote(node: NodeSpec): Promise<void> {
     const { sql, promoteTimeoutMs } = this.d;
     const deadline = Date.now() + promoteTimeoutMs;
-    let promoteError: Error | null = null;
-    try {
-      const seconds = Math.max(1, Math.ceil(promoteTimeoutMs / 1000));
-      await sql.run(node, (c) => promote(c, seconds), promoteTimeoutMs + 1000);
-    } catch (err) {
-      // "recovery is not in progress" when it already finished; anything else shows below.
-      promoteError = err as Error;
-    }
-    for (;;) {
-      const recovering = await sql.run(node, inRecovery).catch(() => null);
-      if (recovering === false) return;
-      if (promoteError && recovering === true)
-        throw new FailoverError(
-          'PROMOTION_FAILED',
-          `pg_promote() on ${node.id} failed: ${promoteError.message} (the login needs superuser or EXECUTE on pg_promote)`,
-        );
-      if (Date.now() > deadline)
-        throw new FailoverError(
-          'PROMOTION_FAILED',
-          `${node.id} was still in recovery ${promoteTimeoutMs} ms after pg_promote() (postgres.failover.promoteTimeoutMs)`,
-        );
-      await delay(POLL_MS);
-    }
+    await sql.run(
+      node,
+      async (c) => {
+        let sent: boolean;
+        try {
+          sent = await requestPromotion(c);
+        } catch (err) {
+          throw new FailoverError(
+            'PROMOTION_FAILED',
+            `pg_promote() on ${node.id} failed: ${(err as Error).message} (the login needs superuser or EXECUTE on pg_promote)`,
+          );
+        }
+        if (!sent) throw new FailoverError('PROMOTION_FAILED', `pg_promote() on ${node.id} returned false`);
+        while (await inRecovery(c)) {
+          if (Date.now() > deadline)
+            throw new FailoverError(
+              'PROMOTION_FAILED',
+              `${node.id} was still in recovery ${promoteTimeoutMs} ms after pg_promote() (postgres.failover.promoteTimeoutMs)`,
+            );
+          await delay(PROMOTE_POLL_MS);
+        }
+      },
+      promoteTimeoutMs + 1000,
+    );
   }
 
   /**
@@ -192,29 +195,48 @@ export class Promotion {
    */
   async complete(state: FailoverState, to: NodeStatus): Promise<PromotionReport> {
     const { topology, log } = this.d;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      topology.releaseWrites(state.shard, `${to.spec.id} is the primary of shard ${state.shard}`);
+    };
     let report: PromotionReport;
     try {
-      report = await this.settle(state, to);
+      report = await this.settle(state, to, release);
     } finally {
       // Whatever went wrong after the promotion, writes are never held for good.
-      topology.releaseWrites(state.shard, `${to.spec.id} is the primary of shard ${state.shard}`);
+      release();
     }
     topology.recordFailover(to.spec.id, 'failover-end', describeReport(report));
     log.info(report, `${state.kind} done`);
     return report;
   }
 
-  private async settle(state: FailoverState, to: NodeStatus): Promise<PromotionReport> {
+  /**
+   * `release` is called as soon as writes may go to `to`: with asynchronous replication once
+   * the monitor sees it as the primary (re-pointing the others follows; writes do not depend
+   * on it); in zero-loss mode only after synchronous_standby_names is carried over, so no
+   * write is acknowledged by the new primary alone.
+   */
+  private async settle(state: FailoverState, to: NodeStatus, release: () => void): Promise<PromotionReport> {
     const { promoteTimeoutMs } = this.d;
+    const warnings: string[] = [];
+    const synchronous = (this.d.monitor.lastProbe(state.from)?.syncStandbyNames ?? '') !== '';
+    let confirmed: boolean | null = null;
+    if (!synchronous) {
+      confirmed = await this.confirmPrimary(state.shard, to.spec.id, promoteTimeoutMs);
+      if (confirmed) release();
+    }
     const skip = new Set([state.from]);
     const { repointed, notRepointed } = await this.repointOthers(state.shard, to.spec, skip);
-    const warnings: string[] = [];
     const sync = await this.carrySyncNames(state.from, to.spec, repointed.length).catch((err: Error) => ({
       set: null,
       warning: `could not set synchronous_standby_names on ${to.spec.id}: ${err.message}`,
     }));
     if (sync.warning) warnings.push(sync.warning);
-    if (!(await this.confirmPrimary(state.shard, to.spec.id, promoteTimeoutMs)))
+    confirmed ??= await this.confirmPrimary(state.shard, to.spec.id, promoteTimeoutMs);
+    if (!confirmed)
       warnings.push(`the monitor did not see ${to.spec.id} as the primary within ${promoteTimeoutMs} ms`);
     if (notRepointed.length > 0)
       warnings.push(`not re-pointed yet (retried when they answer): ${notRepointed.join(', ')}`);

@@ -10,15 +10,19 @@ import type { Logger } from 'pino';
 import { ReplayPositions } from '../core/causal.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { ConnectionStatsSource } from '../core/cluster-view.js';
+import { ClientGuard } from '../core/client-guard.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramVerifier } from './auth/index.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { SignalTarget } from './backend-signal.js';
+import type { BackendTls } from './backend-tls.js';
 import { BackendPool } from './backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './client-session.js';
-import { ClientStartup, type ClientLogin, type StartupHost } from './client-startup.js';
+import { ClientStartup, closesSilently, type ClientLogin, type StartupHost } from './client-startup.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
+import { IdleTransactionWatch } from './idle-transaction.js';
 import {
   encodeBackendKeyData,
   encodeCancelRequest,
@@ -28,9 +32,18 @@ import {
   readyForQuery,
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
+import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
+import { ReplicationPassthrough } from './replication-passthrough.js';
+import { DEFAULT_SHARD } from './session-recovery.js';
 import { listenServer } from '../util/listen.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+/**
+ * Process ids rwsplit hands out (BackendKeyData) start above the largest pid Linux can give
+ * (2^22), so a pid passed to pg_cancel_backend/pg_terminate_backend names either a server
+ * backend or an rwsplit session, never both.
+ */
+const FIRST_PROCESS_ID = 0x400001;
 /** Draining: how long a session that sent nothing since its login is left to send its first request. */
 const FRESH_SESSION_GRACE_MS = 1000;
 
@@ -44,6 +57,10 @@ export interface PgProxyDeps {
   tls: tls.SecureContext | null;
   /** statement-to-shard resolution and the 2PC coordinator, when postgres.sharding is set */
   sharding?: ShardingContext | null;
+  /** TLS toward each node (sslmode other than disable) */
+  backendTls?: ReadonlyMap<string, BackendTls>;
+  /** the instance's buffer budget and record of clients cut off */
+  guard?: ClientGuard;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -59,6 +76,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly failoverBufferMs: number;
   readonly replay: ReplayPositions;
   readonly sharding: ShardingContext | null;
+  readonly guard: ClientGuard;
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -67,9 +85,15 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** ParameterStatus frames per login, replayed to each client at login */
   private readonly serverParams = new Map<string, Buffer[]>();
   private reaper: NodeJS.Timeout | null = null;
-  private nextProcessId = 1;
+  /** null unless postgres.pool.idleInTransactionTimeoutMs is set */
+  private readonly idleTransactions: IdleTransactionWatch | null;
+  /** the Unix-socket listener (listen.postgres.socketDir), if any */
+  private unix: { server: net.Server; file: string } | null = null;
+  private nextProcessId = FIRST_PROCESS_ID;
   /** while a graceful restart drains: closes a session if it is at a transaction boundary */
   private draining: ((session: ClientSession) => void) | null = null;
+  /** set once a graceful restart handed the listening sockets over: the socket file is the new process's */
+  private handedOver = false;
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -83,6 +107,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.failoverBufferMs = deps.config.failover.bufferMs;
     this.replay = new ReplayPositions(deps.topology);
     this.sharding = deps.sharding ?? null;
+    this.guard = deps.guard ?? new ClientGuard(0);
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
@@ -91,6 +116,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           : makeScramVerifier(u.password),
       );
     }
+    const idleMs = deps.config.pool.idleInTransactionTimeoutMs;
+    this.idleTransactions =
+      idleMs > 0 ? new IdleTransactionWatch(idleMs, () => this.sessions.values()) : null;
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     deps.topology.on('event', (e: TopologyEvent) => {
       if (e.type === 'down') {
@@ -132,6 +160,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       for (const pool of this.pools.values()) pool.reapIdle(now);
     }, 10_000);
     this.reaper.unref();
+    this.idleTransactions?.start();
     return address;
   }
 
@@ -148,7 +177,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
    * @returns how many sessions were closed at a boundary, and how many at the timeout
    */
   async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+    this.handedOver = true;
     this.server.close();
+    this.unix?.server.close();
     const closed = { atBoundary: 0, atTimeout: 0 };
     const started = Date.now();
     this.draining = (session) => {
@@ -156,7 +187,11 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       // A client that has just logged in is sending its first request (pgbench -C, a pool
       // filling up): closing it now would fail that request. It is closed after it, or when
       // it has sent nothing for a while.
-      if (!session.used && Date.now() - Math.max(started, session.openedAt) < FRESH_SESSION_GRACE_MS) return;
+      if (
+        session.clientFrames === 0 &&
+        Date.now() - Math.max(started, session.openedAt) < FRESH_SESSION_GRACE_MS
+      )
+        return;
       closed.atBoundary++;
       session.fatal(
         new RwsplitPgError(
@@ -184,8 +219,44 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     return closed;
   }
 
+  /**
+   * Also listens on the Unix socket `<dir>/.s.PGSQL.<port>` (listen.postgres.socketDir): the
+   * same sessions as over TCP. Returns the socket's path. `inherited`: that socket, handed
+   * over by a graceful restart (the file stays; the old process still holds it).
+   */
+  async listenUnix(dir: string, port: number, inherited?: net.Server): Promise<string> {
+    const file = pgSocketPath(dir, port);
+    if (!inherited) await prepareSocketPath(file);
+    const server = net.createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const done = (): void => {
+        server.off('error', reject);
+        resolve();
+      };
+      if (inherited) server.listen(inherited, done);
+      else server.listen(file, done);
+    });
+    this.unix = { server, file };
+    return file;
+  }
+
+  /** The Unix-socket listener, if any, for a graceful restart to hand over. */
+  get unixListener(): net.Server | null {
+    return this.unix?.server ?? null;
+  }
+
   async close(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    this.idleTransactions?.stop();
+    const unix = this.unix;
+    this.unix = null;
+    const unixClosed = unix
+      ? new Promise<void>((resolve) => unix.server.close(() => resolve())).then(() =>
+          // After a handover the file is the new process's socket.
+          this.handedOver ? undefined : removeSocketFile(unix.file),
+        )
+      : Promise.resolve();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const bye = new RwsplitPgError(
       'SHUTDOWN',
@@ -197,7 +268,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     setTimeout(() => {
       for (const s of this.sockets) s.destroy();
     }, 1000).unref();
-    await closed;
+    await Promise.all([closed, unixClosed]);
   }
 
   // ---- SessionContext ------------------------------------------------------------------
@@ -207,8 +278,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     let pool = this.pools.get(key);
     if (!pool) {
       const { pool: p, limits } = this.deps.config;
+      const tls = this.deps.backendTls?.get(node.spec.id);
       pool = new BackendPool(
-        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port, ...(tls ? { tls } : {}) },
         login,
         // Servers are trusted and a DataRow may legitimately be large: their frames are bounded
         // by PostgreSQL's own limit (1 GiB, MaxAllocSize), not by the client limit.
@@ -227,6 +299,21 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   sessionClosed(processId: number): void {
     this.sessions.delete(processId);
+  }
+
+  signalTarget(pid: number): SignalTarget | null {
+    if (pid >= FIRST_PROCESS_ID) {
+      const session = this.sessions.get(pid);
+      return session ? { kind: 'session', session } : null;
+    }
+    for (const pool of this.pools.values()) {
+      for (const conn of pool.connections) {
+        if (conn.processId !== pid) continue;
+        const node = this.topology.nodes.find((n) => n.spec.id === pool.target.nodeId);
+        if (node) return { kind: 'backend', conn, node };
+      }
+    }
+    return null;
   }
 
   // ---- connections -----------------------------------------------------------------------
@@ -267,13 +354,19 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   }
 
   /** Opens the session after login: server parameters, our cancel key, ReadyForQuery. */
-  async openSession(client: ClientConnection, login: ClientLogin): Promise<ClientSession> {
+  async openSession(
+    client: ClientConnection,
+    login: ClientLogin,
+  ): Promise<ClientSession | ReplicationPassthrough> {
     const backendLogin = this.backendLogin(login);
+    if (backendLogin.params['replication'] !== undefined && backendLogin.params['replication'] !== 'false')
+      return this.openReplication(client, backendLogin);
     const params = await this.parameterFrames(backendLogin);
     const processId = this.nextProcessId++ & 0x7fffffff;
     const secretKey = randomInt(0, 0x7fffffff);
     const session = new ClientSession(this, client.socket, backendLogin, processId, secretKey);
     this.sessions.set(processId, session);
+    this.guardSession(session, client.socket);
     for (const f of params) client.write(f);
     client.write(encodeBackendKeyData(processId, secretKey));
     client.write(readyForQuery(0x49));
@@ -282,6 +375,75 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     // is closed at a boundary like the others, by the sweep or after its first request.
     if (check) session.onBoundary = () => queueMicrotask(() => check(session));
     return session;
+  }
+
+  /**
+   * Puts a session under the buffer budget (its client socket's queue and its backend's), and
+   * `postgres.limits.idleClientTimeoutMs`: a session with nothing in flight that stays silent is closed.
+   */
+  private guardSession(session: ClientSession, socket: net.Socket): void {
+    const leave = this.guard.add({
+      protocol: 'postgres',
+      bufferedBytes: () => socket.writableLength + (session.currentBackend?.socket.writableLength ?? 0),
+      cutOff: (message) => {
+        const queued = socket.writableLength > 0;
+        session.fatal(
+          new RwsplitPgError(
+            'OUT_OF_MEMORY',
+            SqlState.OutOfMemory,
+            message,
+            'Read results as they come, or raise limits.maxBufferedBytes.',
+            'FATAL',
+          ),
+        );
+        // A client that does not read would never take the error: its queue must go now.
+        if (queued) socket.destroy();
+        else setTimeout(() => socket.destroy(), 1000).unref();
+      },
+    });
+    socket.once('close', leave);
+    const idleMs = this.deps.config.limits.idleClientTimeoutMs;
+    if (idleMs > 0) {
+      socket.setTimeout(idleMs, () => {
+        if (session.currentBackend !== null && !session.backendIdle()) return;
+        this.guard.killed({
+          protocol: 'postgres',
+          reason: 'idle-timeout',
+          clientClass: 'session',
+          detail: `session ${session.processId} was idle for ${idleMs} ms`,
+        });
+        session.fatal(
+          new RwsplitPgError(
+            'IDLE_TIMEOUT',
+            SqlState.AdminShutdown,
+            `terminating connection due to idle timeout (postgres.limits.idleClientTimeoutMs = ${idleMs})`,
+            undefined,
+            'FATAL',
+          ),
+        );
+      });
+    }
+  }
+
+  /** A replication connection: its own server connection to the primary, frames passed through. */
+  private async openReplication(
+    client: ClientConnection,
+    login: BackendLogin,
+  ): Promise<ReplicationPassthrough> {
+    const node = this.topology.writablePrimary(DEFAULT_SHARD) ?? this.topology.primary(DEFAULT_SHARD);
+    if (!node)
+      throw new RwsplitPgError(
+        'NO_PRIMARY',
+        SqlState.CannotConnectNow,
+        'no primary to take the replication connection',
+        undefined,
+        'FATAL',
+      );
+    const pool = this.pool(node, login);
+    const conn = await pool.acquire();
+    return new ReplicationPassthrough(client.socket, conn, (c) =>
+      pool.discard(c, 'replication connection ended'),
+    );
   }
 
   private backendLogin(login: ClientLogin): BackendLogin {
@@ -330,7 +492,7 @@ function loginKey(login: BackendLogin): string {
 class ClientConnection implements StartupHost {
   socket: net.Socket;
   private readonly reader: FrameReader;
-  private session: ClientSession | null = null;
+  private session: ClientSession | ReplicationPassthrough | null = null;
   private readonly startup: ClientStartup;
   private readonly onData = (chunk: Buffer): void => this.push(chunk);
   private readonly onFrame = (type: number, frame: Buffer): void => {
@@ -356,6 +518,38 @@ class ClientConnection implements StartupHost {
   start(): void {
     this.proxy.track(this.socket);
     this.bind(this.socket);
+    this.watchLogin();
+  }
+
+  /**
+   * `postgres.limits.loginTimeoutMs` (PostgreSQL's authentication_timeout): startup and
+   * authentication must finish in time, else the socket is closed, so silent connections
+   * cannot hold the `maxClients` slots.
+   */
+  private watchLogin(): void {
+    const ms = this.deps.config.limits.loginTimeoutMs;
+    const timer = setTimeout(() => {
+      if (this.session || this.socket.destroyed) return;
+      this.proxy.guard.killed({
+        protocol: 'postgres',
+        reason: 'login-timeout',
+        clientClass: 'login',
+        detail: `a client did not finish startup and authentication within ${ms} ms`,
+      });
+      this.reader.pause();
+      this.reject(
+        new RwsplitPgError(
+          'LOGIN_TIMEOUT',
+          SqlState.ProtocolViolation,
+          `startup and authentication did not finish within postgres.limits.loginTimeoutMs (${ms} ms)`,
+          undefined,
+          'FATAL',
+        ),
+      );
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }, ms);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
   }
 
   private bind(socket: net.Socket): void {
@@ -367,6 +561,7 @@ class ClientConnection implements StartupHost {
   private push(chunk: Buffer): void {
     try {
       this.reader.push(chunk, this.onFrame);
+      this.session?.onClientChunkEnd();
     } catch (err) {
       this.protocolFailure(err as Error);
     }
@@ -374,6 +569,12 @@ class ClientConnection implements StartupHost {
 
   /** A malformed or oversized frame: tell this client why, close it, nobody else notices. */
   private protocolFailure(err: Error): void {
+    if (!this.session && this.reader.startup && closesSilently(err)) {
+      this.deps.log.debug({ err: err.message }, 'invalid length of startup packet: closing quietly');
+      this.reader.pause();
+      this.closeQuietly();
+      return;
+    }
     const message =
       err instanceof FrameTooLargeError
         ? `message of ${err.length} bytes exceeds the limit of ${err.max} bytes`

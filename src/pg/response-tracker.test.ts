@@ -70,12 +70,12 @@ describe('ResponseTracker', () => {
 
   test('an injected Close is swallowed, and reported when an error made the server skip it', () => {
     const { tracker, failed } = setup();
-    tracker.expectInjectedClose('rws_old');
+    tracker.expectInjectedClose('rws_old', 0);
     tracker.expect(Expect.Sync);
     assert.equal(tracker.onFrame(BackendCode.CloseComplete, CLOSE_COMPLETE), Verdict.Swallow);
     tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49));
     tracker.expect(Expect.Bind);
-    tracker.expectInjectedClose('rws_older');
+    tracker.expectInjectedClose('rws_older', 0);
     tracker.expect(Expect.Sync);
     tracker.onFrame(BackendCode.ErrorResponse, ERROR);
     assert.deepEqual(failed, ['close rws_older']);
@@ -130,6 +130,63 @@ describe('ResponseTracker', () => {
     assert.equal(tracker.idle, false);
     tracker.onFrame(BackendCode.RowDescription, frame(BackendCode.RowDescription));
     tracker.onFrame(BackendCode.NoData, frame(BackendCode.NoData));
+    assert.equal(tracker.idle, true);
+  });
+});
+
+describe('ResponseTracker: COPY FROM STDIN', () => {
+  const COPY_IN = frame(BackendCode.CopyInResponse);
+  const COMPLETE = frame(BackendCode.CommandComplete);
+
+  test('a Sync sent before CopyDone is ignored by the server: no ReadyForQuery is awaited for it', () => {
+    const dropped: number[] = [];
+    const tracker = new ResponseTracker({
+      emit: () => undefined,
+      parseFailed: () => undefined,
+      closeSkipped: () => undefined,
+      readyDropped: (n) => dropped.push(n),
+    });
+    tracker.expect(Expect.Execute);
+    assert.equal(tracker.expect(Expect.Sync), true);
+    tracker.onFrame(BackendCode.CopyInResponse, COPY_IN);
+    assert.deepEqual(dropped, [1]);
+    assert.equal(tracker.pendingReady, 0);
+    assert.equal(tracker.expect(Expect.Sync), false, 'a Sync inside the COPY');
+    tracker.expectCopyEnd();
+    assert.equal(tracker.expect(Expect.Sync), true, 'the Sync after CopyDone counts');
+    tracker.onFrame(BackendCode.CommandComplete, COMPLETE);
+    assert.equal(tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49)), Verdict.Forward);
+    assert.equal(tracker.idle, true);
+  });
+
+  test('pipelined: the Syncs between Execute and CopyDone are dropped when the COPY starts, not the one after', () => {
+    const { tracker } = setup();
+    tracker.expect(Expect.Execute);
+    tracker.expect(Expect.Sync);
+    tracker.expectCopyEnd();
+    tracker.expect(Expect.Sync);
+    assert.equal(tracker.pendingReady, 2);
+    tracker.onFrame(BackendCode.CopyInResponse, COPY_IN);
+    assert.equal(tracker.pendingReady, 1);
+    tracker.onFrame(BackendCode.CommandComplete, COMPLETE);
+    tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49));
+    assert.equal(tracker.idle, true);
+  });
+
+  test('an error ends the COPY: the next Sync is answered', () => {
+    const { tracker } = setup();
+    tracker.expect(Expect.Execute);
+    tracker.onFrame(BackendCode.CopyInResponse, COPY_IN);
+    tracker.onFrame(BackendCode.ErrorResponse, ERROR);
+    assert.equal(tracker.expect(Expect.Sync), true);
+    assert.equal(tracker.idle, false);
+    tracker.onFrame(BackendCode.ReadyForQuery, readyForQuery(0x49));
+    assert.equal(tracker.idle, true);
+  });
+
+  test('a CopyDone or CopyFail outside a COPY leaves the tracker idle', () => {
+    const { tracker } = setup();
+    tracker.expectCopyEnd();
     assert.equal(tracker.idle, true);
   });
 });

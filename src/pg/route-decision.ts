@@ -64,18 +64,28 @@ export function decideRoute(
   let write = false;
   let pin = false;
   let retryable = true;
+  // Statements Parsed earlier in this same batch: a Bind names them, not what the registry
+  // still holds (the registry learns them only when the batch is translated). Drivers re-Parse
+  // the unnamed statement for every query, so a Bind of '' must not be classified as the
+  // previous query (a write before a read would send the read to the primary).
+  let parsedHere: Map<string, Classification> | null = null;
   for (const frame of batch) {
     let c: Classification | null = null;
     switch (frame[0]) {
       case FrontendCode.Query:
         c = classifyQuery(classifier, frame);
         break;
-      case FrontendCode.Parse:
-        c = classifier.classify(parseOf(frame).query);
+      case FrontendCode.Parse: {
+        const msg = parseOf(frame);
+        c = classifier.classify(msg.query);
+        (parsedHere ??= new Map()).set(msg.statement, c);
         break;
-      case FrontendCode.Bind:
-        c = statements.get(decodeBindHead(frame).statement)?.classification ?? null;
+      }
+      case FrontendCode.Bind: {
+        const name = decodeBindHead(frame).statement;
+        c = parsedHere?.get(name) ?? statements.get(name)?.classification ?? null;
         break;
+      }
       case FrontendCode.FunctionCall:
         write = true;
         retryable = false;

@@ -9,8 +9,10 @@ import type { ReadRouter } from '../core/read-router.js';
 import type { Classifier } from './classifier/classify.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendLogin } from './backend-connection.js';
+import type { SignalTarget } from './backend-signal.js';
 import type { ShardResolver } from './shard-resolver.js';
 import type { TwoPhaseCoordinator } from './twopc/index.js';
+import type { RouteDecision } from './route-decision.js';
 
 /** Why a batch went where it went; a label of the routing-decision metric. */
 export type RouteReason =
@@ -73,4 +75,23 @@ export interface SessionContext {
   nodeFailed(nodeId: string, reason: string): void;
   /** a session ended (for the cancel-key registry) */
   sessionClosed(processId: number): void;
+  /** the backend of rwsplit's pools with this server pid, or the session rwsplit gave this pid to */
+  signalTarget(pid: number): SignalTarget | null;
+}
+
+/** The routing intents a session's helpers call on it (causal reads, backend signals). */
+export interface RoutingHost {
+  /** the shard the batch being routed belongs to */
+  readonly shard: string;
+  readonly closed: boolean;
+  /** the proxy runs its own statement on the lease: the client's requests wait */
+  gated: boolean;
+  route(decision: RouteDecision, failed: Set<string> | null): void;
+  routeTo(
+    node: NodeStatus,
+    decision: RouteDecision,
+    reason: RouteReason,
+    failed: Set<string> | null,
+    checkToken: bigint | null,
+  ): void;
 }

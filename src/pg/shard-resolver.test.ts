@@ -37,6 +37,7 @@ const onShard = (shard: string, via: string): ShardResolution =>
   ({ kind: 'shard', shard, via }) as ShardResolution;
 const byRule = (shard: string): ShardResolution => onShard(shard, 'table-rule');
 const UNKNOWN = { kind: 'unknown' };
+const ANYWHERE = { kind: 'anywhere' };
 
 function errorOf(r: ShardResolution): string {
   assert.equal(r.kind, 'error');
@@ -118,10 +119,11 @@ describe('ShardResolver: hints', () => {
   });
 
   test('hint-like text in strings, quoted identifiers and dollar quotes is not a hint', () => {
-    assert.deepEqual(resolver.resolve("SELECT '/* rwsplit:shard=s2 */'"), UNKNOWN);
-    assert.deepEqual(resolver.resolve('SELECT 1 AS "/* rwsplit:shard=s2 */"'), UNKNOWN);
-    assert.deepEqual(resolver.resolve('SELECT $x$ /* rwsplit:shard=s2 */ $x$'), UNKNOWN);
-    assert.deepEqual(resolver.resolve("SELECT E'\\' /* rwsplit:shard=s2 */'"), UNKNOWN);
+    // Each reads no table: no hint, so any shard serves them.
+    assert.deepEqual(resolver.resolve("SELECT '/* rwsplit:shard=s2 */'"), ANYWHERE);
+    assert.deepEqual(resolver.resolve('SELECT 1 AS "/* rwsplit:shard=s2 */"'), ANYWHERE);
+    assert.deepEqual(resolver.resolve('SELECT $x$ /* rwsplit:shard=s2 */ $x$'), ANYWHERE);
+    assert.deepEqual(resolver.resolve("SELECT E'\\' /* rwsplit:shard=s2 */'"), ANYWHERE);
     assert.deepEqual(
       resolver.resolve("SELECT a$b, '--' /* rwsplit:shard=s2 */"),
       onShard('s2', 'hint-shard'),
@@ -174,8 +176,49 @@ describe('ShardResolver: hints', () => {
   });
 
   test('other rwsplit words are not shard hints', () => {
-    assert.deepEqual(resolver.resolve('/* rwsplit:primary */ SELECT 1'), UNKNOWN);
-    assert.deepEqual(resolver.resolve('/* rwsplit:shards=s1 rwsplit:all-shardsx */ SELECT 1'), UNKNOWN);
+    assert.deepEqual(resolver.resolve('/* rwsplit:primary */ SELECT 1'), ANYWHERE);
+    assert.deepEqual(resolver.resolve('/* rwsplit:shards=s1 rwsplit:all-shardsx */ SELECT 1'), ANYWHERE);
+  });
+});
+
+describe('ShardResolver: statements that read no table', () => {
+  test('run anywhere: no table, or system catalogs only', () => {
+    const anywhere = [
+      'SELECT 1',
+      'select version()',
+      'SELECT now(), current_setting($1)',
+      'SHOW server_version',
+      'VALUES (1), (2)',
+      'SELECT 1; SELECT 2',
+      'SELECT oid, typname FROM pg_type WHERE typname = $1',
+      'SELECT * FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace',
+      'SELECT table_name FROM information_schema.tables',
+      'SELECT c.relname FROM pg_class c, pg_namespace n WHERE n.oid = c.relnamespace ORDER BY 1, 2',
+    ];
+    for (const sql of anywhere) assert.deepEqual(resolver.resolve(sql), ANYWHERE, sql);
+  });
+
+  test('anything naming another relation, or creating one, is not guessed', () => {
+    const unknown = [
+      'SELECT * FROM t',
+      'SELECT * FROM pg_class, t',
+      'SELECT * FROM pg_class JOIN t ON true',
+      'SELECT * FROM pg_class c, pg_namespace n, t',
+      'SELECT (SELECT 1 FROM t), relname FROM pg_class',
+      'SELECT * FROM public.pg_lookalike',
+      'SELECT extract(year FROM now())',
+      'SELECT generate_series(1, 3) INTO t2',
+      'SELECT * FROM generate_series(1, 3)',
+      'SELECT 1; DELETE FROM t',
+      'SET application_name = $$x$$',
+    ];
+    for (const sql of unknown) assert.deepEqual(resolver.resolve(sql), UNKNOWN, sql);
+  });
+
+  test('the round-robin shard for such statements visits every shard', () => {
+    const r = new ShardResolver(SHARDS, rules());
+    const seen = new Set(Array.from({ length: SHARDS.length }, () => r.anyShard()));
+    assert.deepEqual([...seen].sort(), [...SHARDS].sort());
   });
 });
 
@@ -321,7 +364,6 @@ describe('ShardResolver: table rules', () => {
       `INSERT INTO accounts (id) VALUES (1e3)`,
       "SELECT * FROM accounts WHERE id = E'a\\'b'",
       `MERGE INTO accounts a USING t ON a.id = t.id WHEN MATCHED THEN DELETE`,
-      'SELECT 1',
       'BEGIN',
     ];
     for (const sql of unknown) assert.deepEqual(resolver.resolve(sql), UNKNOWN, sql);

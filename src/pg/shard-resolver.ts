@@ -1,5 +1,5 @@
 /**
- * Which PostgreSQL shard a statement belongs to (DESIGN.md capability 10). Pure logic: the
+ * Which PostgreSQL shard a statement belongs to. Pure logic: the
  * session asks per statement, with the statement's text and, for the extended protocol, its
  * bound parameters in text form.
  *
@@ -9,7 +9,9 @@
  *    a choice between them;
  * 2. table rules (`postgres.sharding.tables`) for simple statements (see shard-rules.ts);
  * 3. `postgres.sharding.defaultShard`, when set;
- * 4. otherwise `unknown`: the session answers with {@link unknownShardError}.
+ * 4. a statement that reads no user table (`SELECT 1`, `SELECT version()`, `SHOW …`, catalog
+ *    reads; see `touchesNoTable`) is `anywhere`: the session runs it on any shard;
+ * 5. otherwise `unknown`: the session answers with {@link unknownShardError}.
  *
  * A key's shard is the configured ring's choice (src/sharding/ring.ts, the shard names as the
  * ring's servers, weight 1 each) for the UTF-8 bytes of the key's text: the literal as written
@@ -25,7 +27,7 @@ import { GenerationalCache } from './classifier/cache.js';
 import { lex } from './classifier/lexer.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { findShardHints, type ShardHints } from './shard-hints.js';
-import { TableRules, type KeyRef, type TableRule } from './shard-rules.js';
+import { TableRules, touchesNoTable, type KeyRef, type TableRule } from './shard-rules.js';
 import { createRing, type Ring, type RingKind } from '../sharding/ring.js';
 import type { KeyHashName } from '../sharding/hash-functions.js';
 
@@ -39,6 +41,8 @@ export type ShardResolution =
   | { readonly kind: 'shard'; readonly shard: string; readonly via: ShardVia }
   /** `/* rwsplit:all-shards *\/`: run on every shard and merge the rows. */
   | { readonly kind: 'all-shards' }
+  /** Reads no user table: any shard gives the answer ({@link ShardResolver.anyShard}). */
+  | { readonly kind: 'anywhere' }
   /** No hint, no rule, no default shard: send {@link unknownShardError}. */
   | { readonly kind: 'unknown' }
   /** A hint that cannot be followed (an unknown shard name, hints that disagree): send `error`. */
@@ -75,6 +79,7 @@ const INVALID_PARAMETER_VALUE = '22023';
 
 const UNKNOWN: ShardResolution = Object.freeze({ kind: 'unknown' });
 const ALL_SHARDS: ShardResolution = Object.freeze({ kind: 'all-shards' });
+const ANYWHERE: ShardResolution = Object.freeze({ kind: 'anywhere' });
 const UNKNOWN_PLAN: Plan = Object.freeze({ kind: 'unknown' });
 
 /** Maps statements and keys to shards. Build one per configuration (it caches per text). */
@@ -91,6 +96,8 @@ export class ShardResolver {
   /** per shard index: the frozen results, so a hot path allocates nothing */
   private readonly results: Record<ShardVia, ShardResolution>[];
   private readonly fallback: ShardResolution;
+  /** round-robin position of {@link anyShard} */
+  private nextAny = 0;
 
   /**
    * @param shardNames the distinct shard names of `postgres.nodes`, in config order
@@ -136,13 +143,26 @@ export class ShardResolver {
     return this.shardNames[this.indexForKey(key)] ?? '';
   }
 
+  /** A shard for a statement that may run on any (round-robin, so such reads spread). */
+  anyShard(): string {
+    const i = this.nextAny;
+    this.nextAny = (i + 1) % this.shardNames.length;
+    return this.shardNames[i] ?? '';
+  }
+
   /**
    * The shard of one query text (a simple Query, or a Parse's text with the Bind's parameters
    * in text form; `null` is SQL NULL). See the module comment for the rules.
    */
   resolve(sql: string, params?: readonly (string | null)[]): ShardResolution {
     const plan = this.plan(sql);
-    if (plan.kind === 'done') return plan.result.kind === 'unknown' ? this.fallback : plan.result;
+    if (plan.kind === 'done') {
+      const r = plan.result;
+      // With a default shard, statements the text does not place all go there, tableless too.
+      if (r.kind === 'unknown' || (r.kind === 'anywhere' && this.defaultShard !== undefined))
+        return this.fallback;
+      return r;
+    }
     if (plan.kind === 'unknown') return this.fallback;
     let index = plan.shards[0] ?? -1;
     for (const p of plan.params) {
@@ -190,11 +210,13 @@ export class ShardResolver {
   private makePlan(sql: string): Plan {
     const hints = findShardHints(sql);
     if (hints !== null) return { kind: 'done', result: this.followHints(hints) };
+    const statements = lex(sql).statements;
+    if (statements.length > 0 && statements.every(touchesNoTable)) return { kind: 'done', result: ANYWHERE };
     if (this.rules.size === 0) return UNKNOWN_PLAN;
     const shards = new Set<number>();
     const params: number[] = [];
     let found = false;
-    for (const tokens of lex(sql).statements) {
+    for (const tokens of statements) {
       const keys = this.rules.statementKeys(tokens);
       if (keys === null) return UNKNOWN_PLAN;
       if (keys === 'neutral') continue;

@@ -17,6 +17,7 @@
  * @module
  */
 import { lex, type Token } from './classifier/lexer.js';
+import { AFTER_INTO_TARGET } from './classifier/query-rules.js';
 
 /** Where a statement's shard key comes from. */
 export type KeyRef =
@@ -191,6 +192,47 @@ export function parseIdentifierChain(text: string): string[] | null {
   if (statements.length !== 1 || tokens === undefined) return null;
   const name = readName(tokens, 0);
   return name !== null && name.next === tokens.length ? name.parts : null;
+}
+
+/** First words of statements that only compute or read (no table unless after FROM/JOIN). */
+const TABLELESS_FIRST = new Set(['select', 'show', 'values']);
+
+/**
+ * True when a statement reads no user table: a SELECT, SHOW or VALUES whose every FROM and
+ * JOIN names a system catalog (`pg_*`, `pg_catalog.…`, `information_schema.…`). Such a
+ * statement (`SELECT 1`, `SELECT version()`, `SHOW server_version`, a driver's catalog query)
+ * gives the same answer on every shard, catalogs aside, which are each shard's own.
+ * Conservative: any other FROM (a table, a function, `extract(… FROM …)`) answers false.
+ */
+export function touchesNoTable(tokens: readonly Token[]): boolean {
+  const first = wordAt(tokens, 0);
+  if (first === undefined || !TABLELESS_FIRST.has(first)) return false;
+  /** depth of the FROM list being read (items separated by commas), or -1 */
+  let fromDepth = -1;
+  for (let i = 1; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    const w = wordAt(tokens, i);
+    if (w === 'into') return false; // SELECT … INTO creates a table
+    if (w === 'from' || w === 'join') {
+      if (!catalogAt(tokens, i + 1)) return false;
+      fromDepth = t.depth;
+    } else if (fromDepth >= 0 && t.depth === fromDepth) {
+      if (t.kind === 'punct' && t.text === ',' && !catalogAt(tokens, i + 1)) return false;
+      if (w !== undefined && FROM_LIST_END.has(w)) fromDepth = -1;
+    } else if (t.depth < fromDepth) fromDepth = -1;
+  }
+  return true;
+}
+
+/** Words that end a FROM list: the clauses that may follow it, and a JOIN's condition. */
+const FROM_LIST_END: ReadonlySet<string> = new Set([...AFTER_INTO_TARGET, 'on', 'using']);
+
+/** A system catalog's name at `i`: `pg_…`, or `pg_catalog.…` / `information_schema.…`. */
+function catalogAt(tokens: readonly Token[], i: number): boolean {
+  const name = identAt(tokens, i);
+  if (name === undefined) return false;
+  if (punctAt(tokens, i + 1, '.')) return name === 'pg_catalog' || name === 'information_schema';
+  return name.startsWith('pg_');
 }
 
 function wordAt(tokens: readonly Token[], i: number): string | undefined {

@@ -13,7 +13,7 @@ import type { CausalReads } from './causal-reads.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { InternalQueryError, internalQuery } from './internal-query.js';
 import { encodeCommandComplete, encodeNoticeResponse, encodeQuery, FrontendCode } from './protocol/index.js';
-import { classifyQuery } from './route-decision.js';
+import { classifyQuery, decideRoute } from './route-decision.js';
 import type { SessionContext, ShardingContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
 import {
@@ -125,6 +125,14 @@ export class ShardTransaction {
             s.clientTxStatus(),
           );
         } else this.readEveryShard(first);
+        return false;
+      case 'anywhere':
+        if (s.currentBackend && inTransaction) return true; // the transaction's current shard
+        // A write or session state without a table (`SELECT nextval('s')`, an advisory lock)
+        // still belongs to one shard, which the text does not name.
+        if (!this.writesOrPins()) return this.placeOn(this.sharding.resolver.anyShard());
+        if (!s.currentBackend && this.isTransactionControl(first)) return true;
+        s.failBatch(this.sharding.resolver.unknownShardError(), s.clientTxStatus());
         return false;
       case 'unknown':
         if (s.currentBackend && inTransaction) return true; // the transaction's current shard
@@ -241,6 +249,12 @@ export class ShardTransaction {
     const c = classifyQuery(this.ctx.classifier, first);
     if (c.statementCount !== 1) return null;
     return c.tx === 'commit' ? 'commit' : c.tx === 'rollback' ? 'rollback' : null;
+  }
+
+  /** The batch writes or sets session state (the classifier's verdict, as for routing). */
+  private writesOrPins(): boolean {
+    const d = decideRoute(this.session.batch, this.statements, this.ctx.classifier, false);
+    return d.reason === 'write' || d.reason === 'pinned';
   }
 
   /** A lone BEGIN/COMMIT/ROLLBACK: needs no shard before a statement gives one. */

@@ -4,6 +4,7 @@
  * finishes what a dead coordinator left prepared. Connections go to whichever node the
  * topology currently sees as each shard's primary, so both follow a failover.
  */
+import { backendTlsByNode, pgClientSsl } from './backend-tls.js';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -30,6 +31,7 @@ export function setUpSharding(
   const shardNames = [...new Set(pgc.nodes.map((n) => n.shard))];
   const resolver = new ShardResolver(shardNames, sharding);
   const logShard = sharding.twoPhase.logShard ?? shardNames[0]!;
+  const tls = backendTlsByNode(pgc);
   const connect = async (shard: string, database?: string): Promise<SqlClient> => {
     const primary = topology.primary(shard);
     if (!primary) throw new Error(`shard ${shard} has no reachable primary`);
@@ -41,6 +43,11 @@ export function setUpSharding(
       database: database ?? pgc.monitor.database,
       application_name: 'rwsplit-2pc',
       connectionTimeoutMillis: pgc.pool.connectTimeoutMs,
+      // prefer: these connections stay plain, like the failover controller's (docs/CONFIG.md).
+      ssl:
+        tls.get(primary.spec.id)?.mode === 'prefer'
+          ? false
+          : pgClientSsl(tls.get(primary.spec.id), primary.spec.host),
     });
     client.on('error', () => undefined); // surfaced by the next query
     await client.connect();

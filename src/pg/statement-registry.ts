@@ -18,6 +18,39 @@ export interface StatementInfo {
   /** raw parameter-type bytes of the Parse message, replayed when re-Parsing */
   readonly paramTypes: Buffer;
   readonly classification: Classification;
+  /** {@link schemaEpoch} when the client parsed it: a server-side copy older than that is stale */
+  readonly epoch: number;
+}
+
+/**
+ * Schema changes this process has seen, as a counter. A server-side statement keeps the result
+ * type and tables it was planned with (PostgreSQL answers `0A000 cached plan must not change
+ * result type` after an ALTER TABLE, and never fixes it by itself), so each backend remembers the
+ * epoch its copy was prepared at. The rule is deliberately coarse: any DDL through rwsplit (a
+ * CommandComplete tag starting CREATE/ALTER/DROP), and any 0A000/42804/42P01 error (a change
+ * made elsewhere showing through), starts a new epoch for every statement; a client's Parse is
+ * then really sent (Close + Parse) to a backend whose copy is older, and a Bind of a statement
+ * the client parsed after the change re-prepares an older copy first. Process-wide: several
+ * instances in one process only cost each other a few re-Parses.
+ */
+export const schemaEpoch = { value: 0 };
+
+/** Starts a new schema epoch (see {@link schemaEpoch}). */
+export function schemaChanged(): void {
+  schemaEpoch.value++;
+}
+
+/** SQLSTATEs a stale server-side statement answers with after a schema change. */
+export const STALE_STATEMENT_STATES: ReadonlySet<string> = new Set(['0A000', '42804', '42P01']);
+
+const DDL_TAGS = ['CREATE ', 'ALTER ', 'DROP '];
+
+/** True for the CommandComplete frame of a DDL statement (tag CREATE …, ALTER …, DROP …). */
+export function isDdlComplete(frame: Buffer): boolean {
+  const c = frame[5];
+  if (c !== 0x43 && c !== 0x41 && c !== 0x44) return false; // C, A, D
+  for (const tag of DDL_TAGS) if (frame.toString('latin1', 5, 5 + tag.length) === tag) return true;
+  return false;
 }
 
 const keyCache = new Map<string, string>();

@@ -5,6 +5,7 @@
  * A dedicated link (pub/sub, blocking commands, WATCH) instead hands every reply to one
  * listener.
  */
+import { dataActivity } from '../core/liveness.js';
 import net from 'node:net';
 import { encodeCommand, ReplyReader, type ReplyInfo } from './resp/index.js';
 
@@ -20,14 +21,31 @@ export interface LinkOptions {
   user?: string;
   /** switch the connection to RESP3 with HELLO 3 */
   resp3: boolean;
+  /** SELECT this database after the login (0 when unset) */
+  db?: number;
   connectTimeoutMs: number;
 }
 
 /** Called with one reply; `raw` is null when the link died before the reply came. */
 export type ReplyCallback = (raw: Buffer | null, info: ReplyInfo | null) => void;
 
+const BUSY = Buffer.from('-BUSY ', 'latin1');
+
 export class LinkError extends Error {
   readonly code = 'REDIS_LINK';
+}
+
+/**
+ * The server answered the handshake (AUTH, HELLO, SELECT) with an error: the node is fine,
+ * the credentials or the database are not. `reply` is the server's error, as it sent it.
+ */
+export class AuthRefused extends LinkError {
+  constructor(
+    message: string,
+    readonly reply: Buffer,
+  ) {
+    super(message);
+  }
 }
 
 export class RedisLink {
@@ -44,6 +62,8 @@ export class RedisLink {
     readonly socket: net.Socket,
   ) {
     socket.on('data', (chunk: Buffer) => {
+      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+      dataActivity.received(target.nodeId);
       try {
         this.reader.push(chunk, this.onReply);
       } catch (err) {
@@ -67,9 +87,11 @@ export class RedisLink {
           ),
         );
       }, opts.connectTimeoutMs);
+      let refused: Buffer | null = null;
       const fail = (reason: string): void => {
         clearTimeout(timer);
-        reject(new LinkError(`cannot reach ${target.nodeId} (${target.host}:${target.port}): ${reason}`));
+        const message = `cannot reach ${target.nodeId} (${target.host}:${target.port}): ${reason}`;
+        reject(refused ? new AuthRefused(message, refused) : new LinkError(message));
       };
       link.onClose = (_l, reason) => fail(reason);
       socket.once('connect', () => {
@@ -84,15 +106,26 @@ export class RedisLink {
             );
         }
         if (hello.length > 0) link.send(encodeCommand(hello), check);
-        link.send(encodeCommand(['PING']), (raw) => {
+        if (opts.db) link.send(encodeCommand(['SELECT', String(opts.db)]), check);
+        // The last step confirms the connection. After a login, HELLO (which ACLs never deny)
+        // rather than PING, which an ACL user may lack.
+        const confirm = opts.password !== undefined ? ['HELLO'] : ['PING'];
+        link.send(encodeCommand(confirm), (raw) => {
           clearTimeout(timer);
-          if (raw === null || raw[0] === 0x2d) return fail(raw?.toString().trim() ?? 'closed');
+          // BUSY (a script past busy-reply-threshold) is an answer: the server is up, and
+          // this link may be the one that carries SCRIPT KILL.
+          const busy = raw !== null && raw.subarray(0, 6).equals(BUSY);
+          if (raw !== null && raw[0] === 0x2d && !busy) refused ??= raw;
+          if (raw === null || (raw[0] === 0x2d && !busy)) return fail(raw?.toString().trim() ?? 'closed');
           link.onClose = null;
           resolve(link);
         });
       });
       function check(raw: Buffer | null, info: ReplyInfo | null): void {
-        if (raw !== null && info?.isError) link.destroy(`handshake refused: ${raw.toString().trim()}`);
+        if (raw !== null && info?.isError) {
+          refused ??= raw;
+          link.destroy(`handshake refused: ${raw.toString().trim()}`);
+        }
       }
     });
   }

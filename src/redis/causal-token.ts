@@ -1,5 +1,5 @@
 /**
- * Read-your-writes for Redis (DESIGN.md capability 7): a session's causal token is, per
+ * Read-your-writes for Redis: a session's causal token is, per
  * shard, the replication position that covers its last acknowledged write there — the
  * primary's replication history id and offset read on the same link right after the write.
  *

@@ -10,7 +10,7 @@ import type { NodeStatus } from '../core/topology.js';
 import type { RedisLink } from './backend-link.js';
 import type { ReplySlots } from './reply-slots.js';
 import { encodeCommand, encodeError, parseReply } from './resp/index.js';
-import type { ShardSet } from './shards.js';
+import type { LinkProfile, ShardSet } from './shards.js';
 
 const ALLOWED = new Set([
   'subscribe',
@@ -34,7 +34,7 @@ export class PubSub {
     private readonly shards: ShardSet,
     private readonly slots: ReplySlots,
     private readonly socket: net.Socket,
-    private readonly resp3: () => boolean,
+    private readonly profile: () => LinkProfile,
     private readonly primaryOf: (shard: number) => NodeStatus | null,
   ) {}
 
@@ -44,7 +44,19 @@ export class PubSub {
   }
 
   get active(): boolean {
-    return !this.resp3() && this.channels.size + this.patterns.size > 0;
+    return !this.profile().resp3 && this.subscribed;
+  }
+
+  get subscribed(): boolean {
+    return this.channels.size + this.patterns.size > 0;
+  }
+
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  get patternCount(): number {
+    return this.patterns.size;
   }
 
   command(name: string, args: Buffer[]): void {
@@ -113,7 +125,7 @@ export class PubSub {
     if (p) return p;
     const node = this.primaryOf(shard);
     if (!node) return Promise.reject(new Error('no primary is available for this shard'));
-    p = this.shards.dedicated(node, this.resp3()).then((link) => {
+    p = this.shards.exclusive(node, this.profile()).then((link) => {
       if (this.closed) link.destroy('client left');
       link.listener = (raw) => this.forward(shard, raw);
       link.onClose = () => {

@@ -1,5 +1,5 @@
 /**
- * Where a Redis read goes, per consistency level (DESIGN.md capability 7):
+ * Where a Redis read goes, per consistency level:
  * - `eventual`: any reachable replica, even past the staleness bound; the primary when none;
  * - `bounded`: the staleness rule of the read router (replicas within maxLag, else the
  *   primary or an error per `staleness.whenAllLagging`);

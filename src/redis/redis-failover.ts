@@ -1,5 +1,5 @@
 /**
- * Automatic failover of Redis shards (`redis.failover.mode: auto`, DESIGN.md capability 8),
+ * Automatic failover of Redis shards (`redis.failover.mode: auto`),
  * one shard at a time each, decided after every monitor round:
  *
  * 1. Detection: the shard's primary failed at least 2 probes in a row and has been failing
@@ -21,11 +21,12 @@
  * the old primary unfenced (it is the only hope), and detection goes on.
  */
 import type { Logger } from 'pino';
+import { nodeFailed } from '../core/liveness.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
 import type { LinkOptions } from './backend-link.js';
 import { nodeCommand } from './node-command.js';
 import type { AuthorityDecision, NodeProbe } from './primary-authority.js';
-import type { MonitoredShard, RedisMonitor } from './redis-monitor.js';
+import type { FailureStreak, MonitoredShard, RedisMonitor } from './redis-monitor.js';
 import { replicationInfoFromReply, type ReplicationInfo } from './replication-info.js';
 import { encodeBulk } from './resp/index.js';
 
@@ -82,9 +83,14 @@ export class RedisFailover {
     }
     if (primary?.info !== null) return; // answering, just not (yet) a master: nothing to replace
     const streak = this.monitor.failures(decision.primary);
-    if (!streak || streak.count < 2 || Date.now() - streak.since < this.opts.detectMs) return;
+    const run = streak && {
+      failedProbes: streak.count,
+      failingSince: streak.since,
+      confirmedDownAt: streak.confirmedDownAt ?? null,
+    };
+    if (!run || !nodeFailed(run, Date.now(), this.opts.detectMs)) return;
     this.running.add(shard);
-    void this.failover(shard, decision.primary, Date.now() - streak.since, streak.count).finally(() =>
+    void this.failover(shard, decision.primary, Date.now() - streak.since, streak).finally(() =>
       this.running.delete(shard),
     );
   }
@@ -93,7 +99,7 @@ export class RedisFailover {
     shard: MonitoredShard,
     fromId: string,
     downMs: number,
-    probes: number,
+    streak: FailureStreak,
   ): Promise<void> {
     const t = shard.topology;
     const from = t.get(fromId)!;
@@ -106,7 +112,10 @@ export class RedisFailover {
       kind: 'failover' as const,
       startedAt,
     };
-    const why = `${fromId} unreachable for ${downMs} ms (${probes} failed probes)`;
+    const why =
+      streak.confirmedDownAt !== undefined
+        ? `${fromId} is gone: a fresh connection was refused ${downMs} ms after the first failure`
+        : `${fromId} unreachable for ${downMs} ms (${streak.count} failed probes)`;
     t.holdWrites(state, `failover of shard ${name}: ${why}`);
     shard.authority.claimFence(fromId);
     t.fence(fromId, `failover of shard ${name}: ${why}; fenced until it rejoins as a replica`);

@@ -11,11 +11,17 @@ import type { Logger } from 'pino';
 import { PositionHistory } from '../core/lag.js';
 import type { StalenessTracker } from '../core/staleness.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
-import { withDeadline } from '../util/deadline.js';
+import { loopStall, ProbeExcused, ProbeTimeout, withProbeDeadline } from '../core/liveness.js';
+import { connectOutcome } from '../util/connect-check.js';
 import { RedisLink } from './backend-link.js';
 import { INFO_REPLICATION, type PositionBook } from './position-book.js';
 import type { AuthorityDecision, NodeProbe, PrimaryAuthority } from './primary-authority.js';
 import { replicationInfoFromReply, type ReplicationInfo } from './replication-info.js';
+import { encodeCommand } from './resp/index.js';
+
+/** The client name of the monitor's connections; SLOWLOG GET through rwsplit leaves their entries out. */
+export const MONITOR_CLIENT_NAME = 'rwsplit-monitor';
+const SETNAME = encodeCommand(['CLIENT', 'SETNAME', MONITOR_CLIENT_NAME]);
 
 export interface RedisMonitorOptions {
   intervalMs: number;
@@ -36,6 +42,8 @@ export interface FailureStreak {
   count: number;
   /** when the first failure of the streak was seen (a probe, or the data path) */
   since: number;
+  /** when a fresh connection attempt was refused during the streak (the server is gone) */
+  confirmedDownAt?: number;
 }
 
 /** Called after each shard's round with what was decided and seen. */
@@ -45,11 +53,17 @@ export class RedisMonitor {
   private readonly links = new Map<string, RedisLink>();
   private readonly histories = new Map<Topology, PositionHistory>();
   private readonly streaks = new Map<string, FailureStreak>();
+  /** each node's last probe answer, kept for a node that answers BUSY */
+  private readonly lastInfo = new Map<string, ReplicationInfo>();
   private readonly listeners: RoundListener[] = [];
   /** awaited with each round's probes (Sentinel queries) */
   private readonly sources: (() => Promise<void>)[] = [];
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** nodes with a confirming connection attempt under way */
+  private readonly confirming = new Set<string>();
+  /** when each node last answered a probe (a confirmation older than that is stale) */
+  private readonly lastOkAt = new Map<string, number>();
 
   constructor(
     readonly shards: readonly MonitoredShard[],
@@ -64,9 +78,37 @@ export class RedisMonitor {
       s.topology.on('event', (e: { type: string; node: string; at: number }) => {
         if (e.type === 'down' && !this.streaks.has(e.node))
           this.streaks.set(e.node, { count: 0, since: e.at });
-        if (e.type === 'down') this.book.forget(e.node);
+        if (e.type === 'down') {
+          this.book.forget(e.node);
+          this.confirm(s, e.node);
+        }
       });
     }
+  }
+
+  /**
+   * One fresh connection attempt to a node that just failed: refused means nothing listens
+   * any more, which a failover may act on at once (core/liveness.ts); then the shard is probed
+   * again without it, so the round listeners (the failover) see it now.
+   */
+  private confirm(shard: MonitoredShard, id: string): void {
+    const n = shard.topology.get(id);
+    if (!n || this.stopped || this.confirming.has(id)) return;
+    this.confirming.add(id);
+    const startedAt = Date.now();
+    void connectOutcome(n.spec.host, n.spec.port, this.opts.timeoutMs)
+      .then(async (outcome) => {
+        if (outcome !== 'refused' || this.stopped) return;
+        if ((this.lastOkAt.get(id) ?? 0) > startedAt) return; // it answered since
+        const streak = this.streaks.get(id) ?? { count: 0, since: startedAt };
+        streak.confirmedDownAt ??= Date.now();
+        this.streaks.set(id, streak);
+        shard.topology.markDown(id, `connection refused: nothing listens on ${n.spec.host}:${n.spec.port}`);
+        this.log.warn({ node: id }, 'node confirmed down: connection refused');
+        await this.probeShard(shard, new Set([id]));
+      })
+      .catch((err: Error) => this.log.warn({ node: id, err: err.message }, 'confirming a failure failed'))
+      .finally(() => this.confirming.delete(id));
   }
 
   get intervalMs(): number {
@@ -74,11 +116,13 @@ export class RedisMonitor {
   }
 
   async start(): Promise<void> {
+    loopStall.start();
     await this.round();
     this.schedule();
   }
 
   stop(): void {
+    if (!this.stopped) loopStall.stop();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     for (const l of this.links.values()) l.destroy('monitor stopped');
@@ -187,17 +231,27 @@ export class RedisMonitor {
     const id = n.spec.id;
     const startedAt = Date.now();
     try {
-      const raw = await withDeadline(this.opts.timeoutMs, async (deadline) => {
+      const raw = await withProbeDeadline(this.opts.timeoutMs, id, async (deadline) => {
         const link = await this.linkTo(n, deadline);
         const reply = new Promise<Buffer>((resolve, reject) =>
           link.send(INFO_REPLICATION, (r) => (r ? resolve(r) : reject(new Error('connection lost')))),
         );
         return Promise.race([reply, deadline]);
       });
-      const info = replicationInfoFromReply(raw);
+      // BUSY (a script or function past busy-reply-threshold) is an answer: the node is up and
+      // must stay in rotation so SCRIPT KILL / FUNCTION KILL can reach it; its role and
+      // position are as last seen.
+      const busy = raw.subarray(0, 6).toString('latin1') === '-BUSY ';
+      const info = busy ? this.lastInfo.get(id) : replicationInfoFromReply(raw);
+      if (!info) throw new Error(raw.toString('latin1').trim());
+      this.lastInfo.set(id, info);
       this.streaks.delete(id);
+      this.lastOkAt.set(id, Date.now());
       return info;
     } catch (err) {
+      // Late only because the node is busy sending data on the data path: no verdict, and the
+      // link stays (the answer is queued behind that data).
+      if (err instanceof ProbeExcused) return null;
       this.links.get(id)?.destroy('probe failed');
       this.links.delete(id);
       const streak = this.streaks.get(id) ?? { count: 0, since: startedAt };
@@ -206,6 +260,11 @@ export class RedisMonitor {
       const reason = `probe failed: ${(err as Error).message}`;
       if (n.reachable) this.log.warn({ node: id, reason }, 'node out of rotation');
       t.markDown(id, reason);
+      // Not a timeout (refused, reset): worth one fresh attempt.
+      if (!(err instanceof ProbeTimeout)) {
+        const shard = this.shards.find((s) => s.topology === t);
+        if (shard) this.confirm(shard, id);
+      }
       return null;
     }
   }
@@ -220,6 +279,8 @@ export class RedisMonitor {
     );
     try {
       const link = await Promise.race([connecting, deadline]);
+      // Named so its probes can be told from clients' commands (SLOWLOG, CLIENT LIST).
+      link.send(SETNAME, () => undefined);
       this.links.set(id, link);
       return link;
     } catch (err) {

@@ -5,6 +5,7 @@
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ConnectionStatsSource } from '../core/cluster-view.js';
+import { ClientGuard } from '../core/client-guard.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { Topology } from '../core/topology.js';
 import type { RedisConfig } from '../config/schema.js';
@@ -12,9 +13,10 @@ import { createRing } from '../sharding/ring.js';
 import { RedisLink, type LinkOptions } from './backend-link.js';
 import { CommandTable } from './command-table.js';
 import { PositionBook } from './position-book.js';
+import { ReadGate } from './read-gate.js';
 import { ReadPlanner } from './read-planner.js';
 import { RedisSession, type RedisSessionContext } from './redis-session.js';
-import { CommandReader, encodeCommand, encodeError, RespError } from './resp/index.js';
+import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
 import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
 import { listenServer } from '../util/listen.js';
@@ -39,12 +41,15 @@ export class RedisProxy implements ConnectionStatsSource {
   private draining: ((session: RedisSession) => void) | null = null;
   private table: CommandTable | null = null;
   private version = '7.0.0';
+  private databases = 16;
 
   constructor(
     private readonly config: RedisConfig,
     topologies: { topology: Topology; readRouter: ReadRouter }[],
     private readonly stats: RedisStats,
     private readonly log: Logger,
+    /** the instance's buffer budget and record of clients cut off */
+    readonly guard: ClientGuard = new ClientGuard(0),
   ) {
     const shards: Shard[] = topologies.map((t, index) => ({
       index,
@@ -110,6 +115,9 @@ export class RedisProxy implements ConnectionStatsSource {
         this.table = CommandTable.fromReply(await ask(['COMMAND']));
         const info = (await ask(['INFO', 'server'])).toString();
         this.version = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? this.version;
+        // How many databases SELECT may choose (one shard); CONFIG may be renamed or denied.
+        const dbs = /\r\n\$\d+\r\n(\d+)\r\n/.exec((await ask(['CONFIG', 'GET', 'databases'])).toString());
+        if (dbs) this.databases = Number(dbs[1]);
         link.destroy('done');
         return;
       } catch (err) {
@@ -186,31 +194,98 @@ export class RedisProxy implements ConnectionStatsSource {
     }
     this.sockets.add(socket);
     const id = this.nextId++;
-    const session = new RedisSession(this.context(), socket, id);
-    this.sessions.set(id, session);
-    const check = this.draining;
-    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session));
     const reader = new CommandReader({
       maxBulkBytes: this.config.limits.maxBulkBytes,
       maxArrayLength: this.config.limits.maxArrayLength,
     });
+    const gate = new ReadGate(
+      () => {
+        reader.pause();
+        socket.pause();
+      },
+      () => {
+        if (session.isClosed) return;
+        socket.resume();
+        try {
+          reader.resume(); // commands read before the pause
+        } catch (err) {
+          protocolError(err as Error);
+        }
+      },
+    );
+    const session = new RedisSession(this.context(), socket, id, gate);
+    this.sessions.set(id, session);
+    const check = this.draining;
+    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session));
     const onCommand = (args: Buffer[], raw: Buffer): void => session.onCommand(args, raw);
+    const protocolError = (err: Error): void => {
+      // A malformed or oversized request: tell this client why and close it; nobody else notices.
+      const message = err instanceof RespError ? redisProtocolText(err) : `internal error: ${err.message}`;
+      this.log.info({ err: message }, 'closing a Redis client after a protocol error');
+      socket.end(encodeError(`Protocol error: ${message}`));
+      session.onClose();
+    };
+    const leaveBudget = this.guard.add({
+      protocol: 'redis',
+      bufferedBytes: () => session.bufferedBytes(),
+      cutOff: (message) => session.cutOff(message),
+    });
+    this.watchLogin(socket, session);
     socket.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk, onCommand);
       } catch (err) {
-        // A malformed or oversized request: tell this client why and close it; nobody else notices.
-        const message = err instanceof RespError ? err.message : `internal error: ${(err as Error).message}`;
-        this.log.info({ err: message }, 'closing a Redis client after a protocol error');
-        socket.end(encodeError(`Protocol error: ${message}`));
-        session.onClose();
+        protocolError(err as Error);
       }
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       this.sockets.delete(socket);
+      leaveBudget();
       session.onClose();
     });
+  }
+
+  /**
+   * `redis.limits.loginTimeoutMs`: with AUTH required, a client must authenticate in time
+   * (silent sockets must not hold `maxClients` slots). `idleClientTimeoutMs`: a client with
+   * nothing in flight that stays silent is closed; subscribers and blocked clients are not idle.
+   */
+  private watchLogin(socket: net.Socket, session: RedisSession): void {
+    const { loginTimeoutMs, idleClientTimeoutMs } = this.config.limits;
+    if (!session.authenticated) {
+      const timer = setTimeout(() => {
+        if (session.authenticated || session.isClosed) return;
+        this.guard.killed({
+          protocol: 'redis',
+          reason: 'login-timeout',
+          clientClass: 'login',
+          detail: `client ${session.id} did not authenticate within ${loginTimeoutMs} ms`,
+        });
+        socket.end(
+          encodeError(
+            `authentication did not finish in time (redis.limits.loginTimeoutMs = ${loginTimeoutMs})`,
+          ),
+        );
+        setTimeout(() => socket.destroy(), 1000).unref();
+        session.onClose();
+      }, loginTimeoutMs);
+      timer.unref();
+      socket.once('close', () => clearTimeout(timer));
+    }
+    if (idleClientTimeoutMs > 0) {
+      socket.setTimeout(idleClientTimeoutMs, () => {
+        if (session.isClosed || session.outputClass() !== 'normal' || session.slots.pending > 0) return;
+        this.guard.killed({
+          protocol: 'redis',
+          reason: 'idle-timeout',
+          clientClass: 'normal',
+          detail: `client ${session.id} was idle for ${idleClientTimeoutMs} ms`,
+        });
+        socket.destroy();
+        session.onClose();
+      });
+    }
   }
 
   private context(): RedisSessionContext {
@@ -223,7 +298,12 @@ export class RedisProxy implements ConnectionStatsSource {
       writes: this.writes,
       consistency: cfg.consistency,
       failover: { mode: cfg.failover.mode, bufferMs: cfg.failover.bufferMs, detectMs: cfg.failover.detectMs },
-      authRequired: cfg.auth.password !== undefined || cfg.auth.users.length > 0,
+      authRequired:
+        cfg.auth.mode === 'proxy' && (cfg.auth.password !== undefined || cfg.auth.users.length > 0),
+      passthrough: cfg.auth.mode === 'passthrough',
+      defaultPasswordSet: cfg.auth.password !== undefined || cfg.auth.users.some((u) => u.name === 'default'),
+      databases: this.databases,
+      clients: () => this.sessions.values(),
       checkPassword: (user, password) => {
         if (user === null || user === 'default') {
           if (cfg.auth.password !== undefined) return password === cfg.auth.password;
@@ -234,6 +314,19 @@ export class RedisProxy implements ConnectionStatsSource {
       serverVersion: this.version,
       stats: this.stats,
       sessionClosed: (id) => this.sessions.delete(id),
+      outputLimits: cfg.limits.clientOutputBufferLimit,
+      guard: this.guard,
     };
   }
+}
+
+/**
+ * Redis's own text for a length over a limit (`invalid bulk length`, `invalid multibulk
+ * length`: what redis-server answers past proto-max-bulk-len), followed by the setting to raise.
+ */
+function redisProtocolText(err: RespError): string {
+  if (!(err instanceof RespTooLargeError)) return err.message;
+  if (err.setting === 'maxBulkBytes') return `invalid bulk length (${err.message})`;
+  if (err.setting === 'maxArrayLength') return `invalid multibulk length (${err.message})`;
+  return err.message;
 }

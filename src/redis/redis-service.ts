@@ -7,6 +7,7 @@
  */
 import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from 'pino';
+import type { ClientGuard } from '../core/client-guard.js';
 import type { ClusterView } from '../core/cluster-view.js';
 import { ReadRouter } from '../core/read-router.js';
 import { StalenessTracker } from '../core/staleness.js';
@@ -37,6 +38,7 @@ export class RedisService {
     view: ClusterView,
     stats: RedisStats,
     log: Logger,
+    guard?: ClientGuard,
     /** the listening socket a graceful restart handed over */
     inherited?: Server,
   ): Promise<RedisService> {
@@ -72,7 +74,7 @@ export class RedisService {
       );
       return { topology, readRouter, authority };
     });
-    const proxy = new RedisProxy(config, shards, stats, log);
+    const proxy = new RedisProxy(config, shards, stats, log, guard);
     view.addConnections(proxy);
     const credentials = {
       ...(config.backend.password !== undefined ? { password: config.backend.password } : {}),

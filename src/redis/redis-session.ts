@@ -13,20 +13,30 @@
 import type net from 'node:net';
 import type { NodeStatus } from '../core/topology.js';
 import type { ConsistencyLevel } from '../config/schema.js';
-import type { RedisLink } from './backend-link.js';
-import { CommandTable, type CommandInfo } from './command-table.js';
+import type { ClientGuard } from '../core/client-guard.js';
+import { AuthRefused, type RedisLink } from './backend-link.js';
+import type { ClientHandle, ClientView } from './client-command.js';
+import {
+  ClientOutputLimit,
+  OUTPUT_HIGH_WATER,
+  type OutputClass,
+  type OutputLimits,
+} from './client-output-limit.js';
+import { CommandTable, proxyRefusal, unknownCommandError, type CommandInfo } from './command-table.js';
 import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from './failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from './position-book.js';
 import { PubSub } from './pubsub.js';
+import { ReadGate } from './read-gate.js';
 import type { ReadChoice, ReadPlanner } from './read-planner.js';
 import { ReplySlots, type Slot } from './reply-slots.js';
 import { encodeArrayHeader, encodeBulk, encodeCommand, encodeError, encodeSimple } from './resp/index.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
+import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
-import type { ReadFrom, ShardSet } from './shards.js';
+import { DEFAULT_PROFILE, type LinkProfile, type ReadFrom, type ShardSet } from './shards.js';
 import { positionFrom, type WritePath } from './write-path.js';
 
 export interface RedisSessionContext {
@@ -39,26 +49,65 @@ export interface RedisSessionContext {
   readonly consistency: ConsistencyLevel;
   /** `redis.failover`: how long writes wait for a new primary, and what the errors say */
   readonly failover: FailoverSettings;
-  /** null when no password is configured */
+  /** proxy auth mode: whether these credentials are rwsplit's (`redis.auth`) */
   checkPassword(user: string | null, password: string): boolean;
   readonly authRequired: boolean;
+  /** `redis.auth.mode: passthrough`: clients' credentials are checked by the servers */
+  readonly passthrough: boolean;
+  readonly defaultPasswordSet: boolean;
   readonly serverVersion: string;
+  /** the servers' `databases` */
+  readonly databases: number;
+  /** every client of the proxy (CLIENT LIST, CLIENT KILL) */
+  clients(): Iterable<ClientHandle>;
   stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
   sessionClosed(id: number): void;
+  /** `redis.limits.clientOutputBufferLimit` */
+  readonly outputLimits: OutputLimits;
+  /** records clients cut off (metrics, event log) */
+  readonly guard: ClientGuard;
 }
+
+/** Scripts that run on replicas; see primaryOnReadonly. */
+const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
+/**
+ * Commands sent on and not yet answered to the client before reading it pauses: a client that
+ * pipelines without reading gets at most this many replies' worth of memory, and cannot fill
+ * a shared backend link (where other clients' replies queue behind its own).
+ */
+const MAX_IN_FLIGHT = 1024;
 
-export class RedisSession implements LocalContext {
+/** Commands that run at once even inside MULTI (everything else is queued), as in Redis. */
+const NOT_QUEUED = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset']);
+
+/** Commands a MONITOR client may still run; others touch the keyspace and are refused, as in Redis. */
+const KEYSPACE_ERROR = "Replica can't interact with the keyspace";
+
+export class RedisSession implements LocalContext, ClientHandle {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;
+  /** the database SELECTed (one shard only): links are per database */
+  db = 0;
+  /** passthrough auth mode: the credentials the servers accepted from this client */
+  private creds: { user: string | null; password: string } | null = null;
+  private cachedProfile: LinkProfile = DEFAULT_PROFILE;
   readonly slots: ReplySlots;
-  readonly causal: SessionCausal;
+  causal: SessionCausal;
   private readonly tx: Transactions;
   private readonly fanout: SessionFanout;
   private pubsub: PubSub | null = null;
+  /** MONITOR: one link of this client's own per node, closed when it is done */
+  private monitorLinks: RedisLink[] | null = null;
+  /** CLIENT REPLY OFF / SKIP */
+  private replyOff = false;
+  private skipNext = false;
+  private readonly startedAt = Date.now();
+  private lastCommandAt = Date.now();
+  private lastCommand = 'NULL';
   private readonly dedicatedInUse = new Set<RedisLink>();
   /** the replica chosen per shard in this tick (see read) */
   private readonly tickPicks = new Map<number, NodeStatus>();
@@ -72,14 +121,33 @@ export class RedisSession implements LocalContext {
    */
   private arrivedAt = 0;
   private closed = false;
+  /** in MONITOR mode (its output limit is the monitor class's) */
+  get monitoring(): boolean {
+    return this.monitorLinks !== null;
+  }
+  private readonly outputLimit: ClientOutputLimit;
+  /** whether the client's commands are read now (backpressure) */
+  readonly gate: ReadGate;
 
   constructor(
     readonly ctx: RedisSessionContext,
     readonly socket: net.Socket,
     readonly id: number,
+    gate?: ReadGate,
   ) {
+    this.gate =
+      gate ??
+      new ReadGate(
+        () => socket.pause(),
+        () => socket.resume(),
+      );
     this.authenticated = !ctx.authRequired;
-    this.slots = new ReplySlots(socket, () => this.resp3);
+    this.slots = new ReplySlots(
+      socket,
+      () => this.resp3,
+      () => this.afterWrite(),
+    );
+    this.outputLimit = new ClientOutputLimit(ctx.outputLimits);
     this.causal = new SessionCausal(ctx.consistency);
     this.tx = new Transactions(this);
     this.fanout = new SessionFanout(this);
@@ -89,6 +157,103 @@ export class RedisSession implements LocalContext {
     return this.ctx.serverVersion;
   }
 
+  get databases(): number {
+    return this.ctx.databases;
+  }
+
+  get shardCount(): number {
+    return this.ctx.shards.shards.length;
+  }
+
+  get passthrough(): boolean {
+    return this.ctx.passthrough;
+  }
+
+  get defaultPasswordSet(): boolean {
+    return this.ctx.defaultPasswordSet;
+  }
+
+  clients(): Iterable<ClientHandle> {
+    return this.ctx.clients();
+  }
+
+  /**
+   * What the server connections carrying this client's commands must have: its protocol,
+   * database and (passthrough mode) credentials. Links are pooled per profile.
+   */
+  get profile(): LinkProfile {
+    const p = this.cachedProfile;
+    const anonymous = this.ctx.passthrough && this.creds === null;
+    if (p.resp3 === this.resp3 && p.db === this.db && p.auth === this.creds && p.anonymous === anonymous)
+      return p;
+    this.cachedProfile = { resp3: this.resp3, db: this.db, auth: this.creds, anonymous };
+    return this.cachedProfile;
+  }
+
+  setReplyMode(mode: 'on' | 'off' | 'skip'): void {
+    this.replyOff = mode === 'off';
+    this.skipNext = mode === 'skip';
+    if (mode === 'on') this.slots.muteNew = false;
+  }
+
+  login(user: string | null, password: string, then: () => Buffer): void {
+    const slot = this.slots.open();
+    const node = this.ctx.shards.shards[0]!.topology.primary();
+    if (!node) {
+      this.slots.fill(
+        slot,
+        encodeError('cannot check credentials now: no primary is reachable', 'CLUSTERDOWN'),
+      );
+      return;
+    }
+    const creds = { user, password };
+    const profile: LinkProfile = { resp3: false, db: 0, auth: creds, anonymous: false };
+    // The commands after AUTH wait for its answer: they run as the user it logs in.
+    this.hold(
+      this.ctx.shards.tryLogin(node, profile).then(
+        (refused) => {
+          if (refused) {
+            this.slots.fill(slot, refused);
+            return;
+          }
+          this.creds = creds;
+          this.slots.fill(slot, then());
+        },
+        (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
+      ),
+    );
+  }
+
+  view(): ClientView {
+    const now = Date.now();
+    const a = this.socket;
+    const flags =
+      (this.monitorLinks ? 'O' : '') + (this.pubsub?.subscribed ? 'P' : '') + (this.tx.inMulti ? 'x' : '');
+    return {
+      id: this.id,
+      addr: `${a.remoteAddress ?? ''}:${a.remotePort ?? 0}`,
+      laddr: `${a.localAddress ?? ''}:${a.localPort ?? 0}`,
+      fd: -1,
+      name: this.name,
+      age: Math.floor((now - this.startedAt) / 1000),
+      idle: Math.floor((now - this.lastCommandAt) / 1000),
+      flags: flags === '' ? 'N' : flags,
+      db: this.db,
+      sub: this.pubsub?.channelCount ?? 0,
+      psub: this.pubsub?.patternCount ?? 0,
+      multi: this.tx.queued,
+      cmd: this.lastCommand,
+      user: this.creds?.user ?? 'default',
+      resp: this.resp3 ? 3 : 2,
+    };
+  }
+
+  kill(): void {
+    if (this.closed) return;
+    this.onClose(); // no command of it runs from now on
+    // The socket ends after this tick: a client that kills itself gets its reply first.
+    setImmediate(() => this.socket.end());
+  }
   checkPassword(user: string | null, password: string): boolean {
     return this.ctx.checkPassword(user, password);
   }
@@ -98,15 +263,31 @@ export class RedisSession implements LocalContext {
     if (this.closed) return;
     if (this.held > 0) {
       this.queue.push([args, raw, Date.now()]);
-      if (this.queue.length - this.queueHead > MAX_QUEUED) this.socket.pause();
+      if (this.queue.length - this.queueHead > MAX_QUEUED) this.gate.stop('queued');
       return;
     }
     this.arrivedAt = Date.now();
     this.dispatch(args, raw);
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
   private dispatch(args: Buffer[], raw: Buffer): void {
     const name = args[0]!.toString('latin1').toLowerCase();
+    this.lastCommandAt = Date.now();
+    this.lastCommand =
+      args.length > 1 && CONTAINERS.has(name) ? `${name}|${args[1]!.toString().toLowerCase()}` : name;
+    // CLIENT REPLY OFF/SKIP: the replies of this command are written nowhere.
+    const mute = this.replyOff || this.skipNext;
+    this.skipNext = false;
+    this.slots.muteNew = mute;
+    try {
+      this.dispatchOne(name, args, raw);
+    } finally {
+      this.slots.muteNew = false;
+    }
+  }
+
+  private dispatchOne(name: string, args: Buffer[], raw: Buffer): void {
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
       this.slots.answer(
         encodeError(
@@ -115,12 +296,36 @@ export class RedisSession implements LocalContext {
       );
       return;
     }
-    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit') {
+    if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit' && name !== 'reset') {
       this.slots.answer(encodeError('Authentication required.', 'NOAUTH'));
       return;
     }
     if (name === 'ping' && this.pubsub?.active) {
       this.slots.answer(Buffer.concat([encodeArrayHeader(2), encodeBulk('pong'), encodeBulk(args[1] ?? '')]));
+      return;
+    }
+    if (name === 'reset') {
+      this.reset();
+      return;
+    }
+    // Inside MULTI every command is queued, those rwsplit answers itself included.
+    if (this.tx.inMulti && !NOT_QUEUED.has(name)) {
+      this.tx.queue(name, args);
+      return;
+    }
+    if (this.monitorLinks && name !== 'monitor') {
+      const info = this.ctx.commands.get(name);
+      if (info && (info.readonly || info.write || info.mayReplicate)) {
+        this.slots.answer(encodeError(KEYSPACE_ERROR));
+        return;
+      }
+    }
+    if (name === 'monitor') {
+      this.monitor();
+      return;
+    }
+    if (CONNECTION_STATE[name] !== undefined) {
+      this.slots.answer(encodeError(CONNECTION_STATE[name]));
       return;
     }
     const local = localReply(this, name, args);
@@ -132,14 +337,15 @@ export class RedisSession implements LocalContext {
       this.rwsplit(args);
       return;
     }
+    const refused = proxyRefusal(name, args);
+    if (refused !== null && !this.tx.inMulti) {
+      this.slots.answer(encodeError(refused));
+      return;
+    }
     if (this.routeSpecial(name, args)) return;
     const info = this.ctx.commands.get(name);
     if (!info) {
-      const start = args
-        .slice(1, 4)
-        .map((a) => `'${a.toString().slice(0, 64)}'`)
-        .join(' ');
-      this.slots.answer(encodeError(`unknown command '${name}', with args beginning with: ${start}`));
+      this.slots.answer(unknownCommandError(args));
       return;
     }
     if (info.pubsub && name !== 'publish' && name !== 'spublish' && name !== 'pubsub') {
@@ -174,7 +380,61 @@ export class RedisSession implements LocalContext {
       this.queue = [];
       this.queueHead = 0;
     }
-    if (this.queue.length - this.queueHead <= MAX_QUEUED && this.socket.isPaused()) this.socket.resume();
+    if (this.queue.length - this.queueHead <= MAX_QUEUED) this.gate.go('queued');
+    if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
+  }
+
+  // ---- output limits -----------------------------------------------------------------------
+
+  /** The class whose client-output-buffer-limit applies to this connection now. */
+  outputClass(): OutputClass {
+    if (this.monitoring) return 'monitor';
+    if (this.pubsub !== null) return 'pubsub';
+    if (this.dedicatedInUse.size > 0) return 'blocked';
+    return 'normal';
+  }
+
+  /** Bytes waiting to reach the client: its socket's queue and replies held back for order. */
+  bufferedBytes(): number {
+    return this.socket.writableLength + this.slots.heldBytes;
+  }
+
+  /** After replies were written: the output limit of the client's class, then backpressure. */
+  private afterWrite(): void {
+    if (this.closed) return;
+    const queued = this.bufferedBytes();
+    const cls = this.outputClass();
+    const over = this.outputLimit.check(cls, queued);
+    if (over !== null) {
+      this.ctx.guard.killed({
+        protocol: 'redis',
+        reason: 'output-buffer-limit',
+        clientClass: cls,
+        detail: `client ${this.id}: ${over}`,
+      });
+      this.cutOff(`client output buffer limit: ${over}`);
+      return;
+    }
+    if (queued > OUTPUT_HIGH_WATER && !this.gate.has('output')) {
+      // Stop reading commands whose replies could only pile up; go on once the client has read.
+      this.gate.stop('output');
+      this.socket.once('drain', () => this.gate.go('output'));
+    }
+    if (this.slots.pending < MAX_IN_FLIGHT / 2) this.gate.go('in-flight');
+  }
+
+  /**
+   * Closes the client for exceeding a limit: with `-ERR` when nothing is queued before it
+   * (a client that reads would see it), at once otherwise (its queue is what must go).
+   */
+  cutOff(message: string): void {
+    if (this.socket.writableLength === 0 && this.slots.heldBytes === 0) {
+      this.socket.end(encodeError(message));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.onClose();
   }
 
   /** Commands whose routing is not "the keys' shard". Returns true when handled. */
@@ -186,6 +446,10 @@ export class RedisSession implements LocalContext {
       case 'watch':
       case 'unwatch':
         this.tx.command(name, args);
+        return true;
+      case 'swapdb':
+        // A change of the server's data, not of a connection: the (one) shard's primary.
+        this.write(0, encodeCommand(args), this.slots.open(), true);
         return true;
       case 'publish': {
         const shard = this.ctx.shards.shardOf(args[1] ?? Buffer.alloc(0));
@@ -201,27 +465,48 @@ export class RedisSession implements LocalContext {
         return true;
       case 'script':
       case 'function': {
+        // Inside MULTI they are queued like any command (they run on the transaction's shard).
+        if (this.tx.inMulti) {
+          this.tx.queue(name, args);
+          return true;
+        }
         const sub = args[1]?.toString().toLowerCase();
+        if (name === 'script' && sub === 'debug') {
+          this.slots.answer(
+            encodeError(
+              'SCRIPT DEBUG is not supported through rwsplit: it turns a shared server connection into a debugging session; run it on a server',
+            ),
+          );
+          return true;
+        }
         if (sub === 'load' || sub === 'flush' || sub === 'delete' || sub === 'restore') {
           this.fanout.broadcast(name, args);
+          return true;
+        }
+        if (sub === 'kill' && args.length === 2) {
+          this.fanout.kill(args);
           return true;
         }
         return false;
       }
       default:
-        if (this.tx.inMulti) {
-          this.tx.queue(name, args);
-          return true;
-        }
         return false;
     }
   }
 
-  private routeKeyed(name: string, info: CommandInfo, args: Buffer[], raw: Buffer): void {
-    const positions = this.ctx.commands.keyPositions(info, args);
+  private routeKeyed(name: string, container: CommandInfo, args: Buffer[], raw: Buffer): void {
+    // A container's subcommand (OBJECT ENCODING, XINFO STREAM) has keys and flags of its own.
+    const info = CommandTable.resolve(container, args);
+    let positions = this.ctx.commands.keyPositions(info, args);
+    // Arguments the server refuses before touching a key (bad numkeys): it answers its own error.
+    if (positions === 'malformed') positions = [];
     if (positions === null) {
-      this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
-      return;
+      // With one shard every key is there, wherever it is named.
+      if (this.ctx.shards.shards.length > 1) {
+        this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
+        return;
+      }
+      positions = [];
     }
     // One key (the common case) needs no set.
     const shards =
@@ -241,9 +526,33 @@ export class RedisSession implements LocalContext {
       this.blocking(shard, raw, CommandTable.mayWrite(info));
       return;
     }
-    const slot = this.slots.open();
-    if (info.readonly && !info.write) this.read(shard, raw, slot, null);
-    else this.write(shard, raw, slot, CommandTable.mayWrite(info));
+    let slot = this.slots.open();
+    if (info.name === 'slowlog|get') {
+      const whole = slot;
+      slot = this.slots.detached((bytes) => this.slots.fill(whole, withoutMonitorEntries(bytes)));
+    }
+    // OBJECT IDLETIME/FREQ describe the key's accesses, which are the primary's (writes land there).
+    if (info.readonly && !info.write && container.name !== 'object') {
+      this.read(
+        shard,
+        raw,
+        READ_ONLY_SCRIPTS.has(name) ? this.primaryOnReadonly(shard, raw, slot) : slot,
+        null,
+      );
+    } else this.write(shard, raw, slot, CommandTable.mayWrite(info));
+  }
+
+  /**
+   * FCALL_RO/EVAL_RO/EVALSHA_RO of a script flagged for writes: a replica refuses it with
+   * `READONLY` before running it, the primary with Redis's own error (`Can not execute a
+   * script with write flag using *_ro command.`), which is what a direct client sees. The
+   * script does not run on either, so asking the primary again is safe.
+   */
+  private primaryOnReadonly(shard: number, raw: Buffer, slot: Slot): Slot {
+    return this.slots.detached((bytes) => {
+      if (bytes.subarray(0, 9).toString('latin1') === '-READONLY') this.write(shard, raw, slot, false);
+      else this.slots.fill(slot, bytes);
+    });
   }
 
   // ---- RWSPLIT -----------------------------------------------------------------------------
@@ -422,12 +731,12 @@ export class RedisSession implements LocalContext {
 
   /** Runs `use` with the shared link to `node`, at once when it is open. */
   withLink(node: NodeStatus, slot: Slot, use: (link: RedisLink) => void): void {
-    const link = this.ctx.shards.link(node, this.id, this.resp3);
+    const link = this.ctx.shards.link(node, this.id, this.profile);
     if (!(link instanceof Promise)) {
       use(link);
       return;
     }
-    link.then(use, (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')));
+    link.then(use, (err: Error) => this.slots.fill(slot, linkFailure(err)));
   }
 
   /** Blocking commands (BLPOP, XREAD BLOCK, …) get a connection of their own for their duration. */
@@ -436,25 +745,114 @@ export class RedisSession implements LocalContext {
     const fail = (e: Buffer): void => this.slots.fill(slot, e);
     this.withPrimary(shard, fail, (node) => {
       this.ctx.stats.routed(node.spec.id, false);
-      this.ctx.shards.dedicated(node, this.resp3).then(
+      const profile = this.profile;
+      this.ctx.shards.dedicated(node, profile).then(
         (link) => {
           if (this.closed) {
-            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+            this.ctx.shards.releaseDedicated(node, link, profile);
             return;
           }
           this.dedicatedInUse.add(link);
           const deliver = (reply: Buffer | null): void => {
             this.dedicatedInUse.delete(link);
             this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
-            this.ctx.shards.releaseDedicated(node, link, this.resp3);
+            this.ctx.shards.releaseDedicated(node, link, profile);
           };
           // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
           // once the command unblocks, since it reads a blocked client's next commands only then.
           link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
         },
-        (err: Error) => fail(encodeError(err.message, 'CLUSTERDOWN')),
+        (err: Error) => fail(linkFailure(err)),
       );
     });
+  }
+
+  // ---- MONITOR -----------------------------------------------------------------------------
+
+  /**
+   * MONITOR on every reachable node (reads run on replicas), each on a link of this client's
+   * own that is closed when the client resets or leaves: a monitoring connection answers
+   * nothing else, so it must never serve another client.
+   */
+  private monitor(): void {
+    if (this.monitorLinks) return; // Redis ignores a second MONITOR
+    const links: RedisLink[] = [];
+    this.monitorLinks = links;
+    const slot = this.slots.open();
+    const profile = { ...this.profile, resp3: false };
+    const nodes = this.ctx.shards.shards.flatMap((s) =>
+      s.topology.nodes.filter((n) => n.reachable && !n.fenced),
+    );
+    let left = nodes.length;
+    let failure: Buffer | null = null;
+    const done = (): void => {
+      if (--left > 0) return;
+      if (failure && links.length === 0) {
+        this.monitorLinks = null;
+        this.slots.fill(slot, failure);
+      } else this.slots.fill(slot, encodeSimple('OK'));
+    };
+    if (left === 0) {
+      left = 1;
+      failure = encodeError('no node is reachable to monitor', 'CLUSTERDOWN');
+      done();
+      return;
+    }
+    for (const node of nodes) {
+      this.ctx.shards.exclusive(node, profile).then(
+        (link) => {
+          if (this.closed || this.monitorLinks !== links) {
+            link.destroy('monitor not needed');
+            done();
+            return;
+          }
+          let confirmed = false;
+          link.listener = (raw, info) => {
+            if (confirmed) {
+              this.slots.answer(raw);
+              return;
+            }
+            confirmed = true;
+            if (info.isError) {
+              failure = raw;
+              link.destroy('monitor refused');
+            } else links.push(link);
+            done();
+          };
+          link.socket.write(encodeCommand(['MONITOR']));
+        },
+        (err: Error) => {
+          failure = linkFailure(err);
+          done();
+        },
+      );
+    }
+  }
+
+  private stopMonitor(): void {
+    const links = this.monitorLinks;
+    this.monitorLinks = null;
+    for (const l of links ?? []) l.destroy('monitor ended');
+  }
+
+  // ---- RESET -------------------------------------------------------------------------------
+
+  /** RESET: everything rwsplit holds for this connection goes back to a new connection's. */
+  private reset(): void {
+    this.tx.close(true);
+    this.pubsub?.close();
+    this.pubsub = null;
+    this.stopMonitor();
+    this.resp3 = false;
+    this.name = null;
+    this.db = 0;
+    this.creds = null;
+    this.authenticated = !this.ctx.authRequired;
+    this.causal = new SessionCausal(this.ctx.consistency);
+    this.replyOff = false;
+    this.skipNext = false;
+    this.slots.muteNew = false;
+    this.slots.answer(encodeSimple('RESET'));
   }
 
   // ---- pub/sub ---------------------------------------------------------------------------
@@ -465,7 +863,7 @@ export class RedisSession implements LocalContext {
         this.ctx.shards,
         this.slots,
         this.socket,
-        () => this.resp3,
+        () => this.profile,
         (k) => this.ctx.shards.shards[k]!.topology.primary() ?? null,
       );
     }
@@ -506,10 +904,42 @@ export class RedisSession implements LocalContext {
     this.closed = true;
     for (const link of this.dedicatedInUse) link.destroy('client left');
     this.dedicatedInUse.clear();
-    this.tx.close();
+    this.stopMonitor();
+    this.tx.close(false);
     this.pubsub?.close();
     this.queue = [];
     this.queueHead = 0;
     this.ctx.sessionClosed(this.id);
   }
+}
+
+/** Commands whose CLIENT LIST `cmd=` names the subcommand too, as Redis does. */
+const CONTAINERS = new Set([
+  'client',
+  'config',
+  'object',
+  'script',
+  'function',
+  'command',
+  'acl',
+  'memory',
+  'xinfo',
+  'pubsub',
+]);
+
+/**
+ * Commands that would change a shared server connection for good, and are not otherwise
+ * handled (CLIENT, SELECT, HELLO, MONITOR, subscriptions, WATCH are): refused, with why.
+ */
+const CONNECTION_STATE: Record<string, string> = {
+  sync: 'SYNC is not supported through rwsplit: it would turn a shared server connection into a replication stream; connect replicas to the servers',
+  psync:
+    'PSYNC is not supported through rwsplit: it would turn a shared server connection into a replication stream; connect replicas to the servers',
+  replconf:
+    'REPLCONF is not supported through rwsplit: it concerns a replication connection; connect replicas to the servers',
+};
+
+/** What a client is told when a link could not be opened: the server's own refusal, or why. */
+function linkFailure(err: Error): Buffer {
+  return err instanceof AuthRefused ? err.reply : encodeError(err.message, 'CLUSTERDOWN');
 }

@@ -27,6 +27,10 @@ export class Slot {
   remaining = 0;
   /** a detached slot (one part of a split command) hands its reply here instead of queuing it */
   onFill: ((bytes: Buffer) => void) | null = null;
+  /** CLIENT REPLY OFF/SKIP: the reply keeps its place in the order but is not written */
+  muted = false;
+  /** called once the slot has its reply (EXEC with commands rwsplit answers: the session waits for it) */
+  onFilled: (() => void) | null = null;
 }
 
 export class ReplySlots {
@@ -35,10 +39,16 @@ export class ReplySlots {
   private corked = false;
   /** called when every reply so far was written (a graceful restart closes the client then) */
   onIdle: (() => void) | null = null;
+  /** bytes of replies that arrived but wait behind an earlier slot (the client's output limit counts them) */
+  heldBytes = 0;
+  /** slots opened while set are muted (CLIENT REPLY OFF/SKIP, set around one command) */
+  muteNew = false;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly resp3: () => boolean,
+    /** called after replies were written to the client (output limits, backpressure) */
+    private readonly afterWrite: (() => void) | null = null,
   ) {}
 
   get pending(): number {
@@ -47,6 +57,7 @@ export class ReplySlots {
 
   open(): Slot {
     const s = new Slot();
+    if (this.muteNew) s.muted = true;
     this.slots.push(s);
     return s;
   }
@@ -83,6 +94,10 @@ export class ReplySlots {
       return;
     }
     slot.data = bytes;
+    this.heldBytes += bytes.length;
+    const filled = slot.onFilled;
+    slot.onFilled = null;
+    filled?.();
     this.flush();
   }
 
@@ -93,9 +108,14 @@ export class ReplySlots {
 
   /** Writes every completed slot at the head; writes made in one tick leave in one segment. */
   private flush(): void {
+    let wrote = false;
     while (this.head < this.slots.length) {
       const s = this.slots[this.head]!;
       if (s.data === null) break;
+      if (s.muted) {
+        this.head++;
+        continue;
+      }
       if (!this.corked) {
         this.corked = true;
         this.socket.cork();
@@ -105,6 +125,8 @@ export class ReplySlots {
         });
       }
       this.socket.write(s.data);
+      this.heldBytes -= s.data.length;
+      wrote = true;
       this.head++;
     }
     if (this.head === this.slots.length) {
@@ -112,6 +134,7 @@ export class ReplySlots {
       this.head = 0;
       this.onIdle?.();
     }
+    if (wrote) this.afterWrite?.();
   }
 
   private merge(slot: Slot): Buffer {

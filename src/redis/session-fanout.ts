@@ -5,7 +5,7 @@
  */
 import { CommandTable } from './command-table.js';
 import type { RedisSession } from './redis-session.js';
-import { encodeCommand } from './resp/index.js';
+import { encodeCommand, encodeError } from './resp/index.js';
 import { CROSSSLOT } from './session-transactions.js';
 
 /** Multi-key commands split by shard and merged back. */
@@ -70,4 +70,43 @@ export class SessionFanout {
       this.s.write(i, raw, part, mayWrite);
     }
   }
+
+  /**
+   * SCRIPT KILL, FUNCTION KILL: to every shard's primary (a script runs on the primary of the
+   * shard of its keys; rwsplit does not track which one is running), each on a connection of
+   * its own (a shared link may be queued behind the busy script itself, and Redis reads no
+   * more commands from the connection running it). The answer is the first that is not
+   * `NOTBUSY` (the shard that had a script to kill), else the first shard's `NOTBUSY`.
+   */
+  kill(args: Buffer[]): void {
+    const slots = this.s.slots;
+    const slot = slots.open();
+    const raw = encodeCommand(args);
+    const shards = this.s.ctx.shards;
+    const replies: (Buffer | null)[] = new Array<Buffer | null>(shards.shards.length).fill(null);
+    let left = replies.length;
+    const done = (i: number, reply: Buffer): void => {
+      replies[i] = reply;
+      if (--left > 0) return;
+      const killed = replies.find((r) => r !== null && !r.subarray(0, 8).equals(NOTBUSY));
+      slots.fill(slot, killed ?? replies[0]!);
+    };
+    shards.shards.forEach((shard, i) => {
+      const node = shard.topology.primary();
+      if (!node) {
+        done(i, encodeError(`the primary of shard ${shard.name} is unavailable`, 'CLUSTERDOWN'));
+        return;
+      }
+      shards.dedicated(node, this.s.profile).then(
+        (link) =>
+          link.send(raw, (reply) => {
+            done(i, reply ?? encodeError(this.s.lostMessage(i, node)));
+            shards.releaseDedicated(node, link, this.s.profile);
+          }),
+        (err: Error) => done(i, encodeError(err.message, 'CLUSTERDOWN')),
+      );
+    });
+  }
 }
+
+const NOTBUSY = Buffer.from('-NOTBUSY', 'latin1');

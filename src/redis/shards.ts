@@ -7,13 +7,39 @@ import type { ReadRouter } from '../core/read-router.js';
 import type { NodeStatus, Topology } from '../core/topology.js';
 import { hashTagged } from '../sharding/hash-tag.js';
 import type { Ring } from '../sharding/ring.js';
-import { LinkError, RedisLink, type LinkOptions } from './backend-link.js';
+import { AuthRefused, LinkError, RedisLink, type LinkOptions } from './backend-link.js';
 
 export interface Shard {
   index: number;
   name: string;
   topology: Topology;
   readRouter: ReadRouter;
+}
+
+/**
+ * What a backend connection carries for the clients that share it: the protocol, the
+ * selected database and, in passthrough auth mode, the client's own credentials. Links are
+ * pooled per profile, so a connection never serves a client whose state differs.
+ */
+export interface LinkProfile {
+  readonly resp3: boolean;
+  readonly db: number;
+  /** credentials to log in with; null: rwsplit's own (`redis.backend`) */
+  readonly auth: { readonly user: string | null; readonly password: string } | null;
+  /** passthrough mode with no credentials: log in with none (the server's default user) */
+  readonly anonymous: boolean;
+}
+
+/** The profile of a fresh connection (RESP2, database 0, rwsplit's credentials). */
+export const DEFAULT_PROFILE: LinkProfile = { resp3: false, db: 0, auth: null, anonymous: false };
+
+export function profileKey(p: LinkProfile): string {
+  const who = p.auth ? `${p.auth.user ?? 'default'}\0${p.auth.password}` : p.anonymous ? '\0anon' : '';
+  return `${p.resp3 ? 3 : 2}\0${p.db}\0${who}`;
+}
+
+function isPlain(p: LinkProfile): boolean {
+  return p.db === 0 && p.auth === null && !p.anonymous;
 }
 
 /** Where a read may go, per `redis.readFrom`. */
@@ -46,14 +72,14 @@ export class ShardSet {
   }
 
   /** A shared link to `node`, picked by `affinity` so one client's commands to a node stay in order. */
-  link(node: NodeStatus, affinity: number, resp3: boolean): RedisLink | Promise<RedisLink> {
-    const entry = this.entry(node, resp3);
+  link(node: NodeStatus, affinity: number, profile: LinkProfile): RedisLink | Promise<RedisLink> {
+    const entry = this.entry(node, profile);
     const i = affinity % this.linksPerNode;
     const link = entry.links[i];
     if (link && !link.closed) return link;
     let pending = entry.connecting[i];
     if (!pending) {
-      pending = this.open(node, resp3).then(
+      pending = this.open(node, profile).then(
         (l) => {
           entry.links[i] = l;
           entry.connecting[i] = null;
@@ -74,16 +100,42 @@ export class ShardSet {
   }
 
   /** A link for one client alone (blocking commands, WATCH, pub/sub). */
-  async dedicated(node: NodeStatus, resp3: boolean): Promise<RedisLink> {
-    const entry = this.entry(node, resp3);
+  async dedicated(node: NodeStatus, profile: LinkProfile): Promise<RedisLink> {
+    const entry = this.entry(node, profile);
     let link = entry.idleDedicated.pop();
     while (link && link.closed) link = entry.idleDedicated.pop();
-    return link ?? this.open(node, resp3);
+    return link ?? this.open(node, profile);
+  }
+
+  /**
+   * A new link for one client alone that is never pooled and is destroyed when the client
+   * is done with it: for commands that change a connection's state for good (MONITOR).
+   */
+  exclusive(node: NodeStatus, profile: LinkProfile): Promise<RedisLink> {
+    return this.open(node, profile);
+  }
+
+  /**
+   * Logs in to `node` with these credentials and closes the connection: resolves null when
+   * the server accepted them, else with the server's own error reply.
+   */
+  async tryLogin(node: NodeStatus, profile: LinkProfile): Promise<Buffer | null> {
+    try {
+      const link = await RedisLink.connect(
+        { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
+        this.options(profile),
+      );
+      link.destroy('login checked');
+      return null;
+    } catch (err) {
+      if (err instanceof AuthRefused) return err.reply;
+      throw err;
+    }
   }
 
   /** Returns a dedicated link after a blocking command completed normally. */
-  releaseDedicated(node: NodeStatus, link: RedisLink, resp3: boolean): void {
-    const entry = this.entry(node, resp3);
+  releaseDedicated(node: NodeStatus, link: RedisLink, profile: LinkProfile): void {
+    const entry = this.entry(node, profile);
     if (link.closed || link.listener || entry.idleDedicated.length >= 8) link.destroy('not needed');
     else entry.idleDedicated.push(link);
   }
@@ -122,18 +174,21 @@ export class ShardSet {
     return out;
   }
 
-  private entry(node: NodeStatus, resp3: boolean): NodeLinks {
+  private entry(node: NodeStatus, profile: LinkProfile): NodeLinks {
+    // The common profile (database 0, rwsplit's credentials) is found without building a key.
+    if (!isPlain(profile)) return this.makeEntry(node, profile);
+    const resp3 = profile.resp3;
     let pair = this.byNode.get(node);
     if (!pair) this.byNode.set(node, (pair = [null, null]));
     const cached = pair[resp3 ? 1 : 0];
     if (cached) return cached;
-    const made = this.makeEntry(node, resp3);
+    const made = this.makeEntry(node, profile);
     pair[resp3 ? 1 : 0] = made;
     return made;
   }
 
-  private makeEntry(node: NodeStatus, resp3: boolean): NodeLinks {
-    const key = `${node.spec.id}\0${resp3 ? 3 : 2}`;
+  private makeEntry(node: NodeStatus, profile: LinkProfile): NodeLinks {
+    const key = `${node.spec.id}\0${profileKey(profile)}`;
     let entry = this.nodeLinks.get(key);
     if (!entry) {
       entry = {
@@ -146,14 +201,30 @@ export class ShardSet {
     return entry;
   }
 
-  private async open(node: NodeStatus, resp3: boolean): Promise<RedisLink> {
+  private options(profile: LinkProfile): LinkOptions {
+    const base = this.linkOptions();
+    const out: LinkOptions = { connectTimeoutMs: base.connectTimeoutMs, resp3: profile.resp3 };
+    if (profile.db !== 0) out.db = profile.db;
+    if (profile.auth) {
+      out.password = profile.auth.password;
+      if (profile.auth.user !== null) out.user = profile.auth.user;
+    } else if (!profile.anonymous) {
+      if (base.password !== undefined) out.password = base.password;
+      if (base.user !== undefined) out.user = base.user;
+    }
+    return out;
+  }
+
+  private async open(node: NodeStatus, profile: LinkProfile): Promise<RedisLink> {
     try {
       return await RedisLink.connect(
         { nodeId: node.spec.id, host: node.spec.host, port: node.spec.port },
-        { ...this.linkOptions(), resp3 },
+        this.options(profile),
       );
     } catch (err) {
-      if (err instanceof LinkError) this.onNodeFailure(node.spec.id, err.message);
+      // A server refusing a client's credentials or database is not a node failure.
+      if (err instanceof LinkError && !(err instanceof AuthRefused))
+        this.onNodeFailure(node.spec.id, err.message);
       throw err;
     }
   }

@@ -25,7 +25,7 @@ export interface RuleContext {
 const DML = new Set(['insert', 'update', 'delete', 'merge']);
 
 /** Keywords that can end a `SELECT ... INTO <target>` clause; after `INTO TEMP` they mean "a table named temp". */
-const AFTER_INTO_TARGET = new Set([
+export const AFTER_INTO_TARGET: ReadonlySet<string> = new Set([
   'from',
   'where',
   'group',

@@ -1,5 +1,5 @@
 /**
- * Decoders for the few messages routing needs to look inside (STYLE.md habit 2: don't decode
+ * Decoders for the few messages routing needs to look inside (don't decode
  * what you only forward). Each takes the WHOLE frame as {@link FrameReader} delivers it, checks
  * the type byte and that the length field matches the frame, and reads only the needed fields.
  * Formats: https://www.postgresql.org/docs/current/protocol-message-formats.html

@@ -1,7 +1,7 @@
 /**
  * Errors raised by the PostgreSQL wire codec. Each carries a stable `code` so callers can
  * branch on it without parsing messages. Any of them means the byte stream can no longer be
- * trusted: the proxy destroys that one connection (STYLE.md habit 8).
+ * trusted: the proxy destroys that one connection.
  */
 
 /** Base class of every codec error. */

@@ -3,7 +3,7 @@
  * table `rwsplit_2pc_log` on one shard's primary (postgres.sharding.twoPhase.logShard).
  *
  * Why a table and not a local file: a decision must outlive the rwsplit instance that made
- * it and be readable by every other instance (DESIGN.md, "Past one machine"), because any
+ * it and be readable by every other instance (several instances may run behind one address), because any
  * instance's recovery may have to finish the transaction. A row committed on a primary is
  * as durable as that primary (and survives its failover under synchronous replication);
  * the primary key makes "first writer wins" one INSERT … ON CONFLICT DO NOTHING, which is

@@ -52,11 +52,12 @@ export function encodeCommand(args: ReadonlyArray<string | Buffer>): Buffer {
 /**
  * `-<prefix> <message>\r\n`, an error reply. CR and LF in the message become spaces. `prefix`
  * is the error code clients branch on (`ERR` by default; redis also uses `WRONGTYPE`, `NOAUTH`…).
+ * `encoding` `latin1`: the message's characters are bytes (a client's argument echoed as sent).
  */
-export function encodeError(message: string, prefix = 'ERR'): Buffer {
+export function encodeError(message: string, prefix = 'ERR', encoding: 'utf8' | 'latin1' = 'utf8'): Buffer {
   const code = oneLine(prefix).replace(/ /g, '');
   const text = oneLine(message);
-  return Buffer.from(text === '' ? `-${code}${CRLF}` : `-${code} ${text}${CRLF}`, 'utf8');
+  return Buffer.from(text === '' ? `-${code}${CRLF}` : `-${code} ${text}${CRLF}`, encoding);
 }
 
 /** `+<s>\r\n`, a simple string (`OK`, `PONG`). CR and LF become spaces. */

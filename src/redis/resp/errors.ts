@@ -1,7 +1,7 @@
 /**
  * Errors raised by the RESP codec. Each carries a stable `code` so callers can branch on it
  * without parsing messages. A reader that throws one is desynchronised for good: the proxy
- * closes that one connection (STYLE.md habit 8), after sending `-ERR Protocol error: …` to a
+ * closes that one connection, after sending `-ERR Protocol error: …` to a
  * client the way redis-server does.
  */
 

@@ -307,3 +307,11 @@ describe('ReplyReader pause and resume', () => {
     assert.deepEqual(seen, types);
   });
 });
+
+test('nesting far deeper than a Lua script can return (about 8,000 levels) is read by default', () => {
+  const levels = 100_000;
+  const deep = Buffer.from('*1\r\n'.repeat(levels) + '$4\r\nleaf\r\n');
+  const replies = readReplies([deep]);
+  assert.equal(replies.length, 1);
+  assert.equal(replies[0]!.raw.length, deep.length);
+});

@@ -41,7 +41,10 @@ export interface ReplyReaderOptions {
   maxArrayLength?: number;
   /** Longest line (simple string, error, double, big number), in bytes. Default 1 MiB. */
   maxLineBytes?: number;
-  /** Deepest nesting of aggregates. Default 128 (redis' own replies nest a few levels). */
+  /**
+   * Deepest nesting of aggregates. Default 2^20: nesting costs one number per level here (no
+   * recursion), and a Lua script's reply may nest about 8,000 levels (Redis 7's Lua stack).
+   */
   maxDepth?: number;
   /** Largest whole reply, in bytes. Default 1 GiB. */
   maxReplyBytes?: number;
@@ -52,7 +55,7 @@ export const REPLY_READER_DEFAULTS: Readonly<Required<ReplyReaderOptions>> = Obj
   maxBulkBytes: 512 * 1024 * 1024,
   maxArrayLength: 2 ** 31 - 1,
   maxLineBytes: 1024 * 1024,
-  maxDepth: 128,
+  maxDepth: 2 ** 20,
   maxReplyBytes: 1024 * 1024 * 1024,
 });
 
