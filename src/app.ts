@@ -27,6 +27,7 @@ import type { TwoPhaseRecovery } from './pg/twopc/index.js';
 import { PgMonitor } from './pg/monitor.js';
 import { PgProxy } from './pg/proxy.js';
 import { RedisService } from './redis/redis-service.js';
+import { releaseHandedServer } from './util/listen.js';
 import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
@@ -138,6 +139,9 @@ export class Rwsplit {
     } catch (err) {
       await app.stop();
       throw err;
+    } finally {
+      // Sockets handed over that no server took (their section left the config): closed.
+      for (const s of Object.values(opts.listeners ?? {})) releaseHandedServer(s);
     }
     log.info(
       {

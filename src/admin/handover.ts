@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';
+import { holdConnections } from '../util/listen.js';
 
 /** Set in the successor's environment: it waits for its listeners on the IPC channel. */
 export const HANDOVER_ENV = 'RWSPLIT_HANDOVER';
@@ -89,8 +90,11 @@ export function inheritedListeners(): Promise<Listeners> | null {
     const got: Listeners = {};
     const onMessage = (m: unknown, handle: unknown): void => {
       if (!isHandoverMessage(m)) return;
-      if (m.rwsplit === 'listener' && handle) got[m.name] = handle as net.Server;
-      else if (m.rwsplit === 'listeners-done') {
+      if (m.rwsplit === 'listener' && handle) {
+        // Already accepting: park its connections until the real server takes it over.
+        holdConnections(handle as net.Server);
+        got[m.name] = handle as net.Server;
+      } else if (m.rwsplit === 'listeners-done') {
         process.off('message', onMessage);
         resolve(got);
       }

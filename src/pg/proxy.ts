@@ -35,7 +35,7 @@ import type { PgStats, SessionContext, ShardingContext } from './session-context
 import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
 import { ReplicationPassthrough } from './replication-passthrough.js';
 import { DEFAULT_SHARD } from './session-recovery.js';
-import { listenServer } from '../util/listen.js';
+import { listenPath, listenServer } from '../util/listen.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 /**
@@ -228,15 +228,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     const file = pgSocketPath(dir, port);
     if (!inherited) await prepareSocketPath(file);
     const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      const done = (): void => {
-        server.off('error', reject);
-        resolve();
-      };
-      if (inherited) server.listen(inherited, done);
-      else server.listen(file, done);
-    });
+    await listenPath(server, file, inherited);
     this.unix = { server, file };
     return file;
   }

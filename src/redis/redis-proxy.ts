@@ -21,6 +21,9 @@ import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
 import { listenServer } from '../util/listen.js';
 
+/** Draining: how long a connection that sent nothing yet is left to send its first command. */
+const FRESH_CONNECTION_GRACE_MS = 1000;
+
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
   retried(nodeId: string): void;
@@ -39,6 +42,8 @@ export class RedisProxy implements ConnectionStatsSource {
   private nextId = 1;
   /** while a graceful restart drains: closes a connection if it is between replies */
   private draining: ((session: RedisSession) => void) | null = null;
+  /** connections that have sent no command yet, with when they were accepted */
+  private readonly freshSince = new WeakMap<RedisSession, number>();
   private table: CommandTable | null = null;
   private version = '7.0.0';
   private databases = 16;
@@ -147,8 +152,14 @@ export class RedisProxy implements ConnectionStatsSource {
   async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
     this.server.close();
     const closed = { atBoundary: 0, atTimeout: 0 };
+    const started = Date.now();
     const check = (session: RedisSession): void => {
       if (!session.drainable) return;
+      // A client that has just connected is sending its first command (redis-benchmark -k 0,
+      // a pool filling up): closing it now would fail that command. It is closed after it, or
+      // when it has sent nothing for a while.
+      const fresh = this.freshSince.get(session);
+      if (fresh !== undefined && Date.now() - Math.max(started, fresh) < FRESH_CONNECTION_GRACE_MS) return;
       closed.atBoundary++;
       session.socket.end();
       session.onClose();
@@ -217,7 +228,11 @@ export class RedisProxy implements ConnectionStatsSource {
     this.sessions.set(id, session);
     const check = this.draining;
     if (check) session.slots.onIdle = () => queueMicrotask(() => check(session));
-    const onCommand = (args: Buffer[], raw: Buffer): void => session.onCommand(args, raw);
+    this.freshSince.set(session, Date.now());
+    const onCommand = (args: Buffer[], raw: Buffer): void => {
+      this.freshSince.delete(session);
+      session.onCommand(args, raw);
+    };
     const protocolError = (err: Error): void => {
       // A malformed or oversized request: tell this client why and close it; nobody else notices.
       const message = err instanceof RespError ? redisProtocolText(err) : `internal error: ${err.message}`;
