@@ -21,8 +21,14 @@ import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
 import { listenServer } from '../util/listen.js';
 
-/** Draining: how long a connection that sent nothing yet is left to send its first command. */
-const FRESH_CONNECTION_GRACE_MS = 1000;
+/**
+ * Draining: a connection between replies is closed right after its last reply was written (a
+ * client that waits for each reply sends nothing more before it reads that reply and the close
+ * with it), or once it has sent nothing for this long (an idle one, one just connected). Closed
+ * at any other moment, it may have a command on the way, which is then never read: not run,
+ * but failed or left unanswered by clients that do not resend.
+ */
+const QUIET_BEFORE_CLOSE_MS = 1000;
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -41,9 +47,9 @@ export class RedisProxy implements ConnectionStatsSource {
   private readonly sockets = new Set<net.Socket>();
   private nextId = 1;
   /** while a graceful restart drains: closes a connection if it is between replies */
-  private draining: ((session: RedisSession) => void) | null = null;
-  /** connections that have sent no command yet, with when they were accepted */
-  private readonly freshSince = new WeakMap<RedisSession, number>();
+  private draining: ((session: RedisSession, afterReply: boolean) => void) | null = null;
+  /** while draining: when each connection last sent a command (or connected, or the drain began) */
+  private readonly lastCommandAt = new WeakMap<RedisSession, number>();
   private table: CommandTable | null = null;
   private version = '7.0.0';
   private databases = 16;
@@ -144,7 +150,8 @@ export class RedisProxy implements ConnectionStatsSource {
 
   /**
    * Graceful restart, after the new process took over the listening socket: stop accepting and
-   * close each connection between replies (RedisSession.drainable), idle ones at once.
+   * close each connection between replies (RedisSession.drainable): right after a reply, or
+   * once it has been quiet for a second (QUIET_BEFORE_CLOSE_MS).
    * Resolves once every client is gone; after `timeoutMs` (a blocking command, a MULTI left
    * open), those left are closed anyway.
    * @returns how many connections were closed between replies, and how many at the timeout
@@ -152,27 +159,25 @@ export class RedisProxy implements ConnectionStatsSource {
   async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
     this.server.close();
     const closed = { atBoundary: 0, atTimeout: 0 };
-    const started = Date.now();
-    const check = (session: RedisSession): void => {
+    /** `afterReply`: its last reply was just written (see QUIET_BEFORE_CLOSE_MS) */
+    const check = (session: RedisSession, afterReply: boolean): void => {
       if (!session.drainable) return;
-      // A client that has just connected is sending its first command (redis-benchmark -k 0,
-      // a pool filling up): closing it now would fail that command. It is closed after it, or
-      // when it has sent nothing for a while.
-      const fresh = this.freshSince.get(session);
-      if (fresh !== undefined && Date.now() - Math.max(started, fresh) < FRESH_CONNECTION_GRACE_MS) return;
+      if (!afterReply && Date.now() - (this.lastCommandAt.get(session) ?? 0) < QUIET_BEFORE_CLOSE_MS) return;
       closed.atBoundary++;
       session.socket.end();
       session.onClose();
     };
     this.draining = check;
+    const started = Date.now();
     for (const session of this.sessions.values()) {
-      session.slots.onIdle = () => queueMicrotask(() => check(session));
-      check(session);
+      this.lastCommandAt.set(session, started);
+      session.slots.onIdle = () => queueMicrotask(() => check(session, true));
+      check(session, false);
     }
     const deadline = Date.now() + timeoutMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      for (const session of this.sessions.values()) check(session);
+      for (const session of this.sessions.values()) check(session, false);
     }
     closed.atTimeout = this.sessions.size;
     return closed;
@@ -227,10 +232,10 @@ export class RedisProxy implements ConnectionStatsSource {
     const session = new RedisSession(this.context(), socket, id, gate);
     this.sessions.set(id, session);
     const check = this.draining;
-    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session));
-    this.freshSince.set(session, Date.now());
+    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session, true));
+    if (check) this.lastCommandAt.set(session, Date.now());
     const onCommand = (args: Buffer[], raw: Buffer): void => {
-      this.freshSince.delete(session);
+      if (this.draining !== null) this.lastCommandAt.set(session, Date.now());
       session.onCommand(args, raw);
     };
     const protocolError = (err: Error): void => {
