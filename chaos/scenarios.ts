@@ -122,10 +122,32 @@ export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'pg-proxy-restart',
     engine: 'postgres',
+    description:
+      'graceful restart of rwsplit (`rwsplit restart`): the new process takes the listening sockets over, the old one drains and exits',
+    failover: false,
+    inject: async (s) => {
+      await pgStack(s).proxy.gracefulRestart();
+      return 'rwsplit';
+    },
+  },
+  {
+    name: 'pg-proxy-kill',
+    engine: 'postgres',
     description: 'kill -9 of the rwsplit process, started again at once on the same ports',
     failover: false,
     inject: async (s) => {
       await pgStack(s).proxy.killAndRestart();
+      return 'rwsplit';
+    },
+  },
+  {
+    name: 'redis-proxy-restart',
+    engine: 'redis',
+    description:
+      'graceful restart of rwsplit (`rwsplit restart`): the new process takes the listening sockets over, the old one drains and exits',
+    failover: false,
+    inject: async (s) => {
+      await redisStack(s).proxy.gracefulRestart();
       return 'rwsplit';
     },
   },

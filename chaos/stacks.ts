@@ -5,12 +5,15 @@
  * monitor. A child process, not in-process: the proxy then has its own event loop (the load
  * generator cannot slow it down), and it can be killed with SIGKILL and started again.
  */
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 import { BenchChild, removeRunDir } from '../bench/bench-child.js';
 import { makeOwnRunDir, rwsplitNodesUp, spawnRwsplit } from '../bench/peers.js';
 import { freePorts } from '../src/cluster/free-port.js';
+import { isProcessAlive, signalQuietly } from '../src/cluster/process-tree.js';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
 import { RedisCluster } from '../src/cluster/redis-cluster.js';
 import { parseInfo, redisCommand } from '../src/cluster/redis-client.js';
@@ -23,6 +26,10 @@ const READY_TIMEOUT_MS = 30_000;
 /** rwsplit's failover settings for every run (recorded in the report). */
 export const FAILOVER_CONFIG = { mode: 'auto', detectMs: 1500, bufferMs: 5000 } as const;
 export const MONITOR_CONFIG = { intervalMs: 200, timeoutMs: 1000 } as const;
+/** the admin token of the chaos runs' rwsplit (`rwsplit restart` needs one) */
+const ADMIN_TOKEN = 'chaos-admin-token';
+/** rwsplit's graceful-restart settings for every run */
+export const RESTART_CONFIG = { drainTimeoutMs: 10_000 } as const;
 
 /** A node of either engine, as the scenarios and the final read-back need it. */
 export interface ChaosNode {
@@ -34,6 +41,8 @@ export interface ChaosNode {
 /** rwsplit running as a child process that can be killed and started again on the same ports. */
 export class RwsplitChild {
   private child: BenchChild;
+  /** the process a graceful restart started (not our child: it outlives the one we started) */
+  private successor: number | null = null;
 
   constructor(
     private readonly dir: string,
@@ -48,7 +57,7 @@ export class RwsplitChild {
   /** Waits until a PostgreSQL login works and the monitor sees `pgNodes` (and `redisNodes`) nodes up. */
   async ready(pgNodes: number, redisNodes: number): Promise<void> {
     await waitUntil(`rwsplit ready on port ${this.pgPort}`, READY_TIMEOUT_MS, async () => {
-      if (!this.child.running) throw new Error(`rwsplit exited during start-up:\n${this.child.logTail()}`);
+      if (!this.running) throw new Error(`rwsplit exited during start-up:\n${this.child.logTail()}`);
       const pg = await rwsplitNodesUp(this.httpPort, 'postgres', pgNodes).catch((e: Error) => e.message);
       if (pg !== undefined) return pg;
       if (redisNodes === 0) return undefined;
@@ -58,6 +67,7 @@ export class RwsplitChild {
 
   /** kill -9, then the same command again (as a supervisor restarting it would), ready once it serves logins. */
   async killAndRestart(): Promise<void> {
+    await this.stopSuccessor('SIGKILL');
     await this.child.stop('SIGKILL');
     this.child = spawnRwsplit(REPO_ROOT, this.dir, this.config);
     await waitUntil('rwsplit back after kill -9', READY_TIMEOUT_MS, async () => {
@@ -66,9 +76,42 @@ export class RwsplitChild {
     });
   }
 
-  /** the rwsplit process (its memory is read from /proc) */
+  /**
+   * Graceful restart with `rwsplit restart` (POST /api/restart): resolves once the new process
+   * serves and the old one has drained its clients and exited.
+   */
+  async gracefulRestart(): Promise<void> {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [path.join(REPO_ROOT, 'bin', 'rwsplit.js'), 'restart', '--http', `http://127.0.0.1:${this.httpPort}`],
+      { env: { ...process.env, RWSPLIT_ADMIN_TOKEN: ADMIN_TOKEN }, timeout: 60_000 },
+    );
+    const m = /pid (\d+) serves; pid (\d+) closes/.exec(stdout);
+    if (!m) throw new Error(`rwsplit restart said: ${stdout}`);
+    const [next, previous] = [Number(m[1]), Number(m[2])];
+    await waitUntil('the old rwsplit process drained and exited', RESTART_CONFIG.drainTimeoutMs + 5000, () =>
+      Promise.resolve(isProcessAlive(previous) ? `pid ${previous} still draining` : undefined),
+    );
+    this.successor = next;
+  }
+
+  /** the rwsplit process serving now (its memory is read from /proc) */
   get pid(): number {
-    return this.child.pid;
+    return this.successor ?? this.child.pid;
+  }
+
+  private get running(): boolean {
+    return this.successor !== null ? isProcessAlive(this.successor) : this.child.running;
+  }
+
+  private async stopSuccessor(signal: NodeJS.Signals): Promise<void> {
+    const pid = this.successor;
+    if (pid === null) return;
+    this.successor = null;
+    signalQuietly(pid, signal);
+    const deadline = Date.now() + 5000;
+    while (isProcessAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (isProcessAlive(pid)) signalQuietly(pid, 'SIGKILL');
   }
 
   /** `GET` one admin endpoint. */
@@ -82,6 +125,7 @@ export class RwsplitChild {
   }
 
   async stop(): Promise<void> {
+    await this.stopSuccessor('SIGTERM');
     await this.child.stop('SIGTERM');
     await removeRunDir(this.dir);
   }
@@ -120,6 +164,9 @@ function listen(ports: number[]): object {
   return { postgres: { host, port: pg }, http: { host, port: http }, redis: { host, port: redis } };
 }
 
+/** The config keys every run's rwsplit shares besides its nodes. */
+const COMMON_CONFIG = { admin: { token: ADMIN_TOKEN }, restart: RESTART_CONFIG, logging: { level: 'info' } };
+
 /** Stops the proxy then the clusters, even when one of them fails to stop. */
 async function stopAll(
   proxy: RwsplitChild | undefined,
@@ -141,7 +188,7 @@ export async function startPgChaosStack(replication: 'sync' | 'async'): Promise<
         monitor: MONITOR_CONFIG,
         failover: FAILOVER_CONFIG,
       },
-      logging: { level: 'info' },
+      ...COMMON_CONFIG,
     }));
     await proxy.ready(cluster.nodes.length, 0);
   } catch (err) {
@@ -184,7 +231,7 @@ export async function startRedisChaosStack(waitReplicas: boolean): Promise<Redis
         failover: FAILOVER_CONFIG,
         ...(waitReplicas ? { waitReplicas: { numReplicas: 1, timeoutMs: 1000 } } : {}),
       },
-      logging: { level: 'info' },
+      ...COMMON_CONFIG,
     }));
     await proxy.ready(1, redis.nodes.length);
   } catch (err) {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AdminActionError, type ReloadPlan, type SwitchoverRequest } from './admin/actions.js';
+import { spawnSuccessor, type Listeners } from './admin/handover.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
@@ -27,6 +28,7 @@ import { PgMonitor } from './pg/monitor.js';
 import { PgProxy } from './pg/proxy.js';
 import { RedisService } from './redis/redis-service.js';
 import { StreamManager } from './stream/stream-manager.js';
+import { releaseHandedServer } from './util/listen.js';
 import { createLogger } from './util/logger.js';
 
 export class Rwsplit {
@@ -38,6 +40,9 @@ export class Rwsplit {
   redis: RedisService | null = null;
   /** the change streams (`streams:`), when configured */
   streams: StreamManager | null = null;
+  private restarting = false;
+  private retire: () => void = () => undefined;
+  private readonly retiredPromise = new Promise<void>((resolve) => (this.retire = resolve));
   /** the PostgreSQL failover controller (acts only with postgres.failover.mode auto) */
   failover: PgFailover | null = null;
   /** the buffer budget and the record of clients cut off by a limit */
@@ -60,7 +65,10 @@ export class Rwsplit {
     readonly configPath: string | null,
   ) {}
 
-  static async start(config: Config, opts: { log?: Logger; configPath?: string } = {}): Promise<Rwsplit> {
+  static async start(
+    config: Config,
+    opts: { log?: Logger; configPath?: string; listeners?: Listeners } = {},
+  ): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
     const topology = new Topology(
@@ -87,7 +95,7 @@ export class Rwsplit {
       // Without a postgres section there is nothing to switch over: the API answers 409.
       ...(pg ? { switchover: (req: SwitchoverRequest) => pg.failover.switchover(req.shard, req.to) } : {}),
       log,
-      ...(opts.configPath ? { reload: () => app!.reload() } : {}),
+      ...(opts.configPath ? { reload: () => app!.reload(), restart: () => app!.restart() } : {}),
       streams: () => app?.streams?.reports() ?? [],
     });
     app = new Rwsplit(
@@ -107,10 +115,19 @@ export class Rwsplit {
     app.recovery = pg?.sharding?.recovery ?? null;
     app.recovery?.start();
     try {
+      const handed = opts.listeners ?? {};
       if (pg && pgc) {
-        app.pgAddress = await pg.proxy.listen(config.listen.postgres.host, config.listen.postgres.port);
+        app.pgAddress = await pg.proxy.listen(
+          config.listen.postgres.host,
+          config.listen.postgres.port,
+          handed.postgres,
+        );
         if (config.listen.postgres.socketDir)
-          app.pgSocket = await pg.proxy.listenUnix(config.listen.postgres.socketDir, app.pgAddress.port);
+          app.pgSocket = await pg.proxy.listenUnix(
+            config.listen.postgres.socketDir,
+            app.pgAddress.port,
+            handed.postgresUnix,
+          );
       }
       if (config.redis)
         app.redis = await RedisService.start(
@@ -120,6 +137,7 @@ export class Rwsplit {
           metrics.redisStats(),
           log,
           guard,
+          handed.redis,
         );
       if (config.streams && config.streams.list.length > 0 && app.redis)
         app.streams = StreamManager.start(
@@ -131,10 +149,13 @@ export class Rwsplit {
           log,
           (type, detail) => admin.events.record(null, type, detail),
         );
-      app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port);
+      app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port, handed.http);
     } catch (err) {
       await app.stop();
       throw err;
+    } finally {
+      // Sockets handed over that no server took (their section left the config): closed.
+      for (const s of Object.values(opts.listeners ?? {})) releaseHandedServer(s);
     }
     log.info(
       {
@@ -163,6 +184,74 @@ export class Rwsplit {
     });
     this.config = config;
     return plan;
+  }
+
+  /**
+   * Graceful restart (`rwsplit restart`, `POST /api/restart`, SIGUSR2): starts the new process
+   * on this one's listening sockets (src/admin/handover.ts) and resolves with its pid once it
+   * serves; this process then stops accepting, closes each client at its next transaction
+   * boundary (or between Redis replies), and `retired` resolves once they are all gone (or
+   * after `restart.drainTimeoutMs`). The failover controllers stop first: the new process
+   * decides from then on. If the new process does not start, this one carries on as before.
+   * @throws AdminActionError RESTART_RUNNING, RESTART_UNAVAILABLE, RESTART_FAILED
+   */
+  async restart(): Promise<{ pid: number; previousPid: number }> {
+    if (this.restarting)
+      throw new AdminActionError('RESTART_RUNNING', 'a restart of this process is already under way');
+    if (!this.configPath)
+      throw new AdminActionError(
+        'RESTART_UNAVAILABLE',
+        'this instance was not started from a config file (rwsplit start --config FILE)',
+      );
+    this.restarting = true;
+    const { drainTimeoutMs, startTimeoutMs } = this.config.restart;
+    this.log.warn('graceful restart: starting the new process on the same listening sockets');
+    // One process at a time promotes, and one consumes a replication slot (a slot serves one
+    // connection): the successor starts its own controllers and streams.
+    await Promise.all([this.failover?.stop(), this.redis?.failover?.stop(), this.streams?.pause()]);
+    let pid: number;
+    try {
+      pid = await spawnSuccessor(
+        {
+          http: this.admin.listener,
+          ...(this.proxy ? { postgres: this.proxy.listener } : {}),
+          ...(this.proxy?.unixListener ? { postgresUnix: this.proxy.unixListener } : {}),
+          ...(this.redis ? { redis: this.redis.proxy.listener } : {}),
+        },
+        startTimeoutMs,
+      );
+    } catch (err) {
+      this.failover?.resume();
+      this.redis?.failover?.resume();
+      void this.streams?.resume();
+      this.restarting = false;
+      this.log.error({ err: (err as Error).message }, 'graceful restart failed');
+      throw new AdminActionError('RESTART_FAILED', (err as Error).message);
+    }
+    this.log.warn({ newPid: pid }, 'graceful restart: the new process serves; draining this one');
+    // Answer the request first (it came through the admin server that is about to stop).
+    setImmediate(() => void this.drainThenRetire(drainTimeoutMs));
+    return { pid, previousPid: process.pid };
+  }
+
+  /** Resolves once a graceful restart has drained this process and stopped it. */
+  get retired(): Promise<void> {
+    return this.retiredPromise;
+  }
+
+  private async drainThenRetire(timeoutMs: number): Promise<void> {
+    const started = Date.now();
+    this.admin.stopAccepting();
+    const [pg, redis] = await Promise.all([
+      this.proxy?.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
+      this.redis?.proxy.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
+    ]);
+    this.log.warn(
+      { postgres: pg, redis, ms: Date.now() - started },
+      'graceful restart: drained, this process stops',
+    );
+    await this.stop();
+    this.retire();
   }
 
   async stop(): Promise<void> {

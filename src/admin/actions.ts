@@ -40,6 +40,9 @@ export type AdminActionCode =
   | 'RELOAD_UNAVAILABLE'
   | 'BAD_REQUEST'
   | 'SWITCHOVER_UNAVAILABLE'
+  | 'RESTART_UNAVAILABLE'
+  | 'RESTART_RUNNING'
+  | 'RESTART_FAILED'
   | FailoverErrorCode;
 
 const STATUS: Record<AdminActionCode, number> = {
@@ -49,6 +52,9 @@ const STATUS: Record<AdminActionCode, number> = {
   RELOAD_UNAVAILABLE: 409,
   BAD_REQUEST: 400,
   SWITCHOVER_UNAVAILABLE: 409,
+  RESTART_UNAVAILABLE: 409,
+  RESTART_RUNNING: 409,
+  RESTART_FAILED: 502,
   // switchover (src/pg/failover-plan.ts): the request's fault, the cluster's state, or the servers'
   UNKNOWN_SHARD: 400,
   BAD_TARGET: 400,

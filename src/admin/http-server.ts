@@ -2,11 +2,13 @@
  * The admin HTTP server. Read endpoints: `GET /api/nodes`, `/api/shards`, `/api/events`,
  * `/api/stats`, `/api/stream` (Server-Sent Events), `/metrics` (Prometheus text),
  * `/healthz`, and the dashboard at `/`. Actions (`POST /api/nodes/:id/drain|undrain`,
- * `POST /api/reload`, `POST /api/switchover`) need `Authorization: Bearer <admin.token>`.
+ * `POST /api/reload`, `POST /api/switchover`, `POST /api/restart`) need
+ * `Authorization: Bearer <admin.token>`.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type net from 'node:net';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/load.js';
 import type { ClusterView } from '../core/cluster-view.js';
@@ -25,6 +27,7 @@ import { LiveStats, type NodeRates } from './live-stats.js';
 import type { Metrics } from './metrics.js';
 import { nodeReports, shardReports, statsReport, type NodeReport } from './reports.js';
 import { EventStream } from './sse.js';
+import { listenServer } from '../util/listen.js';
 
 export { nodeReports, type NodeReport } from './reports.js';
 
@@ -44,6 +47,8 @@ export interface AdminServerOptions {
   reload?: () => ReloadPlan;
   /** `POST /api/switchover` (the PostgreSQL failover controller); absent: answered 409 */
   switchover?: (req: SwitchoverRequest) => Promise<object>;
+  /** `POST /api/restart` (graceful restart, answered once the new process serves); absent: 409 */
+  restart?: () => Promise<object>;
   /** replaces the default drain/undrain over the view */
   actions?: Partial<AdminActions>;
   log?: Logger;
@@ -120,18 +125,30 @@ export class AdminServer {
     this.tokenHash = token === null ? null : sha256(token);
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const ms = this.opts.sampleIntervalMs ?? 1000;
-        this.live.start(ms, () => {
-          if (this.stream.size > 0) this.stream.broadcast('snapshot', this.snapshot());
-        });
-        resolve(this.server.address() as AddressInfo);
-      });
+  /** `inherited`: the listening socket a graceful restart handed over (used when on `port`). */
+  async listen(host: string, port: number, inherited?: net.Server): Promise<AddressInfo> {
+    const address = await listenServer(this.server, host, port, inherited);
+    const ms = this.opts.sampleIntervalMs ?? 1000;
+    this.live.start(ms, () => {
+      if (this.stream.size > 0) this.stream.broadcast('snapshot', this.snapshot());
     });
+    return address;
+  }
+
+  /** The listening socket, for a graceful restart to hand over. */
+  get listener(): net.Server {
+    return this.server;
+  }
+
+  /**
+   * Graceful restart: stop accepting (the new process serves the port), end the event
+   * streams (browsers reconnect, to the new process) and idle keep-alive connections; requests
+   * under way finish.
+   */
+  stopAccepting(): void {
+    this.server.close();
+    this.stream.closeAll();
+    this.server.closeIdleConnections();
   }
 
   close(): Promise<void> {
@@ -207,6 +224,7 @@ export class AdminServer {
   private postRoute(path: string): Action | null {
     if (path === '/api/reload') return () => this.reload();
     if (path === '/api/switchover') return (body) => this.switchover(body);
+    if (path === '/api/restart') return () => this.restart();
     const m = /^\/api\/nodes\/([^/]+)\/(drain|undrain)$/.exec(path);
     if (!m) return null;
     const id = decodeURIComponent(m[1]!);
@@ -249,6 +267,16 @@ export class AdminServer {
       this.opts.log?.warn({ err: (err as Error).message }, `switchover of ${who} refused or failed`);
       throw asActionError(err);
     }
+  }
+
+  private async restart(): Promise<object> {
+    if (!this.opts.restart)
+      throw new AdminActionError(
+        'RESTART_UNAVAILABLE',
+        'this instance was not started with rwsplit start --config FILE: it cannot start its successor',
+      );
+    this.opts.log?.info('graceful restart requested');
+    return this.opts.restart();
   }
 
   private async runAction(

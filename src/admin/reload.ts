@@ -17,6 +17,8 @@ export const LIVE_KEYS: readonly string[] = [
   'postgres.staleness.returnRatio',
   'logging.level',
   'admin.token',
+  'restart.drainTimeoutMs',
+  'restart.startTimeoutMs',
 ];
 
 /** What a reload acts on. */
@@ -77,6 +79,8 @@ export function applyReload(
     targets.setAdminToken(next.admin.token ?? null);
     config.admin.token = next.admin.token;
   }
+  // Read when a restart begins: nothing to apply.
+  if (plan.applied.some((k) => k.startsWith('restart.'))) config.restart = { ...next.restart };
   return { config, plan };
 }
 

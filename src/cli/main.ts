@@ -1,5 +1,6 @@
 /**
- * The `rwsplit` command line: `demo`, `start --config FILE`, `status`, `events`, `switchover`.
+ * The `rwsplit` command line: `demo`, `start --config FILE`, `restart`, `status`, `events`,
+ * `switchover`.
  * Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -11,6 +12,8 @@ import { printEvents, sinceOption } from './events.js';
 import { printStatus } from './status.js';
 import { runSwitchoverCommand, type SwitchoverCliOptions } from './switchover.js';
 import { waitForSignal } from './signals.js';
+import { runRestartCommand, type RestartCliOptions } from './restart.js';
+import { inheritedListeners, reportReady } from '../admin/handover.js';
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -54,9 +57,34 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--config <file>', 'YAML configuration file (see docs/CONFIG.md)')
     .action(async (opts: { config: string }) => {
       const config = loadConfigFile(opts.config);
-      const app = await Rwsplit.start(config, { configPath: opts.config });
-      await waitForSignal();
-      await app.stop();
+      // Started by a graceful restart: the old process hands its listening sockets over.
+      const handed = inheritedListeners();
+      const app = await Rwsplit.start(config, {
+        configPath: opts.config,
+        ...(handed ? { listeners: await handed } : {}),
+      });
+      if (handed) reportReady();
+      const onRestartSignal = (): void => {
+        app.restart().catch((err: Error) => app.log.error({ err: err.message }, 'SIGUSR2: no restart'));
+      };
+      process.on('SIGUSR2', onRestartSignal);
+      const ended = await Promise.race([waitForSignal(), app.retired.then(() => 'handed over' as const)]);
+      process.off('SIGUSR2', onRestartSignal);
+      if (ended !== 'handed over') await app.stop();
+      // Handed over: every client is gone and everything stopped; leave now rather than wait
+      // for the last server connection's close to be acknowledged.
+      else process.exit(0);
+    });
+
+  program
+    .command('restart')
+    .description(
+      'graceful restart of a running `rwsplit start`: a new process takes over its sockets, no client is refused',
+    )
+    .option('--http <url>', 'admin URL of the running instance', 'http://127.0.0.1:8432')
+    .option('--token <token>', 'admin.token (default: $RWSPLIT_ADMIN_TOKEN)')
+    .action(async (opts: RestartCliOptions) => {
+      await runRestartCommand(opts);
     });
 
   program

@@ -448,6 +448,15 @@ const fullSchema = z.strictObject({
     .default({}),
   redis: redisSchema.optional(),
   streams: streamsSchema.optional(),
+  /** graceful restart (`rwsplit restart`, SIGUSR2): the old process hands its sockets over and drains */
+  restart: z
+    .strictObject({
+      /** how long the old process lets sessions reach a transaction boundary before closing them anyway */
+      drainTimeoutMs: z.number().int().min(0).default(30_000),
+      /** how long the new process may take to serve before the restart is given up */
+      startTimeoutMs: z.number().int().min(1000).default(60_000),
+    })
+    .default({ drainTimeoutMs: 30_000, startTimeoutMs: 60_000 }),
   logging: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

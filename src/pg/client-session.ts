@@ -122,6 +122,12 @@ export class ClientSession
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
   closed = false;
+  /**
+   * Set by the proxy while a graceful restart drains: called where the session may have
+   * reached a transaction boundary (see drainable), so it can be closed there.
+   */
+  onBoundary: (() => void) | null = null;
+  readonly openedAt = Date.now();
   /** client frames received so far (the idle-in-transaction sweep compares two readings) */
   clientFrames = 0;
 
@@ -197,6 +203,19 @@ export class ClientSession
           ),
         );
     }
+  }
+
+  /**
+   * Between transactions with nothing pending or queued: closing the client now loses nothing
+   * (a graceful restart). A session pinned by session state qualifies when its backend is idle
+   * outside a transaction; that state is what a reconnecting client sets up again.
+   */
+  drainable(): boolean {
+    if (this.closed || this.batch.length > 0 || this.acquiring || this.waitingForIdle || this.gated)
+      return false;
+    if (this.deferredBegin !== null || this.abortedTx !== null) return false;
+    if (this.backend === null) return true;
+    return this.pinnedBy !== null && this.txStatus === TX_IDLE && this.backendIdle();
   }
 
   /**
@@ -551,6 +570,7 @@ export class ClientSession
     this.out.push(readyForQuery(status));
     this.out.flush();
     this.dispatch();
+    this.onBoundary?.();
   }
 
   /**
@@ -683,6 +703,7 @@ export class ClientSession
       this.waitingForIdle = false;
       this.dispatch();
     }
+    this.onBoundary?.();
   }
 
   /** Nothing pending, outside a transaction, no session state: the backend can serve others. */
@@ -831,6 +852,7 @@ export class ClientSession
     const pool = this.backendPool!;
     this.backendPool = null;
     pool.release(conn);
+    this.onBoundary?.();
   }
 
   private dropBackend(reason: string): void {

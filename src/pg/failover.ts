@@ -85,6 +85,11 @@ export class PgFailover {
     await Promise.allSettled([...this.busy.values()].map((b) => b.run));
   }
 
+  /** Acts on monitor rounds again after stop(): a graceful restart whose new process did not start. */
+  resume(): void {
+    this.stopped = false;
+  }
+
   get isStopped(): boolean {
     return this.stopped;
   }

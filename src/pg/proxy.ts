@@ -36,6 +36,7 @@ import type { PgStats, SessionContext, ShardingContext } from './session-context
 import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
 import { ReplicationPassthrough } from './replication-passthrough.js';
 import { DEFAULT_SHARD } from './session-recovery.js';
+import { listenPath, listenServer } from '../util/listen.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 /**
@@ -44,6 +45,8 @@ const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
  * backend or an rwsplit session, never both.
  */
 const FIRST_PROCESS_ID = 0x400001;
+/** Draining: how long a session that sent nothing since its login is left to send its first request. */
+const FRESH_SESSION_GRACE_MS = 1000;
 
 export interface PgProxyDeps {
   config: PgConfig;
@@ -95,6 +98,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** the Unix-socket listener (listen.postgres.socketDir), if any */
   private unix: { server: net.Server; file: string } | null = null;
   private nextProcessId = FIRST_PROCESS_ID;
+  /** while a graceful restart drains: closes a session if it is at a transaction boundary */
+  private draining: ((session: ClientSession) => void) | null = null;
+  /** set once a graceful restart handed the listening sockets over: the socket file is the new process's */
+  private handedOver = false;
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -155,39 +162,90 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     return out;
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        this.reaper = setInterval(() => {
-          const now = Date.now();
-          for (const pool of this.pools.values()) pool.reapIdle(now);
-        }, 10_000);
-        this.reaper.unref();
-        this.idleTransactions?.start();
-        resolve(this.server.address() as net.AddressInfo);
-      });
-    });
+  /** `inherited`: the listening socket a graceful restart handed over (used when on `port`). */
+  async listen(host: string, port: number, inherited?: net.Server): Promise<net.AddressInfo> {
+    const address = await listenServer(this.server, host, port, inherited);
+    this.reaper = setInterval(() => {
+      const now = Date.now();
+      for (const pool of this.pools.values()) pool.reapIdle(now);
+    }, 10_000);
+    this.reaper.unref();
+    this.idleTransactions?.start();
+    return address;
+  }
+
+  /** The listening socket, for a graceful restart to hand over. */
+  get listener(): net.Server {
+    return this.server;
+  }
+
+  /**
+   * Graceful restart, after the new process took over the listening socket: stop accepting,
+   * and close each session at its next transaction boundary with nothing pending (idle ones at
+   * once) with FATAL 57P01, which drivers and pools take as "reconnect". Resolves once every
+   * client is gone; after `timeoutMs`, those left (a transaction still open) are closed anyway.
+   * @returns how many sessions were closed at a boundary, and how many at the timeout
+   */
+  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+    this.handedOver = true;
+    this.server.close();
+    this.unix?.server.close();
+    const closed = { atBoundary: 0, atTimeout: 0 };
+    const started = Date.now();
+    this.draining = (session) => {
+      if (!session.drainable()) return;
+      // A client that has just logged in is sending its first request (pgbench -C, a pool
+      // filling up): closing it now would fail that request. It is closed after it, or when
+      // it has sent nothing for a while.
+      if (
+        session.clientFrames === 0 &&
+        Date.now() - Math.max(started, session.openedAt) < FRESH_SESSION_GRACE_MS
+      )
+        return;
+      closed.atBoundary++;
+      session.fatal(
+        new RwsplitPgError(
+          'RESTARTING',
+          SqlState.AdminShutdown,
+          'terminating connection due to administrator command: rwsplit is restarting',
+          'Reconnect: the new rwsplit process already accepts on this port. Nothing of this session was lost: it was between transactions.',
+          'FATAL',
+        ),
+      );
+    };
+    // Sessions call back when they may have reached a boundary (ClientSession.onBoundary); the
+    // sweep catches the rest (a proxy-made answer, an error after a wait).
+    const check = this.draining;
+    for (const session of this.sessions.values()) {
+      session.onBoundary = () => queueMicrotask(() => check(session));
+      check(session);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      for (const session of this.sessions.values()) check(session);
+    }
+    closed.atTimeout = this.sessions.size;
+    return closed;
   }
 
   /**
    * Also listens on the Unix socket `<dir>/.s.PGSQL.<port>` (listen.postgres.socketDir): the
-   * same sessions as over TCP. Returns the socket's path.
+   * same sessions as over TCP. Returns the socket's path. `inherited`: that socket, handed
+   * over by a graceful restart (the file stays; the old process still holds it).
    */
-  async listenUnix(dir: string, port: number): Promise<string> {
+  async listenUnix(dir: string, port: number, inherited?: net.Server): Promise<string> {
     const file = pgSocketPath(dir, port);
-    await prepareSocketPath(file);
+    if (!inherited) await prepareSocketPath(file);
     const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(file, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenPath(server, file, inherited);
     this.unix = { server, file };
     return file;
+  }
+
+  /** The Unix-socket listener, if any, for a graceful restart to hand over. */
+  get unixListener(): net.Server | null {
+    return this.unix?.server ?? null;
   }
 
   async close(): Promise<void> {
@@ -197,7 +255,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.unix = null;
     const unixClosed = unix
       ? new Promise<void>((resolve) => unix.server.close(() => resolve())).then(() =>
-          removeSocketFile(unix.file),
+          // After a handover the file is the new process's socket.
+          this.handedOver ? undefined : removeSocketFile(unix.file),
         )
       : Promise.resolve();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -317,6 +376,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     for (const f of params) client.write(f);
     client.write(encodeBackendKeyData(processId, secretKey));
     client.write(readyForQuery(0x49));
+    const check = this.draining;
+    // Logged in while the old process drains (accepted just before it stopped accepting): it
+    // is closed at a boundary like the others, by the sweep or after its first request.
+    if (check) session.onBoundary = () => queueMicrotask(() => check(session));
     return session;
   }
 

@@ -45,6 +45,7 @@ const DEMOTE_EVERY_MS = 1000;
 export class RedisFailover {
   private readonly running = new Set<MonitoredShard>();
   private readonly demotedAt = new Map<string, number>();
+  private stopped = false;
 
   constructor(
     private readonly monitor: RedisMonitor,
@@ -54,13 +55,27 @@ export class RedisFailover {
     monitor.onRound((shard, decision, probes) => this.afterRound(shard, decision, probes));
   }
 
+  /**
+   * Stops acting on monitor rounds (a graceful restart hands the decision to the new
+   * process, and two deciders must never run at once); resolves once no failover runs.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    while (this.running.size > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Acts on monitor rounds again after stop(): the new process did not start. */
+  resume(): void {
+    this.stopped = false;
+  }
+
   /** Whether a failover of the shard is under way. */
   busy(shard: MonitoredShard): boolean {
     return this.running.has(shard);
   }
 
   private afterRound(shard: MonitoredShard, decision: AuthorityDecision, probes: readonly NodeProbe[]): void {
-    if (this.running.has(shard) || decision.primary === null) return;
+    if (this.stopped || this.running.has(shard) || decision.primary === null) return;
     const primary = probes.find((p) => p.id === decision.primary);
     if (primary?.info?.role === 'master') {
       for (const id of decision.strays) void this.demote(shard.topology, id, primary);

@@ -20,6 +20,16 @@ import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError
 import { ShardSet, type Shard } from './shards.js';
 import { WritePath } from './write-path.js';
 import type { StreamReadGate } from '../stream/stream-reads.js';
+import { listenServer } from '../util/listen.js';
+
+/**
+ * Draining: a connection between replies is closed right after its last reply was written (a
+ * client that waits for each reply sends nothing more before it reads that reply and the close
+ * with it), or once it has sent nothing for this long (an idle one, one just connected). Closed
+ * at any other moment, it may have a command on the way, which is then never read: not run,
+ * but failed or left unanswered by clients that do not resend.
+ */
+const QUIET_BEFORE_CLOSE_MS = 1000;
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -39,6 +49,10 @@ export class RedisProxy implements ConnectionStatsSource {
   private readonly sessions = new Map<number, RedisSession>();
   private readonly sockets = new Set<net.Socket>();
   private nextId = 1;
+  /** while a graceful restart drains: closes a connection if it is between replies */
+  private draining: ((session: RedisSession, afterReply: boolean) => void) | null = null;
+  /** while draining: when each connection last sent a command (or connected, or the drain began) */
+  private readonly lastCommandAt = new WeakMap<RedisSession, number>();
   private table: CommandTable | null = null;
   private version = '7.0.0';
   private databases = 16;
@@ -127,14 +141,49 @@ export class RedisProxy implements ConnectionStatsSource {
     throw new Error(`cannot learn Redis commands from any shard primary: ${lastError?.message ?? 'no node'}`);
   }
 
-  listen(host: string, port: number): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as net.AddressInfo);
-      });
-    });
+  /** `inherited`: the listening socket a graceful restart handed over (used when on `port`). */
+  listen(host: string, port: number, inherited?: net.Server): Promise<net.AddressInfo> {
+    return listenServer(this.server, host, port, inherited);
+  }
+
+  /** The listening socket, for a graceful restart to hand over. */
+  get listener(): net.Server {
+    return this.server;
+  }
+
+  /**
+   * Graceful restart, after the new process took over the listening socket: stop accepting and
+   * close each connection between replies (RedisSession.drainable): right after a reply, or
+   * once it has been quiet for a second (QUIET_BEFORE_CLOSE_MS).
+   * Resolves once every client is gone; after `timeoutMs` (a blocking command, a MULTI left
+   * open), those left are closed anyway.
+   * @returns how many connections were closed between replies, and how many at the timeout
+   */
+  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+    this.server.close();
+    const closed = { atBoundary: 0, atTimeout: 0 };
+    /** `afterReply`: its last reply was just written (see QUIET_BEFORE_CLOSE_MS) */
+    const check = (session: RedisSession, afterReply: boolean): void => {
+      if (!session.drainable) return;
+      if (!afterReply && Date.now() - (this.lastCommandAt.get(session) ?? 0) < QUIET_BEFORE_CLOSE_MS) return;
+      closed.atBoundary++;
+      session.socket.end();
+      session.onClose();
+    };
+    this.draining = check;
+    const started = Date.now();
+    for (const session of this.sessions.values()) {
+      this.lastCommandAt.set(session, started);
+      session.slots.onIdle = () => queueMicrotask(() => check(session, true));
+      check(session, false);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      for (const session of this.sessions.values()) check(session, false);
+    }
+    closed.atTimeout = this.sessions.size;
+    return closed;
   }
 
   async close(): Promise<void> {
@@ -185,7 +234,13 @@ export class RedisProxy implements ConnectionStatsSource {
     );
     const session = new RedisSession(this.context(), socket, id, gate);
     this.sessions.set(id, session);
-    const onCommand = (args: Buffer[], raw: Buffer): void => session.onCommand(args, raw);
+    const check = this.draining;
+    if (check) session.slots.onIdle = () => queueMicrotask(() => check(session, true));
+    if (check) this.lastCommandAt.set(session, Date.now());
+    const onCommand = (args: Buffer[], raw: Buffer): void => {
+      if (this.draining !== null) this.lastCommandAt.set(session, Date.now());
+      session.onCommand(args, raw);
+    };
     const protocolError = (err: Error): void => {
       // A malformed or oversized request: tell this client why and close it; nobody else notices.
       const message = err instanceof RespError ? redisProtocolText(err) : `internal error: ${err.message}`;

@@ -5,7 +5,7 @@
  * (`follow` with `sentinels`), or neither. Registered with the ClusterView so the admin API,
  * metrics and dashboard show the Redis nodes too.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from 'pino';
 import type { ClientGuard } from '../core/client-guard.js';
 import type { ClusterView } from '../core/cluster-view.js';
@@ -39,6 +39,8 @@ export class RedisService {
     stats: RedisStats,
     log: Logger,
     guard?: ClientGuard,
+    /** the listening socket a graceful restart handed over */
+    inherited?: Server,
   ): Promise<RedisService> {
     const staleness = new StalenessTracker({
       maxLagBytes: config.staleness.maxLagBytes,
@@ -97,7 +99,7 @@ export class RedisService {
       await monitor.start();
       sentinels?.start();
       await proxy.prepare();
-      service.address = await proxy.listen(listen.host, listen.port);
+      service.address = await proxy.listen(listen.host, listen.port, inherited);
     } catch (err) {
       await service.stop();
       throw err;

@@ -1082,6 +1082,22 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost {
 
   // ---- endings ---------------------------------------------------------------------------
 
+  /**
+   * Every reply written, nothing queued or waiting, no MULTI or WATCH under way: closing the
+   * connection now loses nothing, and a command sent meanwhile never ran (a graceful restart;
+   * clients such as ioredis reconnect and send it again).
+   */
+  get drainable(): boolean {
+    return (
+      !this.closed &&
+      this.slots.pending === 0 &&
+      this.held === 0 &&
+      this.queueHead === this.queue.length &&
+      !this.tx.inMulti &&
+      !this.tx.watching
+    );
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

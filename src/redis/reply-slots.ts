@@ -37,6 +37,8 @@ export class ReplySlots {
   private slots: Slot[] = [];
   private head = 0;
   private corked = false;
+  /** called when every reply so far was written (a graceful restart closes the client then) */
+  onIdle: (() => void) | null = null;
   /** bytes of replies that arrived but wait behind an earlier slot (the client's output limit counts them) */
   heldBytes = 0;
   /** slots opened while set are muted (CLIENT REPLY OFF/SKIP, set around one command) */
@@ -130,6 +132,7 @@ export class ReplySlots {
     if (this.head === this.slots.length) {
       this.slots = [];
       this.head = 0;
+      this.onIdle?.();
     }
     if (wrote) this.afterWrite?.();
   }

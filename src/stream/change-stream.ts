@@ -156,8 +156,21 @@ export class ChangeStream extends EventEmitter {
   }
 
   start(): void {
-    void this.run();
+    this.stopped = false;
+    this.loop = this.run();
   }
+
+  /**
+   * Starts again after stop(), once the previous run has ended: a graceful restart stops the
+   * stream before the new process starts its own (a slot serves one connection at a time), and
+   * resumes it here if the new process failed to start.
+   */
+  async resume(): Promise<void> {
+    await this.loop;
+    if (this.stopped) this.start();
+  }
+
+  private loop: Promise<void> = Promise.resolve();
 
   async stop(): Promise<void> {
     this.stopped = true;

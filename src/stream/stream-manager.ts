@@ -109,6 +109,19 @@ export class StreamManager implements StreamReadGate {
     await Promise.all(this.streams.map((s) => s.stop()));
   }
 
+  /**
+   * Stops consuming but keeps serving reads (they wait for a token, then get TRYAGAIN): a
+   * graceful restart hands the slots to the new process.
+   */
+  async pause(): Promise<void> {
+    await Promise.all(this.streams.map((s) => s.stop()));
+  }
+
+  /** Consumes again after pause() (the new process of a graceful restart failed to start). */
+  async resume(): Promise<void> {
+    await Promise.all(this.streams.map((s) => s.resume()));
+  }
+
   /** The stream whose keys include `key` (by its template's shape), if any. */
   streamOfKey(key: string): ChangeStream | undefined {
     return this.streams.find((s) => s.template.matches(key));
