@@ -173,11 +173,16 @@ export function spawnRwsplit(repoRoot: string, dir: string, config: object): Ben
   return BenchChild.spawn({
     name: 'rwsplit',
     file: process.execPath,
-    args: [path.join(repoRoot, 'bin', 'rwsplit.js'), 'start', '--config', configFile],
+    // BENCH_RWSPLIT_NODE_ARGS: extra node flags for rwsplit only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`.
+    args: [...nodeArgs(), path.join(repoRoot, 'bin', 'rwsplit.js'), 'start', '--config', configFile],
     cwd: repoRoot,
     env: process.env,
     logFile: path.join(dir, 'rwsplit.log'),
   });
+}
+
+function nodeArgs(): string[] {
+  return (process.env['BENCH_RWSPLIT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 }
 
 /**
