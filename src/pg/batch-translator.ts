@@ -5,7 +5,8 @@
  * by the proxy. Every forwarded request is registered with the response tracker.
  */
 import type { BackendConnection } from './backend-connection.js';
-import { parseNote, queryNote, type ParsedFrame, type TakenFrames } from './client-batch.js';
+import type { TakenFrames } from './client-batch.js';
+import { parseNote, queryNote, type ParsedFrame } from './frame-note.js';
 import {
   CLOSE_COMPLETE,
   decodeBindHead,

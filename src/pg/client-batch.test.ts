@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Classifier } from './classifier/classify.js';
-import { classificationOf, ClientBatch, ParsedFrame } from './client-batch.js';
+import { ClientBatch } from './client-batch.js';
+import { classificationOf, ParsedFrame } from './frame-note.js';
 import { encodeParse, encodeQuery, SYNC } from './protocol/index.js';
 import { int16 } from './protocol/test-support.js';
 import { ClientStatements } from './statement-registry.js';

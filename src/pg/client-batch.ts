@@ -5,47 +5,10 @@
  * recovery and the shard and signal helpers read that note instead of decoding again. The
  * batch's route decision is kept until the batch changes.
  */
-import type { Classification, Classifier } from './classifier/classify.js';
-import { decodeParse, decodeQuery, FrontendCode, type ParseMessage } from './protocol/index.js';
+import type { Classifier } from './classifier/classify.js';
+import { noteFrame, type FrameNote } from './frame-note.js';
 import { decideRoute, type RouteDecision } from './route-decision.js';
 import type { ClientStatements } from './statement-registry.js';
-
-/** A Parse frame as the session read it. */
-export class ParsedFrame {
-  constructor(
-    readonly msg: ParseMessage,
-    readonly classification: Classification,
-  ) {}
-}
-
-/** What a queued frame says: a Query's classification, a Parse's message, else nothing. */
-export type FrameNote = Classification | ParsedFrame | null;
-
-/** Reads a frame once: Query and Parse frames are decoded and classified, the rest noted as null. */
-export function noteFrame(classifier: Classifier, frame: Buffer): FrameNote {
-  const t = frame[0];
-  if (t === FrontendCode.Query) return classifier.classify(decodeQuery(frame));
-  if (t === FrontendCode.Parse) {
-    const msg = decodeParse(frame);
-    return new ParsedFrame(msg, classifier.classify(msg.query));
-  }
-  return null;
-}
-
-/** The classification of a Query or Parse frame's note, else null. */
-export function classificationOf(note: FrameNote): Classification | null {
-  return note instanceof ParsedFrame ? note.classification : note;
-}
-
-/** The note of a frame known to be a Query. */
-export function queryNote(note: FrameNote): Classification {
-  return note as Classification;
-}
-
-/** The note of a frame known to be a Parse. */
-export function parseNote(note: FrameNote): ParsedFrame {
-  return note as ParsedFrame;
-}
 
 /** Frames taken off a batch, with their notes (a retry runs them again). */
 export interface TakenFrames {

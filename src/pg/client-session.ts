@@ -30,7 +30,8 @@ import {
 } from './protocol/index.js';
 import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
-import { ClientBatch, queryNote, type FrameNote } from './client-batch.js';
+import { ClientBatch } from './client-batch.js';
+import { queryNote, type FrameNote } from './frame-note.js';
 import type { RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import {

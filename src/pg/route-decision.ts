@@ -1,10 +1,10 @@
 /**
  * Decides where a queued batch of client frames must run: the primary or a read node.
  * Reads only what routing needs: the classification of Query and Parse (noted when the frame
- * was queued, see client-batch.ts), the statement a Bind names.
+ * was queued, see frame-note.ts), the statement a Bind names.
  */
 import type { Classification } from './classifier/classify.js';
-import { parseNote, queryNote, type FrameNote } from './client-batch.js';
+import { parseNote, queryNote, type FrameNote } from './frame-note.js';
 import { decodeBindHead, FrontendCode } from './protocol/index.js';
 import type { RouteReason } from './session-context.js';
 import type { ClientStatements } from './statement-registry.js';

@@ -7,7 +7,8 @@
  */
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
-import { parseNote, queryNote, type ClientBatch, type TakenFrames } from './client-batch.js';
+import type { ClientBatch, TakenFrames } from './client-batch.js';
+import { parseNote, queryNote } from './frame-note.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import type { OutputCoalescer } from './output-coalescer.js';
 import {

@@ -5,7 +5,8 @@
  * Bind are decoded (text format) so `WHERE id = $1` rules work for extended-protocol clients.
  */
 import { FrontendCode, decodeBindHead, decodeQuery } from './protocol/index.js';
-import { parseNote, type TakenFrames } from './client-batch.js';
+import type { TakenFrames } from './client-batch.js';
+import { parseNote } from './frame-note.js';
 import type { ShardResolution, ShardResolver } from './shard-resolver.js';
 import type { ClientStatements } from './statement-registry.js';
 

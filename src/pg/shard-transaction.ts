@@ -13,7 +13,8 @@ import type { CausalReads } from './causal-reads.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import { InternalQueryError, internalQuery } from './internal-query.js';
 import { encodeCommandComplete, encodeNoticeResponse, encodeQuery, FrontendCode } from './protocol/index.js';
-import { queryNote, type ClientBatch } from './client-batch.js';
+import type { ClientBatch } from './client-batch.js';
+import { queryNote } from './frame-note.js';
 import type { SessionContext, ShardingContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
 import {
