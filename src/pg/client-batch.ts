@@ -42,9 +42,11 @@ export class ClientBatch {
     return this.notes[0] ?? null;
   }
 
+  /** Queues a frame; a malformed Query or Parse throws here (a protocol violation), before it is queued. */
   push(frame: Buffer): void {
+    const note = noteFrame(this.classifier, frame);
     this.frames.push(frame);
-    this.notes.push(noteFrame(this.classifier, frame));
+    this.notes.push(note);
     this.bytes += frame.length;
     this.decision = null;
   }
