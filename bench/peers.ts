@@ -61,7 +61,7 @@ async function waitReady(port: number, child: BenchChild, probe: ReadyProbe): Pr
 }
 
 /** Ready once a real login through `port` runs `SELECT 1` and `extraCheck` (if any) passes. */
-function pgLoginProbe(
+export function pgLoginProbe(
   port: number,
   extraCheck?: (client: pg.Client) => Promise<string | undefined>,
 ): ReadyProbe {
@@ -135,6 +135,29 @@ export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Pro
   return startPeer(child, pgPort, 'SIGTERM', dir, false, probe);
 }
 
+/**
+ * The bare Node.js forwarder (node-forwarder.ts) in front of `host:port`: the floor of a Node
+ * proxy, for the ratios. `probe` checks a request through it (a login, a PING).
+ */
+export async function startNodeForwarder(
+  repoRoot: string,
+  host: string,
+  port: number,
+  probe: (port: number) => ReadyProbe,
+): Promise<RunningPeer> {
+  const dir = makeOwnRunDir('rwsplit-bench-forwarder-');
+  const listen = await freePort();
+  const child = BenchChild.spawn({
+    name: 'node-forwarder',
+    file: process.execPath,
+    args: [path.join(repoRoot, 'dist', 'bench', 'node-forwarder.js'), String(listen), host, String(port)],
+    cwd: repoRoot,
+    env: process.env,
+    logFile: path.join(dir, 'forwarder.log'),
+  });
+  return startPeer(child, listen, 'SIGTERM', dir, false, probe(listen));
+}
+
 /** A run dir for a program that runs as the current user (rwsplit, nutcracker). */
 export function makeOwnRunDir(prefix: string): string {
   return makeRunDir(prefix, { uid: undefined, gid: undefined, home: undefined });
@@ -150,11 +173,16 @@ export function spawnRwsplit(repoRoot: string, dir: string, config: object): Ben
   return BenchChild.spawn({
     name: 'rwsplit',
     file: process.execPath,
-    args: [path.join(repoRoot, 'bin', 'rwsplit.js'), 'start', '--config', configFile],
+    // BENCH_RWSPLIT_NODE_ARGS: extra node flags for rwsplit only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`.
+    args: [...nodeArgs(), path.join(repoRoot, 'bin', 'rwsplit.js'), 'start', '--config', configFile],
     cwd: repoRoot,
     env: process.env,
     logFile: path.join(dir, 'rwsplit.log'),
   });
+}
+
+function nodeArgs(): string[] {
+  return (process.env['BENCH_RWSPLIT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 }
 
 /**

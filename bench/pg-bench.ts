@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL benchmark: one local primary + 2 replicas, and pgbench through each
- * contender — direct, rwsplit, PgBouncer, Pgpool-II — for {select-only, tpcb-like} ×
+ * contender — direct, a bare Node.js forwarder, rwsplit, PgBouncer, Pgpool-II — for {select-only, tpcb-like} ×
  * {simple, extended, prepared}, contenders alternated so drift hits all alike. Writes
  * bench/results/pg-bench.{json,md}. Usage (after `npm run build`):
  *
@@ -23,6 +23,8 @@ import {
   PGPOOL_BIN,
   startPgbouncer,
   startPgpool,
+  pgLoginProbe,
+  startNodeForwarder,
   startRwsplit,
   type RunningPeer,
 } from './peers.js';
@@ -40,7 +42,7 @@ import {
 import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ALL_CONTENDERS: Contender[] = ['direct', 'rwsplit', 'pgbouncer', 'pgpool'];
+const ALL_CONTENDERS: Contender[] = ['direct', 'forwarder', 'rwsplit', 'pgbouncer', 'pgpool'];
 const MODES: ProtocolMode[] = ['simple', 'extended', 'prepared'];
 const WORKLOAD_ARGS: Record<Workload, string[]> = { 'select-only': ['-S'], 'tpcb-like': [] };
 const COMMON_ARGS = ['-n', '-c', '16', '-j', '2'];
@@ -121,6 +123,8 @@ async function startContenders(
     if (contender === 'rwsplit') peer = await startRwsplit(REPO_ROOT, cluster.nodes);
     else if (contender === 'pgbouncer') peer = await startPgbouncer(cluster.primary, runAs);
     else if (contender === 'pgpool') peer = await startPgpool(cluster.nodes, runAs);
+    else if (contender === 'forwarder')
+      peer = await startNodeForwarder(REPO_ROOT, '127.0.0.1', cluster.primary.port, (p) => pgLoginProbe(p));
     if (peer !== undefined) {
       cleanup.add(contender, peer.stop);
       log(`${contender} ready on port ${peer.port} (pid ${peer.process.pid})`);
@@ -240,6 +244,7 @@ async function main(): Promise<void> {
 /** The peers' settings, for the JSON (the full files are built in peers.ts). */
 function peerSettings(): Record<string, string> {
   return {
+    forwarder: 'bench/node-forwarder.ts: socket data → write, one primary connection per client, no parsing',
     rwsplit: 'bin/rwsplit.js start; pool.size=20, logging.level=warn, defaults otherwise; nodes = all 3',
     pgbouncer: 'pool_mode=session default_pool_size=20 max_client_conn=200 auth_type=trust; primary only',
     pgpool:

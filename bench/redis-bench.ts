@@ -18,10 +18,16 @@ import { parseInfo } from '../src/cluster/redis-client.js';
 import { RedisCluster } from '../src/cluster/redis-cluster.js';
 import { redisServerBinary } from '../src/cluster/redis-process.js';
 import { baseMachineInfo, toolVersion } from './machine.js';
-import type { RunningPeer } from './peers.js';
+import { startNodeForwarder, type RunningPeer } from './peers.js';
 import { clockTicksPerSecond, cpuTicks } from './proc-stat.js';
 import { runRedisBenchmark } from './redis-benchmark.js';
-import { NUTCRACKER_BIN, startRwsplitRedis, startTwemproxy, TWEMPROXY_SETTINGS } from './redis-peers.js';
+import {
+  NUTCRACKER_BIN,
+  pingPong,
+  startRwsplitRedis,
+  startTwemproxy,
+  TWEMPROXY_SETTINGS,
+} from './redis-peers.js';
 import {
   renderRedisConsoleTable,
   summarize,
@@ -36,7 +42,7 @@ import {
 import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ALL_CONTENDERS: RedisContender[] = ['direct', 'rwsplit', 'twemproxy'];
+const ALL_CONTENDERS: RedisContender[] = ['direct', 'forwarder', 'rwsplit', 'twemproxy'];
 const MODES: Record<PipelineMode, string[]> = { P1: [], P16: ['-P', '16'] };
 // SET first: the GET runs then read a key that exists (no -r: every request uses one key).
 const COMMANDS: RedisBenchCommand[] = ['SET', 'GET'];
@@ -137,6 +143,8 @@ async function startContenders(
     if (contender === 'rwsplit')
       peer = await startRwsplitRedis(REPO_ROOT, clusters.pg.nodes, clusters.redis.nodes);
     else if (contender === 'twemproxy') peer = await startTwemproxy([primary]);
+    else if (contender === 'forwarder')
+      peer = await startNodeForwarder(REPO_ROOT, primary.host, primary.port, (p) => () => pingPong(p));
     if (peer !== undefined) {
       cleanup.add(contender, peer.stop);
       log(`${contender} ready on port ${peer.port} (pid ${peer.process.pid})`);
@@ -247,6 +255,7 @@ function machine(loadAtStart: number[]): RedisMachineInfo {
 function contenderSettings(contenders: RedisContender[]): Record<RedisContender, string> {
   const all: Record<RedisContender, string> = {
     direct: 'redis-benchmark straight at the shard primary',
+    forwarder: 'bench/node-forwarder.ts: socket data → write, one primary connection per client, no parsing',
     rwsplit:
       'bin/rwsplit.js start; redis section with the primary and both replicas, defaults ' +
       '(readFrom prefer-replica, round-robin, pool.size 2); logging.level=warn',

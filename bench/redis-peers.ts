@@ -27,7 +27,7 @@ export const TWEMPROXY_SETTINGS = {
 } as const;
 
 /** Not ready until `PING` through `port` answers `PONG`. */
-async function pingPong(port: number): Promise<string | undefined> {
+export async function pingPong(port: number): Promise<string | undefined> {
   const reply = await redisCommand({ port, timeoutMs: 2000 }, 'PING');
   return reply === 'PONG' ? undefined : `PING answered '${reply}'`;
 }

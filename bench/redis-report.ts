@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { BaseMachineInfo } from './machine.js';
 import { renderMarkdownTable, renderTextTable } from './report.js';
 
-export type RedisContender = 'direct' | 'rwsplit' | 'twemproxy';
+export type RedisContender = 'direct' | 'forwarder' | 'rwsplit' | 'twemproxy';
 /** `P1`: one request at a time per connection (redis-benchmark's default); `P16`: `-P 16`. */
 export type PipelineMode = 'P1' | 'P16';
 export type RedisBenchCommand = 'SET' | 'GET';
@@ -46,6 +46,8 @@ export interface RedisCell {
   /** Every round's rps (null: that run failed). */
   rpsByRound: (number | null)[];
   ratioToDirect: number | null;
+  /** median rps over the bare Node.js forwarder's in the same mode and command (null without one) */
+  ratioToForwarder?: number | null;
   avgLatencyMs: number | null;
   p99LatencyMs: number | null;
   proxyCpuUsPerRequest: number | null;
@@ -80,6 +82,7 @@ export interface RedisBenchReport {
 
 export const REDIS_CONTENDER_LABEL: Record<RedisContender, string> = {
   direct: 'direct to primary',
+  forwarder: 'bare Node.js forwarder (primary only)',
   rwsplit: 'rwsplit (reads on replicas)',
   twemproxy: 'twemproxy (one server)',
 };
@@ -124,9 +127,14 @@ export function summarize(runs: RedisRunResult[]): RedisCell[] {
       failedRuns: group.length - ok.length,
     };
   });
+  const ratio = (c: RedisCell, to: RedisContender): number | null => {
+    const base = out.find((d) => d.contender === to && d.mode === c.mode && d.command === c.command);
+    return c.rps !== null && base?.rps != null && base.rps > 0 ? c.rps / base.rps : null;
+  };
+  const withForwarder = out.some((c) => c.contender === 'forwarder');
   for (const c of out) {
-    const direct = out.find((d) => d.contender === 'direct' && d.mode === c.mode && d.command === c.command);
-    c.ratioToDirect = c.rps !== null && direct?.rps != null && direct.rps > 0 ? c.rps / direct.rps : null;
+    c.ratioToDirect = ratio(c, 'direct');
+    if (withForwarder) c.ratioToForwarder = ratio(c, 'forwarder');
   }
   return out;
 }
@@ -144,6 +152,7 @@ const HEADERS = [
   'contender',
   'rps (median)',
   'ratio to direct',
+  'ratio to forwarder',
   'avg latency ms',
   'p99 ms',
   'proxy CPU µs/req',
@@ -157,6 +166,7 @@ function cells(c: RedisCell): string[] {
     REDIS_CONTENDER_LABEL[c.contender],
     fmt.rps(c.rps),
     fmt.ratio(c.ratioToDirect),
+    fmt.ratio(c.ratioToForwarder ?? null),
     fmt.ms(c.avgLatencyMs),
     fmt.ms(c.p99LatencyMs),
     fmt.cpu(c.proxyCpuUsPerRequest),

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import type { MachineInfo } from './machine.js';
 
-export type Contender = 'direct' | 'rwsplit' | 'pgbouncer' | 'pgpool';
+export type Contender = 'direct' | 'forwarder' | 'rwsplit' | 'pgbouncer' | 'pgpool';
 export type Workload = 'select-only' | 'tpcb-like';
 export type ProtocolMode = 'simple' | 'extended' | 'prepared';
 
@@ -27,6 +27,8 @@ export interface RunResult {
   /** User + system CPU of the proxy's processes per processed transaction; null for direct. */
   proxyCpuUsPerTx: number | null;
   ratioToDirect: number | null;
+  /** TPS over the bare Node.js forwarder's in the same workload and mode (null without one). */
+  ratioToForwarder?: number | null;
   errors: string[];
 }
 
@@ -43,21 +45,22 @@ export interface BenchReport {
 
 const CONTENDER_LABEL: Record<Contender, string> = {
   direct: 'direct to primary',
+  forwarder: 'bare Node.js forwarder (primary only)',
   rwsplit: 'rwsplit',
   pgbouncer: 'PgBouncer (session, primary only)',
   pgpool: 'Pgpool-II (SR mode, reads on replicas)',
 };
 
-/** Fills in each result's ratio to the direct run of the same workload and mode. */
+/** Fills in each result's ratio to the direct run (and the forwarder's) of the same workload and mode. */
 export function addRatios(results: RunResult[]): void {
+  const ratio = (r: RunResult, to: Contender): number | null => {
+    const base = results.find((d) => d.contender === to && d.workload === r.workload && d.mode === r.mode);
+    return r.tps !== null && base?.tps != null && base.tps > 0 ? r.tps / base.tps : null;
+  };
+  const withForwarder = results.some((r) => r.contender === 'forwarder');
   for (const r of results) {
-    const direct = results.find(
-      (d) => d.contender === 'direct' && d.workload === r.workload && d.mode === r.mode,
-    );
-    r.ratioToDirect =
-      r.tps !== null && direct?.tps !== null && direct?.tps !== undefined && direct.tps > 0
-        ? r.tps / direct.tps
-        : null;
+    r.ratioToDirect = ratio(r, 'direct');
+    if (withForwarder) r.ratioToForwarder = ratio(r, 'forwarder');
   }
 }
 
@@ -76,6 +79,7 @@ function cells(r: RunResult): string[] {
     CONTENDER_LABEL[r.contender],
     fmt.tps(r.tps),
     fmt.ratio(r.ratioToDirect),
+    fmt.ratio(r.ratioToForwarder ?? null),
     fmt.ms(r.latencyAvgMs),
     fmt.count(r.failedTransactions),
     String(r.abortedClients),
@@ -89,6 +93,7 @@ const HEADERS = [
   'contender',
   'TPS',
   'ratio to direct',
+  'ratio to forwarder',
   'latency ms',
   'failed tx',
   'aborted clients',

@@ -3,6 +3,7 @@
  * policy. Pure decision logic: the caller acquires the connection.
  */
 import { createBalancer, type Balancer, type Candidate } from './balancer.js';
+import { canServe, eligibleReplica } from './eligible.js';
 import type { NodeStatus, Topology } from './topology.js';
 import type { AllLaggingPolicy, BalanceStrategy, PrimaryReads } from './types.js';
 
@@ -32,6 +33,8 @@ export class ReadRouter {
   private readonly balancer: Balancer;
   /** Candidate objects reused per node so the per-read path allocates only the list. */
   private readonly candidates = new Map<string, Candidate & { status: NodeStatus }>();
+  /** The list of one pick, reused: the balancer reads it during the call and keeps nothing. */
+  private readonly list: (Candidate & { status: NodeStatus })[] = [];
 
   constructor(
     private readonly topology: Topology,
@@ -42,16 +45,18 @@ export class ReadRouter {
 
   /** Picks a node for a read; `exclude` lists nodes that already failed this request. */
   pick(exclude?: ReadonlySet<string>, opts?: PickOptions): ReadDecision {
-    const list: (Candidate & { status: NodeStatus })[] = [];
+    const list = this.list;
+    list.length = 0;
     let primary: NodeStatus | undefined;
     const shard = opts?.shard;
+    const evenLagging = opts?.allowLagging ?? false;
     for (const n of this.topology.nodes) {
-      if (!n.reachable || n.fenced || exclude?.has(n.spec.id)) continue;
       if (shard !== undefined && n.spec.shard !== shard) continue;
       if (n.role === 'primary') {
+        if (!canServe(n, exclude)) continue;
         primary = n;
         if (this.policy.primaryReads === 'always') list.push(this.candidate(n));
-      } else if ((!n.lagging || opts?.allowLagging) && (!opts?.accept || opts.accept(n))) {
+      } else if (eligibleReplica(n, evenLagging, exclude) && (!opts?.accept || opts.accept(n))) {
         list.push(this.candidate(n));
       }
     }

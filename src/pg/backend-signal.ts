@@ -15,12 +15,14 @@
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
 import type { BackendPool } from './backend-pool.js';
-import type { Classification, Classifier } from './classifier/classify.js';
+import type { Classification } from './classifier/classify.js';
 import { lex } from './classifier/lexer.js';
 import { readAllShards } from './all-shards-read.js';
 import { RwsplitPgError } from './errors.js';
 import { decodeQuery, encodeParse, encodeQuery, FrontendCode } from './protocol/index.js';
-import { classifyQuery, parseOf, type RouteDecision } from './route-decision.js';
+import type { ClientBatch } from './client-batch.js';
+import { parseNote, queryNote } from './frame-note.js';
+import type { RouteDecision } from './route-decision.js';
 import type { RoutingHost, SessionContext } from './session-context.js';
 import { asClientError, TX_IDLE } from './session-recovery.js';
 
@@ -118,7 +120,7 @@ export function withCallAnswered(query: string, call: SignalCall): string {
 
 /** What BackendSignals needs of its session (ClientSession implements it). */
 export interface SignalSessionHost extends RoutingHost {
-  readonly batch: Buffer[];
+  readonly batch: ClientBatch;
   poolFor(node: NodeStatus): BackendPool;
   shiftBatch(): Buffer;
   reply(frames: readonly Buffer[], status: number): void;
@@ -130,7 +132,6 @@ const SIGNAL_READ: RouteDecision = { target: 'read', reason: 'read', retryable: 
 export class BackendSignals {
   constructor(
     private readonly ctx: SessionContext,
-    private readonly classifier: Classifier,
     private readonly session: SignalSessionHost,
   ) {}
 
@@ -142,23 +143,25 @@ export class BackendSignals {
   tryRoute(): boolean {
     const s = this.session;
     const batch = s.batch;
-    const first = batch[0]!;
-    // This runs before every routing decision: reads leave at the first test, and the
-    // classification is the one decideRoute looks up next (memoised per frame, cached per text).
+    const first = batch.first;
+    // This runs before every routing decision: reads leave at the first test, on the
+    // classification noted when the frame was queued.
     let c: Classification;
     let text: string;
+    let paramTypes: Buffer | null = null;
     if (first[0] === FrontendCode.Query) {
       if (batch.length !== 1) return false;
-      c = classifyQuery(this.classifier, first);
+      c = queryNote(batch.firstNote);
       if (c.route !== 'write') return false;
       text = decodeQuery(first);
     } else if (first[0] === FrontendCode.Parse) {
-      const msg = parseOf(first);
+      const { msg, classification } = parseNote(batch.firstNote);
       if (msg.statement !== '') return false;
-      c = this.classifier.classify(msg.query);
+      c = classification;
       if (c.route !== 'write') return false;
+      paramTypes = msg.paramTypes;
       for (let i = 1; i < batch.length; i++) {
-        const t = batch[i]![0];
+        const t = batch.frames[i]![0];
         if (t === FrontendCode.Parse || t === FrontendCode.Query || t === FrontendCode.FunctionCall)
           return false;
       }
@@ -175,10 +178,7 @@ export class BackendSignals {
     const target = this.ctx.signalTarget(call.pid);
     if (!target) return false;
     const rewrite = (query: string): void => {
-      batch[0] =
-        first[0] === FrontendCode.Query
-          ? encodeQuery(query)
-          : encodeParse('', query, parseOf(first).paramTypes);
+      batch.replaceFirst(paramTypes === null ? encodeQuery(query) : encodeParse('', query, paramTypes));
     };
     if (target.kind === 'backend') {
       if (call.fn === 'pg_terminate_backend') target.conn.terminationRequested = true;
@@ -206,7 +206,6 @@ export class BackendSignals {
   private runOnEveryNode(frame: Buffer): void {
     const s = this.session;
     s.shiftBatch();
-    s.gated = true;
     const nodes = this.ctx.topology.nodes.filter((n) => n.spec.shard === s.shard && n.reachable && !n.fenced);
     const leases: { pool: BackendPool; conn: BackendConnection; node: NodeStatus }[] = [];
     const run = async (): Promise<Buffer[]> => {
@@ -219,17 +218,15 @@ export class BackendSignals {
         leases.map((l) => ({ shard: l.node.spec.id, conn: l.conn })),
       );
     };
-    void run()
-      .catch((err: unknown) => [
-        asClientError(err as Error, nodes[0] ?? this.ctx.topology.nodes[0]!).toFrame(),
-      ])
-      .then((frames) => {
-        for (const l of leases) {
-          if (l.conn.closed) l.pool.lost();
-          else l.pool.release(l.conn);
-        }
-        s.gated = false;
-        if (!s.closed) s.reply(frames, TX_IDLE);
-      });
+    const work = run().catch((err: unknown) => [
+      asClientError(err as Error, nodes[0] ?? this.ctx.topology.nodes[0]!).toFrame(),
+    ]);
+    s.gate(work, (frames) => {
+      for (const l of leases) {
+        if (l.conn.closed) l.pool.lost();
+        else l.pool.release(l.conn);
+      }
+      if (!s.closed) s.reply(frames, TX_IDLE);
+    });
   }
 }

@@ -5,7 +5,8 @@
  * by the proxy. Every forwarded request is registered with the response tracker.
  */
 import type { BackendConnection } from './backend-connection.js';
-import type { Classifier } from './classifier/classify.js';
+import type { TakenFrames } from './client-batch.js';
+import { parseNote, queryNote, type ParsedFrame } from './frame-note.js';
 import {
   CLOSE_COMPLETE,
   decodeBindHead,
@@ -18,7 +19,6 @@ import {
   PARSE_COMPLETE,
 } from './protocol/index.js';
 import { Expect, type ResponseTracker } from './response-tracker.js';
-import { classifyQuery, parseOf } from './route-decision.js';
 import { ClientStatements, schemaEpoch, statementKey, type StatementInfo } from './statement-registry.js';
 
 /** Server-side prepared statements kept per backend connection before the oldest is closed. */
@@ -45,7 +45,6 @@ export class BatchTranslator {
   private pendingBytes = 0;
 
   constructor(
-    private readonly classifier: Classifier,
     private readonly statements: ClientStatements,
     private readonly tracker: ResponseTracker,
   ) {}
@@ -64,15 +63,18 @@ export class BatchTranslator {
     this.tracker.expect(Expect.InjectedQuery);
   }
 
-  translate(frames: readonly Buffer[], conn: BackendConnection): TranslateResult {
+  /** Sends `batch` (frames with the notes the session took when they were queued) on `conn`. */
+  translate(batch: TakenFrames, conn: BackendConnection): TranslateResult {
     this.conn = conn;
     this.full = false;
     let readyCount = 0;
     let pin: string | null = null;
-    for (const frame of frames) {
+    const { frames, notes } = batch;
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
       switch (frame[0]) {
         case FrontendCode.Query: {
-          const c = classifyQuery(this.classifier, frame);
+          const c = queryNote(notes[i]!);
           pin ??= c.pin;
           // A simple Query replaces the unnamed statement; DISCARD/DEALLOCATE drop ours.
           conn.unnamedKey = null;
@@ -83,7 +85,7 @@ export class BatchTranslator {
           break;
         }
         case FrontendCode.Parse:
-          pin ??= this.parse(frame, conn);
+          pin ??= this.parse(frame, parseNote(notes[i]!), conn);
           break;
         case FrontendCode.Bind:
           this.bind(frame, conn);
@@ -170,9 +172,8 @@ export class BatchTranslator {
     this.pendingBytes = 0;
   }
 
-  private parse(frame: Buffer, conn: BackendConnection): string | null {
-    const msg = parseOf(frame);
-    const classification = this.classifier.classify(msg.query);
+  private parse(frame: Buffer, parsed: ParsedFrame, conn: BackendConnection): string | null {
+    const { msg, classification } = parsed;
     const key = statementKey(msg.query, msg.paramTypes);
     const epoch = schemaEpoch.value;
     this.unsynced = true;

@@ -7,6 +7,7 @@
  * is gated (its client's requests wait).
  */
 import { advanceToken } from '../core/causal.js';
+import { eligibleReplica } from '../core/eligible.js';
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
 import { awaitReplay, commitPosition } from './causal-gate.js';
@@ -98,37 +99,38 @@ export class CausalReads {
    */
   checkReplay(conn: BackendConnection, node: NodeStatus, token: bigint, decision: RouteDecision): void {
     const s = this.session;
-    s.gated = true;
-    void awaitReplay(conn, token, this.ctx.causalWaitMs, () => s.closed).then((outcome) => {
-      // The lease ended while gated: the client left (its connection was dropped), or the
-      // server went right after answering (ClientSession.onBackendClose only noted the loss).
-      const lost = s.currentBackend !== conn;
-      s.gated = false;
-      if (s.closed) {
-        if (!lost) s.releaseBackend();
-        return;
-      }
-      if (lost) {
-        s.route(decision, new Set([node.spec.id]));
-        return;
-      }
-      switch (outcome.kind) {
-        case 'ready':
-          this.ctx.replay.confirm(node.spec.id, outcome.position);
-          this.ctx.stats.causalRead('replica-checked');
-          s.startLease(conn);
+    s.gate(
+      awaitReplay(conn, token, this.ctx.causalWaitMs, () => s.closed),
+      (outcome) => {
+        // The lease ended while gated: the client left (its connection was dropped), or the
+        // server went right after answering (ClientSession.onBackendClose only noted the loss).
+        const lost = s.currentBackend !== conn;
+        if (s.closed) {
+          if (!lost) s.releaseBackend();
           return;
-        case 'lost':
-          s.leaseLost(node, outcome.reason);
+        }
+        if (lost) {
           s.route(decision, new Set([node.spec.id]));
           return;
-        case 'timeout':
-        case 'error':
-          s.releaseBackend();
-          this.readOnPrimary(decision, null);
-          return;
-      }
-    });
+        }
+        switch (outcome.kind) {
+          case 'ready':
+            this.ctx.replay.confirm(node.spec.id, outcome.position);
+            this.ctx.stats.causalRead('replica-checked');
+            s.startLease(conn);
+            return;
+          case 'lost':
+            s.leaseLost(node, outcome.reason);
+            s.route(decision, new Set([node.spec.id]));
+            return;
+          case 'timeout':
+          case 'error':
+            s.releaseBackend();
+            this.readOnPrimary(decision, null);
+            return;
+        }
+      },
+    );
   }
 
   /**
@@ -138,12 +140,10 @@ export class CausalReads {
    */
   captureThenRelease(conn: BackendConnection, node: NodeStatus): void {
     const s = this.session;
-    s.gated = true;
-    void commitPosition(conn).then((outcome) => {
+    s.gate(commitPosition(conn), (outcome) => {
       // The lease may have ended while gated (see checkReplay); the client still waits for
       // nothing here, but what it queued meanwhile must go on.
       const lost = s.currentBackend !== conn;
-      s.gated = false;
       if (outcome.kind === 'ready') {
         advanceToken(this.settings.token, node.spec.shard, outcome.position);
         this.tokenUnknown = false;
@@ -175,8 +175,7 @@ export class CausalReads {
     const eventual = this.settings.consistency === 'eventual';
     const shard = this.session.shard;
     for (const n of this.ctx.topology.nodes) {
-      if (n.role !== 'replica' || !n.reachable || n.fenced || (n.lagging && !eventual)) continue;
-      if (n.spec.shard !== shard || failed?.has(n.spec.id)) continue;
+      if (n.spec.shard !== shard || !eligibleReplica(n, eventual, failed)) continue;
       const at = this.ctx.replay.known(n);
       if (at > bestAt) {
         best = n;

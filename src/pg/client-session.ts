@@ -30,7 +30,9 @@ import {
 } from './protocol/index.js';
 import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
 import { BatchTranslator } from './batch-translator.js';
-import { classifyQuery, decideRoute, type RouteDecision } from './route-decision.js';
+import { ClientBatch } from './client-batch.js';
+import { queryNote, type FrameNote } from './frame-note.js';
+import type { RouteDecision } from './route-decision.js';
 import type { RouteReason, SessionContext } from './session-context.js';
 import {
   ClientStatements,
@@ -54,6 +56,12 @@ import {
 import { ShardTransaction, type Participation, type ShardSessionHost } from './shard-transaction.js';
 
 /**
+ * A backend lent to the session: the connection, the pool it goes back to, its node, and the
+ * transaction status its server last reported (a parked shard participant has the same shape).
+ */
+type Lease = Participation;
+
+/**
  * A client's session. Members without `private` are its state and steps as the collaborators
  * see them through their host interfaces; the proxy itself uses only the client-side entry
  * points, the cancel key, nodeFenced/nodeDown, fatal and close.
@@ -69,15 +77,10 @@ export class ClientSession
     SignalSessionHost,
     SignalledSession
 {
-  private backend: BackendConnection | null = null;
-  private backendPool: BackendPool | null = null;
-  /** the node of the leased backend */
-  node: NodeStatus | null = null;
-  /** client frames not yet sent to a backend */
-  batch: Buffer[] = [];
-  private batchBytes = 0;
-  /** transaction status of the leased backend, from its last ReadyForQuery */
-  txStatus = TX_IDLE;
+  /** the backend lent to this session, or null: started in lease()/attachLease(), ended in endLease() */
+  private lease: Lease | null = null;
+  /** client frames not yet sent to a backend, each noted (classified) as it arrived */
+  readonly batch: ClientBatch;
   /** reason the session is pinned to its backend (session state), or null */
   pinnedBy: string | null = null;
   /** a lone BEGIN answered by the proxy and not yet sent (see tryAnswerWithoutBackend) */
@@ -88,16 +91,22 @@ export class ClientSession
   /** the side of the split the current backend was chosen for (metrics) */
   private routedAs: 'read' | 'write' = 'read';
   /** a batch that needs the primary waits for the current (replica) backend to go idle */
-  waitingForIdle = false;
+  private waitingForIdle = false;
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
-  private retryable: { frames: Buffer[]; failed: Set<string> } | null = null;
+  private retryable = false;
+  // The retryable read, kept in fields rather than a record per read: its frames and their
+  // notes (the batch's own arrays when it was routed whole: sending takes them off the batch,
+  // it does not empty them) and the nodes it already failed on (null: none yet).
+  private retryFrames: Buffer[] = NO_FRAMES;
+  private retryNotes: FrameNote[] = NO_NOTES;
+  private retryFailed: Set<string> | null = null;
   private readonly dispatchTimes: number[] = [];
   /** consistency level, causal token, shard key: rwsplit's own settings (SET rwsplit.…) */
   private readonly settings: SessionSettings;
   /** a batch routed as a write ran on the current lease: take the commit position before release */
   wroteOnLease = false;
   /** the proxy runs its own statement on the leased backend (causal token work): hold the client's */
-  gated = false;
+  private gated = false;
   /** a COMMIT was sent and not yet answered (its outcome is unknown if the server dies now) */
   private commitInFlight = false;
   /**
@@ -105,7 +114,7 @@ export class ClientSession
    * transaction is over, and until it sends ROLLBACK/COMMIT every statement fails as in an
    * aborted transaction. Holds the error the next statement gets.
    */
-  abortedTx: RwsplitPgError | null = null;
+  private aborted: RwsplitPgError | null = null;
   /** the shard the batch being routed belongs to (sharded PostgreSQL), else 'default' */
   shard = DEFAULT_SHARD;
   /** this session's pool per node id (the login is fixed for the session's life) */
@@ -145,10 +154,11 @@ export class ClientSession
       token: new Map(),
       shardKey: null,
     };
-    this.translator = new BatchTranslator(ctx.classifier, this.statements, this.tracker);
+    this.batch = new ClientBatch(ctx.classifier);
+    this.translator = new BatchTranslator(this.statements, this.tracker);
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
-    this.signals = new BackendSignals(ctx, ctx.classifier, this);
+    this.signals = new BackendSignals(ctx, this);
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -162,9 +172,63 @@ export class ClientSession
       : null;
   }
 
+  // ---- intents: what the helpers ask of the session ------------------------------------
+
+  /** See RoutingHost.gate: the flag is down before `then` runs, as the work's own continuation. */
+  gate<T>(work: Promise<T>, then: (result: T) => void): void {
+    this.gated = true;
+    void work.then((result) => {
+      this.gated = false;
+      then(result);
+    });
+  }
+
+  /** The batch waits for the leased backend to go idle (answers to earlier requests come first). */
+  holdUntilIdle(): void {
+    this.waitingForIdle = true;
+  }
+
+  /** A batch held until the backend went idle goes on now. */
+  dispatchHeld(): void {
+    this.waitingForIdle = false;
+    this.dispatch();
+  }
+
+  /**
+   * The server running this session's transaction was lost (failover): the client is told, the
+   * transaction is over, and until it sends ROLLBACK/COMMIT every statement fails with `err`,
+   * as in an aborted transaction.
+   */
+  abortTransaction(err: RwsplitPgError): void {
+    this.aborted = err;
+  }
+
+  endAbortedTransaction(): void {
+    this.aborted = null;
+  }
+
+  /** The error the next statement gets while an aborted transaction is not ended, or null. */
+  get abortedTx(): RwsplitPgError | null {
+    return this.aborted;
+  }
+
   /** The backend currently running this session's work (for CancelRequest). */
   get currentBackend(): BackendConnection | null {
-    return this.backend;
+    return this.lease === null ? null : this.lease.conn;
+  }
+
+  private get backend(): BackendConnection | null {
+    return this.lease === null ? null : this.lease.conn;
+  }
+
+  /** the node of the leased backend */
+  get node(): NodeStatus | null {
+    return this.lease === null ? null : this.lease.node;
+  }
+
+  /** transaction status of the leased backend, from its last ReadyForQuery (idle without one) */
+  get txStatus(): number {
+    return this.lease === null ? TX_IDLE : this.lease.txStatus;
   }
 
   // ---- client side -------------------------------------------------------------------
@@ -192,7 +256,7 @@ export class ClientSession
       case FrontendCode.Execute:
       case FrontendCode.Close:
         this.queue(frame);
-        if (this.batchBytes >= this.ctx.maxBatchBytes) this.dispatch();
+        if (this.batch.bytes >= this.ctx.maxBatchBytes) this.dispatch();
         return;
       default:
         this.fatal(
@@ -225,12 +289,11 @@ export class ClientSession
    * primary is sent now rather than held for a Sync that will not come yet.
    */
   onClientChunkEnd(): void {
-    const last = this.batch[this.batch.length - 1];
+    const last = this.batch.frames[this.batch.length - 1];
     if (last === undefined || last[0] !== FrontendCode.Execute || this.closed) return;
     if (
       this.backend === null &&
-      decideRoute(this.batch, this.statements, this.ctx.classifier, this.deferredBegin !== null).target !==
-        'primary'
+      this.batch.route(this.statements, this.deferredBegin !== null).target !== 'primary'
     )
       return;
     this.dispatch();
@@ -252,9 +315,8 @@ export class ClientSession
 
   private queue(frame: Buffer): void {
     this.batch.push(frame);
-    this.batchBytes += frame.length;
     // Bounded memory: stop reading the client while we cannot forward what it sends.
-    if ((this.acquiring || this.waitingForIdle) && this.batchBytes >= this.ctx.maxBatchBytes)
+    if ((this.acquiring || this.waitingForIdle) && this.batch.bytes >= this.ctx.maxBatchBytes)
       this.socket.pause();
   }
 
@@ -263,8 +325,8 @@ export class ClientSession
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
-    if (this.backend === null && isCopyFrame(this.batch[0]!) && this.dropStrayCopyFrames()) return;
-    const first = this.batch[0]!;
+    if (this.backend === null && isCopyFrame(this.batch.first) && this.dropStrayCopyFrames()) return;
+    const first = this.batch.first;
     if (
       first[0] === FrontendCode.Query &&
       mayBeSessionCommand(first) &&
@@ -279,7 +341,7 @@ export class ClientSession
     const conn = this.backend;
     if (conn) {
       if (this.mustLeaveReplica()) {
-        this.waitingForIdle = true;
+        this.holdUntilIdle();
         return;
       }
       this.sendBatch(conn);
@@ -288,13 +350,7 @@ export class ClientSession
     if (this.tryAnswerWithoutBackend()) return;
     // pg_cancel_backend/pg_terminate_backend: where the pid lives, not the primary.
     if (this.deferredBegin === null && this.pinnedBy === null && this.signals.tryRoute()) return;
-    const decision = decideRoute(
-      this.batch,
-      this.statements,
-      this.ctx.classifier,
-      this.deferredBegin !== null,
-    );
-    this.route(decision, null);
+    this.route(this.batch.route(this.statements, this.deferredBegin !== null), null);
   }
 
   /**
@@ -304,9 +360,7 @@ export class ClientSession
    * nothing else is queued.
    */
   private dropStrayCopyFrames(): boolean {
-    let n = 0;
-    while (n < this.batch.length && isCopyFrame(this.batch[n]!)) this.batchBytes -= this.batch[n++]!.length;
-    this.batch = this.batch.slice(n);
+    while (this.batch.length > 0 && isCopyFrame(this.batch.first)) this.batch.shift();
     return this.batch.length === 0;
   }
 
@@ -314,8 +368,7 @@ export class ClientSession
   private mustLeaveReplica(): boolean {
     if (this.pinnedBy || this.node?.role === 'primary' || this.txStatus !== TX_IDLE) return false;
     if (this.tracker.idle && !this.translator.unsynced) return false;
-    const decision = decideRoute(this.batch, this.statements, this.ctx.classifier, false);
-    return decision.target === 'primary';
+    return this.batch.route(this.statements, false).target === 'primary';
   }
 
   /** Picks the node for the batch (`failed`: nodes a retried read must avoid) and leases a backend there. */
@@ -344,6 +397,25 @@ export class ClientSession
     if (level === 'read-your-writes' && pick.node.role === 'replica')
       this.causal.routeRead(pick.node, decision, reason, failed);
     else this.routeTo(pick.node, decision, reason, failed, null);
+  }
+
+  /** The routed frames become the retryable read's (see retryFrames). */
+  private keepRetryFrames(): void {
+    const whole = this.routedCount >= this.batch.length;
+    this.retryFrames = whole ? this.batch.frames : this.batch.frames.slice(0, this.routedCount);
+    this.retryNotes = whole ? this.batch.notes : this.batch.notes.slice(0, this.routedCount);
+  }
+
+  /** Part of the answer reached the client: the read can no longer run elsewhere. */
+  private endRetry(): void {
+    this.retryable = false;
+    this.dropRetryFrames();
+  }
+
+  private dropRetryFrames(): void {
+    this.retryFrames = NO_FRAMES;
+    this.retryNotes = NO_NOTES;
+    this.retryFailed = null;
   }
 
   /** Writes wait up to failover.bufferMs for a primary (a failover or switchover under way). */
@@ -379,12 +451,15 @@ export class ClientSession
         : false;
     this.routedAs =
       decision.target === 'read' || reason === 'causal-primary' || reason === 'strong' ? 'read' : 'write';
-    const routed = this.routedCount >= this.batch.length ? this.batch : this.batch.slice(0, this.routedCount);
-    this.retryable = retry ? { frames: routed, failed: failed ?? new Set() } : null;
+    this.retryable = retry;
+    if (retry) {
+      this.keepRetryFrames();
+      this.retryFailed = failed;
+    } else this.dropRetryFrames();
     let pool = this.pools.get(node.spec.id);
     if (!pool) this.pools.set(node.spec.id, (pool = this.ctx.pool(node, this.login)));
     const conn = pool.tryAcquire();
-    if (conn) this.lease(conn, pool, node, decision, checkToken);
+    if (conn) this.leaseFor(conn, pool, node, decision, checkToken);
     else this.awaitConnection(pool, node, decision, failed, checkToken);
   }
 
@@ -398,7 +473,10 @@ export class ClientSession
   ): void {
     this.acquiring = true;
     // Frames keep queuing while we wait: the retry copy must hold only the routed ones.
-    if (this.retryable) this.retryable.frames = this.batch.slice(0, this.routedCount);
+    if (this.retryable) {
+      this.retryFrames = this.batch.frames.slice(0, this.routedCount);
+      this.retryNotes = this.batch.notes.slice(0, this.routedCount);
+    }
     pool.acquire().then(
       (c) => {
         this.acquiring = false;
@@ -414,7 +492,7 @@ export class ClientSession
           this.route(decision, failed);
           return;
         }
-        this.lease(c, pool, node, decision, checkToken);
+        this.leaseFor(c, pool, node, decision, checkToken);
       },
       (err: Error) => {
         this.acquiring = false;
@@ -426,9 +504,9 @@ export class ClientSession
           return;
         }
         if (this.retryable) {
-          this.retryable.failed.add(node.spec.id);
+          const failedHere = (this.retryFailed ??= new Set()).add(node.spec.id);
           this.ctx.stats.retried(node.spec.id);
-          this.route(decision, this.retryable.failed);
+          this.route(decision, failedHere);
           return;
         }
         if (
@@ -474,17 +552,14 @@ export class ClientSession
     return pool;
   }
 
-  private lease(
+  private leaseFor(
     conn: BackendConnection,
     pool: BackendPool,
     node: NodeStatus,
     decision: RouteDecision,
     checkToken: bigint | null,
   ): void {
-    conn.listener = this;
-    this.backend = conn;
-    this.backendPool = pool;
-    this.node = node;
+    this.attachLease({ conn, pool, node, txStatus: TX_IDLE });
     this.socket.resume();
     if (checkToken !== null) this.causal.checkReplay(conn, node, checkToken, decision);
     else this.startLease(conn);
@@ -507,18 +582,9 @@ export class ClientSession
   }
 
   private sendBatch(conn: BackendConnection, count = this.batch.length): void {
-    let frames = this.batch;
-    if (count >= frames.length) {
-      this.batch = [];
-      this.batchBytes = 0;
-    } else {
-      frames = this.batch.slice(0, count);
-      this.batch = this.batch.slice(count);
-      this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
-    }
+    const frames = this.batch.take(count);
     if (this.routedAs === 'write') this.wroteOnLease = true;
-    if (this.txStatus === TX_BLOCK && !this.commitInFlight)
-      this.commitInFlight = endsWithCommit(this.ctx.classifier, frames);
+    if (this.txStatus === TX_BLOCK && !this.commitInFlight) this.commitInFlight = endsWithCommit(frames);
     const result = this.translator.translate(frames, conn);
     if (result.pin && !this.pinnedBy) this.pinnedBy = result.pin;
     const node = this.node!;
@@ -536,9 +602,9 @@ export class ClientSession
 
   /** Answers a lone BEGIN, or the COMMIT/ROLLBACK that ends an empty deferred one, without a backend. */
   private tryAnswerWithoutBackend(): boolean {
-    const first = this.batch[0]!;
+    const first = this.batch.first;
     if (this.batch.length !== 1 || first[0] !== FrontendCode.Query || this.pinnedBy) return false;
-    const c = classifyQuery(this.ctx.classifier, first);
+    const c = queryNote(this.batch.firstNote);
     if (c.statementCount !== 1 || c.hint) return false;
     if (this.deferredBegin === null && c.tx === 'begin') {
       // Deferring BEGIN lets the next statement decide the node: `SET TRANSACTION READ ONLY`
@@ -558,8 +624,7 @@ export class ClientSession
 
   /** Drops the whole batch and sends these frames instead. */
   answer(...frames: Buffer[]): void {
-    this.batch = [];
-    this.batchBytes = 0;
+    this.batch.clear();
     for (const f of frames) this.out.push(f);
     this.out.flush();
   }
@@ -583,10 +648,8 @@ export class ClientSession
       this.fatal(err);
       return;
     }
-    const frames = this.batch;
-    this.batch = [];
-    this.batchBytes = 0;
-    this.retryable = null;
+    const { frames } = this.batch.take();
+    if (this.retryable) this.endRetry();
     let errorSent = false;
     for (const f of frames) {
       const t = f[0];
@@ -604,9 +667,7 @@ export class ClientSession
 
   /** Takes the first queued frame off the batch (the proxy answers it itself). */
   shiftBatch(): Buffer {
-    const frame = this.batch.shift()!;
-    this.batchBytes -= frame.length;
-    return frame;
+    return this.batch.shift();
   }
 
   // ---- backend side ------------------------------------------------------------------
@@ -638,12 +699,12 @@ export class ClientSession
         this.ddlInTransaction = false;
         schemaChanged();
       }
-      this.txStatus = frame[5]!;
+      if (this.lease !== null) this.lease.txStatus = frame[5]!;
       this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
     }
     if (verdict === Verdict.Forward) {
-      this.retryable = null;
+      if (this.retryable) this.endRetry();
       this.out.push(frame);
     }
   }
@@ -768,23 +829,18 @@ export class ClientSession
     const awaited = pendingReady > 0 || !this.tracker.idle || this.translator.unsynced;
     this.tracker.reset();
     this.translator.reset();
-    this.backendPool?.lost();
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
-    const wasInTransaction = this.txStatus !== TX_IDLE || this.pinnedBy !== null;
-    this.txStatus = TX_IDLE;
+    const lost = this.endLease();
+    lost.pool.lost();
+    const wasInTransaction = lost.txStatus !== TX_IDLE || this.pinnedBy !== null;
     if (this.closed) return;
     // Reading from the client may have been paused until that backend drained: it never will.
     this.socket.resume();
-    const retry = this.retryable;
-    if (retry && !wasInTransaction) {
+    if (this.retryable && !wasInTransaction) {
       // Nothing of the answer reached the client: run the same frames on another node.
-      retry.failed.add(node.spec.id);
+      const failedHere = (this.retryFailed ??= new Set()).add(node.spec.id);
       this.ctx.stats.retried(node.spec.id);
-      this.batch = retry.frames.concat(this.batch);
-      this.batchBytes = this.batch.reduce((n, f) => n + f.length, 0);
-      this.route(decideRoute(this.batch, this.statements, this.ctx.classifier, false), retry.failed);
+      this.batch.prepend({ frames: this.retryFrames, notes: this.retryNotes });
+      this.route(this.batch.route(this.statements, false), failedHere);
       return;
     }
     const commitInFlight = this.commitInFlight;
@@ -819,7 +875,7 @@ export class ClientSession
   // ---- TrackerSink ---------------------------------------------------------------------
 
   emit(bytes: Buffer): void {
-    this.retryable = null;
+    if (this.retryable) this.endRetry();
     this.out.push(bytes);
   }
 
@@ -844,60 +900,45 @@ export class ClientSession
 
   // ---- the lease -----------------------------------------------------------------------
 
+  /**
+   * The one place a lease ends: the session lets go of its backend, which the caller gives
+   * back to its pool, discards, reports lost or parks.
+   */
+  private endLease(): Lease {
+    const lease = this.lease!;
+    this.lease = null;
+    return lease;
+  }
+
   /** Gives the leased backend back to its pool. */
   releaseBackend(): void {
-    const conn = this.backend!;
-    this.backend = null;
-    this.node = null;
-    const pool = this.backendPool!;
-    this.backendPool = null;
+    const { conn, pool } = this.endLease();
     pool.release(conn);
     this.onBoundary?.();
   }
 
   private dropBackend(reason: string): void {
-    const conn = this.backend!;
-    this.backend = null;
-    this.node = null;
-    const pool = this.backendPool!;
-    this.backendPool = null;
+    const { conn, pool } = this.endLease();
     pool.discard(conn, reason);
   }
 
   /** The leased connection died during the proxy's own statement: a node failure, nothing owed to the client. */
   leaseLost(node: NodeStatus, reason: string): void {
     this.ctx.nodeFailed(node.spec.id, reason);
-    this.backendPool?.lost();
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
+    if (this.lease !== null) this.endLease().pool.lost();
     this.tracker.reset();
     this.translator.reset();
-    this.txStatus = TX_IDLE;
   }
 
   /** Gives up the lease, its transaction still open on the backend (a shard the transaction left). */
   detachLease(): Participation {
-    const lease: Participation = {
-      conn: this.backend!,
-      pool: this.backendPool!,
-      node: this.node!,
-      txStatus: this.txStatus,
-    };
-    this.backend = null;
-    this.backendPool = null;
-    this.node = null;
-    this.txStatus = TX_IDLE;
-    return lease;
+    return this.endLease();
   }
 
-  /** Takes back a backend detached earlier, with its transaction. */
-  attachLease(p: Participation): void {
-    p.conn.listener = this;
-    this.backend = p.conn;
-    this.backendPool = p.pool;
-    this.node = p.node;
-    this.txStatus = p.txStatus;
+  /** The one place a lease starts: a backend just lent, or one detached earlier taken back with its transaction. */
+  attachLease(lease: Lease): void {
+    lease.conn.listener = this;
+    this.lease = lease;
   }
 
   /** Drops the backends of the transaction's other shards (their servers roll back). */
@@ -921,6 +962,9 @@ export class ClientSession
     this.onClientClose();
   }
 }
+
+const NO_FRAMES: Buffer[] = [];
+const NO_NOTES: FrameNote[] = [];
 
 function isCopyFrame(frame: Buffer): boolean {
   const t = frame[0];

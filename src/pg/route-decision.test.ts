@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import { Classifier } from './classifier/classify.js';
 import { encodeParse, SYNC } from './protocol/index.js';
 import { cstr, int16, typedFrame } from './protocol/test-support.js';
-import { decideRoute } from './route-decision.js';
+import { ClientBatch } from './client-batch.js';
+import type { RouteDecision } from './route-decision.js';
 import { ClientStatements, statementKey } from './statement-registry.js';
 
 const classifier = new Classifier();
@@ -30,20 +31,27 @@ function registered(name: string, query: string): ClientStatements {
   return statements;
 }
 
+/** The decision for `frames` queued as a session queues them (each noted on arrival). */
+function decideRoute(frames: Buffer[], statements: ClientStatements, deferredBegin: boolean): RouteDecision {
+  const batch = new ClientBatch(classifier);
+  for (const f of frames) batch.push(f);
+  return batch.route(statements, deferredBegin);
+}
+
 describe('decideRoute with the extended protocol', () => {
   test('a Bind of the unnamed statement follows the Parse of the same batch, not the previous query', () => {
     // What drivers send: every parameterised query re-Parses the unnamed statement.
     const statements = registered('', 'UPDATE t SET v = $1 WHERE id = $2');
     const read = [encodeParse('', 'SELECT v FROM t WHERE id = $1', NO_TYPES), bind(''), execute(), SYNC];
-    assert.equal(decideRoute(read, statements, classifier, false).target, 'read');
+    assert.equal(decideRoute(read, statements, false).target, 'read');
     const write = [encodeParse('', 'DELETE FROM t WHERE id = $1', NO_TYPES), bind(''), execute(), SYNC];
-    assert.equal(decideRoute(write, registered('', 'SELECT 1'), classifier, false).target, 'primary');
+    assert.equal(decideRoute(write, registered('', 'SELECT 1'), false).target, 'primary');
   });
 
   test('a Bind alone uses the statement the client prepared earlier', () => {
     const statements = registered('s1', 'INSERT INTO t VALUES ($1)');
-    assert.equal(decideRoute([bind('s1'), execute(), SYNC], statements, classifier, false).target, 'primary');
+    assert.equal(decideRoute([bind('s1'), execute(), SYNC], statements, false).target, 'primary');
     const reads = registered('s2', 'SELECT 1');
-    assert.equal(decideRoute([bind('s2'), execute(), SYNC], reads, classifier, false).target, 'read');
+    assert.equal(decideRoute([bind('s2'), execute(), SYNC], reads, false).target, 'read');
   });
 });

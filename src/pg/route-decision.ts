@@ -1,44 +1,13 @@
 /**
  * Decides where a queued batch of client frames must run: the primary or a read node.
- * Reads only what routing needs: the text of Query and Parse, the statement a Bind names.
+ * Reads only what routing needs: the classification of Query and Parse (noted when the frame
+ * was queued, see frame-note.ts), the statement a Bind names.
  */
-import type { Classification, Classifier } from './classifier/classify.js';
-import {
-  decodeBindHead,
-  decodeParse,
-  decodeQuery,
-  FrontendCode,
-  type ParseMessage,
-} from './protocol/index.js';
+import type { Classification } from './classifier/classify.js';
+import { parseNote, queryNote, type FrameNote } from './frame-note.js';
+import { decodeBindHead, FrontendCode } from './protocol/index.js';
 import type { RouteReason } from './session-context.js';
 import type { ClientStatements } from './statement-registry.js';
-
-let memoFrame: Buffer | null = null;
-let memoClassification: Classification | null = null;
-
-/**
- * Classifies a Query frame. The same frame is looked at by the router and then by the
- * translator; a one-entry memo keyed by the frame's identity spares the second decode.
- */
-export function classifyQuery(classifier: Classifier, frame: Buffer): Classification {
-  if (frame === memoFrame) return memoClassification!;
-  const c = classifier.classify(decodeQuery(frame));
-  memoFrame = frame;
-  memoClassification = c;
-  return c;
-}
-
-let parseMemoFrame: Buffer | null = null;
-let parseMemo: ParseMessage | null = null;
-
-/** Decodes a Parse frame, with the same one-entry identity memo (router, then translator). */
-export function parseOf(frame: Buffer): ParseMessage {
-  if (frame === parseMemoFrame) return parseMemo!;
-  const msg = decodeParse(frame);
-  parseMemoFrame = frame;
-  parseMemo = msg;
-  return msg;
-}
 
 export interface RouteDecision {
   target: 'primary' | 'read';
@@ -54,8 +23,8 @@ export interface RouteDecision {
  */
 export function decideRoute(
   batch: readonly Buffer[],
+  notes: readonly FrameNote[],
   statements: ClientStatements,
-  classifier: Classifier,
   deferredBegin: boolean,
 ): RouteDecision {
   let hint: Classification['hint'] = null;
@@ -69,16 +38,17 @@ export function decideRoute(
   // the unnamed statement for every query, so a Bind of '' must not be classified as the
   // previous query (a write before a read would send the read to the primary).
   let parsedHere: Map<string, Classification> | null = null;
-  for (const frame of batch) {
+  for (let i = 0; i < batch.length; i++) {
+    const frame = batch[i]!;
     let c: Classification | null = null;
     switch (frame[0]) {
       case FrontendCode.Query:
-        c = classifyQuery(classifier, frame);
+        c = queryNote(notes[i]!);
         break;
       case FrontendCode.Parse: {
-        const msg = parseOf(frame);
-        c = classifier.classify(msg.query);
-        (parsedHere ??= new Map()).set(msg.statement, c);
+        const parsed = parseNote(notes[i]!);
+        c = parsed.classification;
+        (parsedHere ??= new Map()).set(parsed.msg.statement, c);
         break;
       }
       case FrontendCode.Bind: {

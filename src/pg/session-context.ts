@@ -84,8 +84,11 @@ export interface RoutingHost {
   /** the shard the batch being routed belongs to */
   readonly shard: string;
   readonly closed: boolean;
-  /** the proxy runs its own statement on the lease: the client's requests wait */
-  gated: boolean;
+  /**
+   * The proxy runs its own work (`work`, on the lease or beside it): the client's requests
+   * wait until it settles; `then` runs with its result as soon as they may go on.
+   */
+  gate<T>(work: Promise<T>, then: (result: T) => void): void;
   route(decision: RouteDecision, failed: Set<string> | null): void;
   routeTo(
     node: NodeStatus,

@@ -7,7 +7,8 @@
  */
 import type { NodeStatus } from '../core/topology.js';
 import type { BackendConnection } from './backend-connection.js';
-import type { Classifier } from './classifier/classify.js';
+import type { ClientBatch, TakenFrames } from './client-batch.js';
+import { parseNote, queryNote } from './frame-note.js';
 import { RwsplitPgError, SqlState } from './errors.js';
 import type { OutputCoalescer } from './output-coalescer.js';
 import {
@@ -17,7 +18,6 @@ import {
   FrontendCode,
   readyForQuery,
 } from './protocol/index.js';
-import { classifyQuery, parseOf } from './route-decision.js';
 import type { SessionContext } from './session-context.js';
 import { applySessionCommand, parseSessionCommand, type SessionSettings } from './session-commands.js';
 
@@ -34,13 +34,19 @@ export const DEFAULT_SHARD = 'default';
 /** What SessionRecovery needs of its session (ClientSession implements it). */
 export interface RecoverySessionHost {
   /** client frames not yet sent to a backend */
-  readonly batch: readonly Buffer[];
+  readonly batch: ClientBatch;
   /** the backend leased for this session's work, or null */
   readonly currentBackend: BackendConnection | null;
   /** the error the next statement gets while a lost transaction is not ended (see ClientSession) */
-  abortedTx: RwsplitPgError | null;
-  /** a batch waits for the leased backend to go idle */
-  waitingForIdle: boolean;
+  readonly abortedTx: RwsplitPgError | null;
+  /** the transaction is over for the client: every statement gets `err` until ROLLBACK/COMMIT */
+  abortTransaction(err: RwsplitPgError): void;
+  /** the client ended the aborted transaction */
+  endAbortedTransaction(): void;
+  /** the batch waits for the leased backend to go idle */
+  holdUntilIdle(): void;
+  /** a batch held until the backend went idle goes on now (the backend is gone or idle) */
+  dispatchHeld(): void;
   /** no answer pending on the leased backend */
   backendIdle(): boolean;
   /** the transaction status the client was last told */
@@ -84,8 +90,7 @@ export class SessionRecovery {
     this.out.push(err.toFrame());
     for (let i = 0; i < pendingReady; i++) this.out.push(readyForQuery(TX_IDLE));
     this.out.flush();
-    this.session.waitingForIdle = false;
-    this.session.dispatch();
+    this.session.dispatchHeld();
   }
 
   /** A session pinned to its server (SET, temporary tables, …) cannot go on without it. */
@@ -120,35 +125,33 @@ export class SessionRecovery {
           'Run the transaction again: new writes go to the new primary (they wait up to postgres.failover.bufferMs for one).',
         );
     const s = this.session;
-    s.waitingForIdle = false;
     s.discardParked(`the transaction was lost on shard ${node.spec.shard}`);
     if (pendingReady > 0) {
       this.ctx.stats.clientError(err.sqlstate);
       this.out.push(err.toFrame());
       for (let i = 0; i < pendingReady; i++) this.out.push(readyForQuery(TX_FAILED));
       this.out.flush();
-      s.abortedTx = abortedError(`The transaction was lost: ${cause}. Send ROLLBACK.`);
+      s.abortTransaction(abortedError(`The transaction was lost: ${cause}. Send ROLLBACK.`));
     } else {
-      s.abortedTx = err; // nothing was waiting: the next statement learns it
+      s.abortTransaction(err); // nothing was waiting: the next statement learns it
     }
-    s.dispatch();
+    s.dispatchHeld();
   }
 
   /** In a transaction lost with its server: ROLLBACK/COMMIT end it, anything else fails. */
   answerAbortedTransaction(): void {
     const s = this.session;
-    const first = s.batch[0]!;
-    if (s.batch.length === 1 && first[0] === FrontendCode.Query) {
-      const c = classifyQuery(this.ctx.classifier, first);
+    if (s.batch.length === 1 && s.batch.first[0] === FrontendCode.Query) {
+      const c = queryNote(s.batch.firstNote);
       if (c.statementCount === 1 && (c.tx === 'commit' || c.tx === 'rollback')) {
-        s.abortedTx = null;
+        s.endAbortedTransaction();
         // PostgreSQL answers COMMIT of a failed transaction with the tag ROLLBACK too.
         s.answer(encodeCommandComplete('ROLLBACK'), readyForQuery(TX_IDLE));
         return;
       }
     }
     const err = s.abortedTx!;
-    if (err.sqlstate !== '25P02') s.abortedTx = abortedError('Send ROLLBACK.');
+    if (err.sqlstate !== '25P02') s.abortTransaction(abortedError('Send ROLLBACK.'));
     s.failBatch(err, TX_FAILED);
   }
 
@@ -158,7 +161,7 @@ export class SessionRecovery {
     if (!cmd) return false;
     const s = this.session;
     if (s.currentBackend && !s.backendIdle()) {
-      s.waitingForIdle = true; // answers for earlier requests are still coming
+      s.holdUntilIdle(); // answers for earlier requests are still coming
       return true;
     }
     s.shiftBatch();
@@ -186,12 +189,13 @@ function backendLostError(node: NodeStatus, reason: string, hint: string | undef
 }
 
 /** Does this batch (sent inside a transaction) end it with COMMIT? */
-export function endsWithCommit(classifier: Classifier, frames: readonly Buffer[]): boolean {
-  for (const f of frames) {
-    if (f[0] === FrontendCode.Query) {
-      if (classifyQuery(classifier, f).tx === 'commit') return true;
-    } else if (f[0] === FrontendCode.Parse) {
-      if (classifier.classify(parseOf(f).query).tx === 'commit') return true;
+export function endsWithCommit({ frames, notes }: TakenFrames): boolean {
+  for (let i = 0; i < frames.length; i++) {
+    const t = frames[i]![0];
+    if (t === FrontendCode.Query) {
+      if (queryNote(notes[i]!).tx === 'commit') return true;
+    } else if (t === FrontendCode.Parse) {
+      if (parseNote(notes[i]!).classification.tx === 'commit') return true;
     }
   }
   return false;

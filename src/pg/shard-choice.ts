@@ -5,7 +5,8 @@
  * Bind are decoded (text format) so `WHERE id = $1` rules work for extended-protocol clients.
  */
 import { FrontendCode, decodeBindHead, decodeQuery } from './protocol/index.js';
-import { parseOf } from './route-decision.js';
+import type { TakenFrames } from './client-batch.js';
+import { parseNote } from './frame-note.js';
 import type { ShardResolution, ShardResolver } from './shard-resolver.js';
 import type { ClientStatements } from './statement-registry.js';
 
@@ -18,17 +19,18 @@ const NONE: ShardChoice = Object.freeze({ kind: 'none' });
  * keep a transaction on its current shard.
  */
 export function chooseShard(
-  batch: readonly Buffer[],
+  batch: TakenFrames,
   statements: ClientStatements,
   resolver: ShardResolver,
   shardKey: string | null,
 ): ShardChoice {
   let sql: string | null = null;
   let params: (string | null)[] | undefined;
-  for (const frame of batch) {
+  for (let i = 0; i < batch.frames.length; i++) {
+    const frame = batch.frames[i]!;
     const t = frame[0];
     if (t === FrontendCode.Query) sql = decodeQuery(frame);
-    else if (t === FrontendCode.Parse) sql = parseOf(frame).query;
+    else if (t === FrontendCode.Parse) sql = parseNote(batch.notes[i]!).msg.query;
     else if (t === FrontendCode.Bind) {
       // A Bind after its Parse in the same batch carries the values for that text.
       const info = statements.get(decodeBindHead(frame).statement);

@@ -22,7 +22,8 @@ import {
   encodeQuery,
   FrontendCode,
 } from './protocol/index.js';
-import { classifyQuery, decideRoute } from './route-decision.js';
+import type { ClientBatch } from './client-batch.js';
+import { queryNote } from './frame-note.js';
 import type { SessionContext, ShardingContext } from './session-context.js';
 import type { SessionSettings } from './session-commands.js';
 import {
@@ -57,7 +58,7 @@ export interface Participation {
 /** What ShardTransaction needs of its session (ClientSession implements it). */
 export interface ShardSessionHost {
   /** client frames not yet sent to a backend */
-  readonly batch: readonly Buffer[];
+  readonly batch: ClientBatch;
   readonly currentBackend: BackendConnection | null;
   /** the node of the leased backend */
   readonly node: NodeStatus | null;
@@ -72,10 +73,10 @@ export interface ShardSessionHost {
   abortedTx: RwsplitPgError | null;
   /** the shard the batch being routed belongs to */
   shard: string;
-  /** a batch waits for the leased backend to go idle */
-  waitingForIdle: boolean;
-  /** the proxy runs its own statements: the client's requests wait */
-  gated: boolean;
+  /** the batch waits for the leased backend to go idle */
+  holdUntilIdle(): void;
+  /** the proxy runs its own work: the client's requests wait until it settles (see RoutingHost) */
+  gate<T>(work: Promise<T>, then: (result: T) => void): void;
   /** a write ran on the lease (its commit position is still to be taken) */
   wroteOnLease: boolean;
   /** no answer pending on the leased backend */
@@ -137,7 +138,7 @@ export class ShardTransaction {
    */
   place(): boolean {
     const s = this.session;
-    const first = s.batch[0]!;
+    const first = s.batch.first;
     if (this.parked.size > 0 && s.currentBackend && this.endsSpanningTransaction(first)) return false;
     const inTransaction = (s.currentBackend !== null && s.txStatus !== TX_IDLE) || s.deferredBegin !== null;
     if (!inTransaction) this.txLocals = [];
@@ -205,11 +206,11 @@ export class ShardTransaction {
     const s = this.session;
     const end = this.distributedEnd(first);
     if (end !== null) {
-      if (!s.backendIdle()) s.waitingForIdle = true;
+      if (!s.backendIdle()) s.holdUntilIdle();
       else this.finishDistributed(end);
       return true;
     }
-    if (!endsWithCommit(this.ctx.classifier, s.batch)) return false;
+    if (!endsWithCommit(s.batch)) return false;
     s.failBatch(
       new RwsplitPgError(
         'DISTRIBUTED_COMMIT_FORM',
@@ -230,7 +231,7 @@ export class ShardTransaction {
       return true;
     }
     if (!s.backendIdle()) {
-      s.waitingForIdle = true; // the current shard's answers first
+      s.holdUntilIdle(); // the current shard's answers first
       return false;
     }
     if (s.pinnedBy) {
@@ -245,7 +246,7 @@ export class ShardTransaction {
       return false;
     }
     if (s.txStatus === TX_IDLE) {
-      s.waitingForIdle = true; // released in a moment; then routed afresh
+      s.holdUntilIdle(); // released in a moment; then routed afresh
       return false;
     }
     this.switchShard(target);
@@ -293,21 +294,21 @@ export class ShardTransaction {
   /** 'commit' or 'rollback' when the batch is one simple COMMIT/ROLLBACK, else null. */
   private distributedEnd(first: Buffer): 'commit' | 'rollback' | null {
     if (this.session.batch.length !== 1 || first[0] !== FrontendCode.Query) return null;
-    const c = classifyQuery(this.ctx.classifier, first);
+    const c = queryNote(this.session.batch.firstNote);
     if (c.statementCount !== 1) return null;
     return c.tx === 'commit' ? 'commit' : c.tx === 'rollback' ? 'rollback' : null;
   }
 
   /** The batch writes or sets session state (the classifier's verdict, as for routing). */
   private writesOrPins(): boolean {
-    const d = decideRoute(this.session.batch, this.statements, this.ctx.classifier, false);
+    const d = this.session.batch.route(this.statements, false);
     return d.reason === 'write' || d.reason === 'pinned';
   }
 
   /** A lone BEGIN/COMMIT/ROLLBACK: needs no shard before a statement gives one. */
   private isTransactionControl(first: Buffer): boolean {
     if (this.session.batch.length !== 1 || first[0] !== FrontendCode.Query) return false;
-    const c = classifyQuery(this.ctx.classifier, first);
+    const c = queryNote(this.session.batch.firstNote);
     return c.statementCount === 1 && c.tx !== null;
   }
 
@@ -322,7 +323,6 @@ export class ShardTransaction {
     s.shiftBatch();
     const all: Participation[] = [...this.parked.values(), s.detachLease()];
     this.parked.clear();
-    s.gated = true;
     const failed = all.some((p) => p.txStatus === TX_FAILED);
     const work =
       end === 'commit' && !failed
@@ -330,13 +330,12 @@ export class ShardTransaction {
         : Promise.all(all.map((p) => internalQuery(p.conn, 'ROLLBACK').catch(() => undefined))).then(() => [
             encodeCommandComplete('ROLLBACK'),
           ]);
-    void work.then((frames) => {
+    s.gate(work, (frames) => {
       for (const p of all) {
         p.conn.listener = null;
         if (p.conn.closed) p.pool.lost();
         else p.pool.release(p.conn);
       }
-      s.gated = false;
       s.wroteOnLease = false;
       if (!s.closed) s.reply(frames, TX_IDLE);
     });
@@ -374,7 +373,7 @@ export class ShardTransaction {
     }
     if (s.currentBackend) {
       // A backend still leased (answers pending): the setting waits until it is given back.
-      s.waitingForIdle = true;
+      s.holdUntilIdle();
       return false;
     }
     this.runOwn(1, () => this.fanOut.applySetting(first, change));
@@ -402,10 +401,10 @@ export class ShardTransaction {
       return false;
     }
     if (s.currentBackend) {
-      s.waitingForIdle = true;
+      s.holdUntilIdle();
       return false;
     }
-    const frames = s.batch.slice();
+    const frames = s.batch.frames.slice();
     if (keyless.kind === 'every-shard') {
       this.runOwn(frames.length, () =>
         this.fanOut.everyShard(Buffer.concat(frames), keyless.atomic, keyless.replicated),
@@ -433,7 +432,7 @@ export class ShardTransaction {
 
   /** An extended-protocol group (Parse, Bind, Execute, Sync on the unnamed statement) with no shard. */
   private placeExtendedKeyless(inTransaction: boolean): boolean | null {
-    const group = extendedGroup(this.session.batch);
+    const group = extendedGroup(this.session.batch.frames);
     return group === null ? null : this.placeKeyless(group.sql, group, inTransaction);
   }
 
@@ -462,13 +461,12 @@ export class ShardTransaction {
   private runOwn(count: number, work: () => Promise<Buffer[]>): void {
     const s = this.session;
     for (let i = 0; i < count; i++) s.shiftBatch();
-    s.gated = true;
-    void work()
-      .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
-      .then((frames) => {
-        s.gated = false;
+    s.gate(
+      work().catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()]),
+      (frames) => {
         if (!s.closed) s.reply(frames, TX_IDLE);
-      });
+      },
+    );
   }
 
   private async twoPhaseCommit(all: readonly Participation[]): Promise<Buffer[]> {
@@ -514,7 +512,6 @@ export class ShardTransaction {
   private readEveryShard(frame: Buffer): void {
     const s = this.session;
     s.shiftBatch();
-    s.gated = true;
     const shards = [...new Set(this.ctx.topology.nodes.map((n) => n.spec.shard))];
     const leases: { pool: BackendPool; conn: BackendConnection }[] = [];
     const run = async (): Promise<Buffer[]> => {
@@ -532,16 +529,16 @@ export class ShardTransaction {
         leases.map((l, i) => ({ shard: shards[i]!, conn: l.conn })),
       );
     };
-    void run()
-      .catch((err: unknown) => [asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame()])
-      .then((frames) => {
-        for (const l of leases) {
-          if (l.conn.closed) l.pool.lost();
-          else l.pool.release(l.conn);
-        }
-        s.gated = false;
-        if (!s.closed) s.reply(frames, TX_IDLE);
-      });
+    const work = run().catch((err: unknown) => [
+      asClientError(err as Error, this.ctx.topology.nodes[0]!).toFrame(),
+    ]);
+    s.gate(work, (frames) => {
+      for (const l of leases) {
+        if (l.conn.closed) l.pool.lost();
+        else l.pool.release(l.conn);
+      }
+      if (!s.closed) s.reply(frames, TX_IDLE);
+    });
   }
 
   /** The node an all-shards read uses on `shard`: the primary under `strong`, else a read node. */

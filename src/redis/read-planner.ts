@@ -10,6 +10,7 @@
  * Decision logic only: the session sends the command.
  */
 import { createBalancer, type Balancer, type Candidate } from '../core/balancer.js';
+import { eligibleReplica } from '../core/eligible.js';
 import type { NodeStatus } from '../core/topology.js';
 import type { BalanceStrategy } from '../core/types.js';
 import type { ConsistencyLevel } from '../config/schema.js';
@@ -84,14 +85,7 @@ export class ReadPlanner {
   }
 
   private replicas(s: Shard, exclude: ReadonlySet<string> | undefined, evenLagging: boolean): NodeStatus[] {
-    return s.topology.nodes.filter(
-      (n) =>
-        n.role === 'replica' &&
-        n.reachable &&
-        !n.fenced &&
-        (evenLagging || !n.lagging) &&
-        !exclude?.has(n.spec.id),
-    );
+    return s.topology.nodes.filter((n) => eligibleReplica(n, evenLagging, exclude));
   }
 
   private pick(shard: number, nodes: readonly NodeStatus[]): NodeStatus {
