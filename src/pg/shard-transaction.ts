@@ -70,7 +70,9 @@ export interface ShardSessionHost {
   /** a BEGIN answered by the proxy, sent ahead of the next batch */
   deferredBegin: Buffer | null;
   /** the transaction is over for the proxy: the next statements get this error until ROLLBACK */
-  abortedTx: RwsplitPgError | null;
+  readonly abortedTx: RwsplitPgError | null;
+  /** the transaction is over for the proxy: the next statements get `err` until ROLLBACK */
+  abortTransaction(err: RwsplitPgError): void;
   /** the shard the batch being routed belongs to */
   shard: string;
   /** the batch waits for the leased backend to go idle */
@@ -446,11 +448,13 @@ export class ShardTransaction {
     if (s.currentBackend === null && s.deferredBegin !== null) {
       s.deferredBegin = null;
       s.failBatch(err, TX_FAILED);
-      s.abortedTx = new RwsplitPgError(
-        'IN_FAILED_TRANSACTION',
-        '25P02',
-        'current transaction is aborted, commands ignored until end of transaction block',
-        'Send ROLLBACK.',
+      s.abortTransaction(
+        new RwsplitPgError(
+          'IN_FAILED_TRANSACTION',
+          '25P02',
+          'current transaction is aborted, commands ignored until end of transaction block',
+          'Send ROLLBACK.',
+        ),
       );
       return;
     }
