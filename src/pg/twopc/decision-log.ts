@@ -191,9 +191,10 @@ export class PgDecisionStore implements DecisionStore {
         return;
       } catch (err) {
         // Two instances creating the table at once: one fails on the catalog's unique index
-        // (23505) or finds the relation already there (42P07); the second try sees it.
+        // (23505), finds the relation already there (42P07) or its row type (42710, `type
+        // "rwsplit_2pc_log" already exists`); the second try sees it.
         const state = sqlStateOf(err);
-        if (attempt >= 3 || (state !== '23505' && state !== '42P07')) throw err;
+        if (attempt >= 3 || (state !== '23505' && state !== '42P07' && state !== '42710')) throw err;
       }
     }
   }
