@@ -16,8 +16,8 @@ import { Rwsplit } from '../src/app.js';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
 import { chownToRunAs, resolvePgRunAs } from '../src/cluster/run-as.js';
 import { validateConfig } from '../src/config/load.js';
-import { BackendConnection } from '../src/pg/backend-connection.js';
-import { backendTlsByNode } from '../src/pg/backend-tls.js';
+import { BackendConnection } from '../src/pg/backend/backend-connection.js';
+import { backendTlsByNode } from '../src/pg/backend/backend-tls.js';
 import { waitFor } from './support/stack.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'rwsplit-tls-'));

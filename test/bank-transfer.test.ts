@@ -16,7 +16,7 @@ import pg from 'pg';
 import { freePorts } from '../src/cluster/free-port.js';
 import { PgShardedCluster } from '../src/cluster/pg-shards.js';
 import { validateConfig } from '../src/config/load.js';
-import { ShardResolver } from '../src/pg/shard-resolver.js';
+import { ShardResolver } from '../src/pg/sharding/shard-resolver.js';
 import { waitFor } from './support/stack.js';
 
 const TRANSFERS = 1000;

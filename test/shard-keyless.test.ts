@@ -16,7 +16,7 @@ import { pgBinary } from '../src/cluster/pg-binaries.js';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
 import { PgShardedCluster } from '../src/cluster/pg-shards.js';
 import { validateConfig } from '../src/config/load.js';
-import { ShardResolver } from '../src/pg/shard-resolver.js';
+import { ShardResolver } from '../src/pg/sharding/shard-resolver.js';
 
 const run = promisify(execFile);
 const SHARDING = {

@@ -17,7 +17,7 @@ import { Rwsplit } from '../src/app.js';
 import { PgShardedCluster } from '../src/cluster/pg-shards.js';
 import { pgBinary } from '../src/cluster/pg-binaries.js';
 import { validateConfig } from '../src/config/load.js';
-import { ShardResolver } from '../src/pg/shard-resolver.js';
+import { ShardResolver } from '../src/pg/sharding/shard-resolver.js';
 import { waitFor } from './support/stack.js';
 
 const ACCOUNTS = 200;

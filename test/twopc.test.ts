@@ -14,7 +14,7 @@ import {
   type FaultProbabilities,
   type Participant,
   type RecoveryShard,
-} from '../src/pg/twopc/index.js';
+} from '../src/pg/sharding/twopc/index.js';
 
 /**
  * Two-phase commit against real servers: two one-node shards, participants over plain

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { ClusterView } from '../core/cluster-view.js';
 import { nodeState, Topology } from '../core/topology.js';
 import type { NodeSpec } from '../core/types.js';
-import { FailoverError } from '../pg/failover-plan.js';
+import { FailoverError } from '../pg/ha/failover-plan.js';
 import { AdminActionError, asActionError, parseSwitchoverRequest, ViewDrainer } from './actions.js';
 
 const spec = (id: string, kind: NodeSpec['kind'] = 'postgres', shard = 'default'): NodeSpec => ({

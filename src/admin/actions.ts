@@ -5,7 +5,7 @@
  */
 import type { ClusterView } from '../core/cluster-view.js';
 import type { NodeStatus } from '../core/topology.js';
-import { FailoverError, type FailoverErrorCode } from '../pg/failover-plan.js';
+import { FailoverError, type FailoverErrorCode } from '../pg/ha/failover-plan.js';
 
 /** What a successful reload changed (key paths, never values: a key may be a secret). */
 export interface ReloadPlan {
@@ -55,7 +55,7 @@ const STATUS: Record<AdminActionCode, number> = {
   RESTART_UNAVAILABLE: 409,
   RESTART_RUNNING: 409,
   RESTART_FAILED: 502,
-  // switchover (src/pg/failover-plan.ts): the request's fault, the cluster's state, or the servers'
+  // switchover (src/pg/ha/failover-plan.ts): the request's fault, the cluster's state, or the servers'
   UNKNOWN_SHARD: 400,
   BAD_TARGET: 400,
   FAILOVER_RUNNING: 409,

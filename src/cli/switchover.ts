@@ -1,5 +1,5 @@
 /** `rwsplit switchover`: asks a running instance (POST /api/switchover) and prints what happened. */
-import type { PromotionReport } from '../pg/promotion.js';
+import type { PromotionReport } from '../pg/ha/promotion.js';
 
 export interface SwitchoverCliOptions {
   http: string;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { TableRuleError, TableRules } from '../pg/shard-rules.js';
+import { TableRuleError, TableRules } from '../pg/sharding/shard-rules.js';
 import { configSchema, type Config, type PgConfig, type StreamsConfig } from './schema.js';
 
 /** A configuration problem; `message` is meant for the user as-is. */

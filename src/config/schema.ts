@@ -22,7 +22,7 @@ const pgNode = z.strictObject({
   weight: z.number().min(0).default(1),
 });
 
-/** TLS toward PostgreSQL servers, libpq's `sslmode` values (src/pg/backend-tls.ts). */
+/** TLS toward PostgreSQL servers, libpq's `sslmode` values (src/pg/backend/backend-tls.ts). */
 export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof sslModes)[number];
 

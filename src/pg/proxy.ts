@@ -14,16 +14,21 @@ import { ClientGuard } from '../core/client-guard.js';
 import type { NodeStatus, Topology, TopologyEvent } from '../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramKeys, type ScramVerifier } from './auth/index.js';
-import { AuthQuery } from './auth-query.js';
-import type { BackendLogin } from './backend-connection.js';
-import type { SignalTarget } from './backend-signal.js';
-import type { BackendTls } from './backend-tls.js';
-import { BackendPool } from './backend-pool.js';
+import { AuthQuery } from './auth/auth-query.js';
+import type { BackendLogin } from './backend/backend-connection.js';
+import type { SignalTarget } from './backend/backend-signal.js';
+import type { BackendTls } from './backend/backend-tls.js';
+import { BackendPool } from './backend/backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
-import { ClientSession } from './client-session.js';
-import { ClientStartup, closesSilently, type ClientLogin, type StartupHost } from './client-startup.js';
+import { ClientSession } from './session/client-session.js';
+import {
+  ClientStartup,
+  closesSilently,
+  type ClientLogin,
+  type StartupHost,
+} from './session/client-startup.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from './errors.js';
-import { IdleTransactionWatch } from './idle-transaction.js';
+import { IdleTransactionWatch } from './session/idle-transaction.js';
 import {
   encodeBackendKeyData,
   encodeCancelRequest,
@@ -32,10 +37,10 @@ import {
   ProtocolError,
   readyForQuery,
 } from './protocol/index.js';
-import type { PgStats, SessionContext, ShardingContext } from './session-context.js';
-import { pgSocketPath, prepareSocketPath, removeSocketFile } from './unix-socket.js';
-import { ReplicationPassthrough } from './replication-passthrough.js';
-import { DEFAULT_SHARD } from './session-recovery.js';
+import type { PgStats, SessionContext, ShardingContext } from './session/session-context.js';
+import { pgSocketPath, prepareSocketPath, removeSocketFile } from './session/unix-socket.js';
+import { ReplicationPassthrough } from './session/replication-passthrough.js';
+import { DEFAULT_SHARD } from './session/session-recovery.js';
 import { listenPath, listenServer } from '../util/listen.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;

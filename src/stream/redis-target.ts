@@ -3,7 +3,7 @@
  * connection (MULTI/EXEC must not share a link with other clients' commands). Keys go to
  * shards by the proxy's own ring, so clients reading through rwsplit find them.
  */
-import { RedisLink, type LinkOptions } from '../redis/backend-link.js';
+import { RedisLink, type LinkOptions } from '../redis/backend/backend-link.js';
 import { encodeCommand, parseReply, RespErrorValue, replyText, type RespValue } from '../redis/resp/index.js';
 
 export class RedisTargetError extends Error {

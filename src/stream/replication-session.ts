@@ -4,7 +4,11 @@
  * over the simple query protocol, then CopyBoth after START_REPLICATION. The caller gets each
  * CopyData payload, decides when to acknowledge, and pauses the socket for backpressure.
  */
-import { BackendConnection, type BackendListener, type BackendTarget } from '../pg/backend-connection.js';
+import {
+  BackendConnection,
+  type BackendListener,
+  type BackendTarget,
+} from '../pg/backend/backend-connection.js';
 import { BackendCode, decodeErrorFields, encodeQuery } from '../pg/protocol/index.js';
 import { COPY_DONE, encodeStandbyStatus, formatLsn } from './pgoutput.js';
 

@@ -2,7 +2,7 @@
  * A Redis client that returns each reply's exact bytes, to compare rwsplit with a server byte
  * for byte (ioredis and redis-cli decode and reformat). Built on the proxy's own backend link.
  */
-import { RedisLink } from '../../src/redis/backend-link.js';
+import { RedisLink } from '../../src/redis/backend/backend-link.js';
 import { encodeCommand } from '../../src/redis/resp/index.js';
 
 export interface RawRedis {

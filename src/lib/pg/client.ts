@@ -10,7 +10,7 @@ import type { CausalToken } from '../../core/causal.js';
 import { annotate, capturesToken, mayWrite, queryArgs, readToken, runStatement, settle } from './run.js';
 import type { RoutedQueryConfig } from './run.js';
 import { isConnectionError, type Lease, type PgRouter } from './router.js';
-import type { RouteDecision } from '../../pg/route-decision.js';
+import type { RouteDecision } from '../../pg/routing/route-decision.js';
 
 type Pin = {
   kind: 'transaction' | 'session';

@@ -13,10 +13,10 @@ import { ReadRouter } from '../../core/read-router.js';
 import { StalenessTracker } from '../../core/staleness.js';
 import { Topology, type NodeStatus } from '../../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../../config/schema.js';
-import { COMMIT_POSITION_SQL, REPLAY_POSITION_SQL } from '../../pg/causal-gate.js';
+import { COMMIT_POSITION_SQL, REPLAY_POSITION_SQL } from '../../pg/routing/causal-gate.js';
 import { Classifier } from '../../pg/classifier/classify.js';
-import { PgMonitor } from '../../pg/monitor.js';
-import { routeFromFacts, type RouteDecision } from '../../pg/route-decision.js';
+import { PgMonitor } from '../../pg/ha/monitor.js';
+import { routeFromFacts, type RouteDecision } from '../../pg/routing/route-decision.js';
 import type { ResolvedOptions } from './options.js';
 
 /** The shard of an unsharded cluster (the proxy's name for it, so tokens cross). */

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { formatPgToken, parsePgToken, type CausalToken } from '../../core/causal.js';
-import type { RouteDecision } from '../../pg/route-decision.js';
+import type { RouteDecision } from '../../pg/routing/route-decision.js';
 import { failedNode, isConnectionError, SHARD, type Lease, type PgRouter } from './router.js';
 
 /** A query config as pg takes it, plus a per-request causal token. */

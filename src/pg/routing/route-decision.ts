@@ -1,0 +1,109 @@
+/**
+ * Decides where a queued batch of client frames must run: the primary or a read node.
+ * Reads only what routing needs: the classification of Query and Parse (noted when the frame
+ * was queued, see frame-note.ts), the statement a Bind names.
+ */
+import type { Classification } from '../classifier/classify.js';
+import { parseNote, queryNote, type FrameNote } from '../session/frame-note.js';
+import { decodeBindHead, FrontendCode } from '../protocol/index.js';
+import type { RouteReason } from '../session/session-context.js';
+import type { ClientStatements } from '../session/statement-registry.js';
+
+export interface RouteDecision {
+  target: 'primary' | 'read';
+  reason: RouteReason;
+  /** an autocommit read made only of statements: safe to run again on another node */
+  retryable: boolean;
+}
+
+/**
+ * Order of precedence: a hint; the transaction the batch opens (`BEGIN` → primary,
+ * `BEGIN READ ONLY` or a deferred BEGIN followed by `SET TRANSACTION READ ONLY` → a read
+ * node); session state or any write → primary; otherwise a read node.
+ */
+export function decideRoute(
+  batch: readonly Buffer[],
+  notes: readonly FrameNote[],
+  statements: ClientStatements,
+  deferredBegin: boolean,
+): RouteDecision {
+  let hint: Classification['hint'] = null;
+  let tx: Classification['tx'] = null;
+  let firstTx: Classification['tx'] | undefined;
+  let write = false;
+  let pin = false;
+  let retryable = true;
+  // Statements Parsed earlier in this same batch: a Bind names them, not what the registry
+  // still holds (the registry learns them only when the batch is translated). Drivers re-Parse
+  // the unnamed statement for every query, so a Bind of '' must not be classified as the
+  // previous query (a write before a read would send the read to the primary).
+  let parsedHere: Map<string, Classification> | null = null;
+  for (let i = 0; i < batch.length; i++) {
+    const frame = batch[i]!;
+    let c: Classification | null = null;
+    switch (frame[0]) {
+      case FrontendCode.Query:
+        c = queryNote(notes[i]!);
+        break;
+      case FrontendCode.Parse: {
+        const parsed = parseNote(notes[i]!);
+        c = parsed.classification;
+        (parsedHere ??= new Map()).set(parsed.msg.statement, c);
+        break;
+      }
+      case FrontendCode.Bind: {
+        const name = decodeBindHead(frame).statement;
+        c = parsedHere?.get(name) ?? statements.get(name)?.classification ?? null;
+        break;
+      }
+      case FrontendCode.FunctionCall:
+        write = true;
+        retryable = false;
+        continue;
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        retryable = false;
+        continue;
+      default:
+        continue;
+    }
+    if (!c) continue;
+    if (firstTx === undefined) firstTx = c.tx;
+    hint ??= c.hint;
+    tx ??= c.tx;
+    if (c.pin) pin = true;
+    if (c.route === 'write') write = true;
+  }
+  if (deferredBegin) {
+    const readOnly = firstTx === 'set-tx-read-only';
+    return {
+      target: readOnly ? 'read' : 'primary',
+      reason: readOnly ? 'read-only-transaction' : 'transaction',
+      retryable: false,
+    };
+  }
+  return routeFromFacts(hint, tx, pin, write, retryable);
+}
+
+/**
+ * The precedence itself, over what the statements of a unit of work say: a hint; the
+ * transaction it opens; session state or any write → primary; otherwise a read node. The
+ * proxy (decideRoute) and the in-process library (src/lib/pg) both route by it.
+ */
+export function routeFromFacts(
+  hint: Classification['hint'],
+  tx: Classification['tx'],
+  pin: boolean,
+  write: boolean,
+  retryable: boolean,
+): RouteDecision {
+  if (hint === 'primary') return { target: 'primary', reason: 'hint-primary', retryable: false };
+  if (hint === 'replica')
+    return { target: 'read', reason: 'hint-replica', retryable: retryable && !write && tx === null };
+  if (tx === 'begin') return { target: 'primary', reason: 'transaction', retryable: false };
+  if (tx === 'begin-read-only') return { target: 'read', reason: 'read-only-transaction', retryable: false };
+  if (pin) return { target: 'primary', reason: 'pinned', retryable: false };
+  if (write) return { target: 'primary', reason: 'write', retryable: false };
+  return { target: 'read', reason: 'read', retryable: retryable && tx === null };
+}
