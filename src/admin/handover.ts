@@ -5,7 +5,7 @@
  * same kernel socket), and waits until the successor reports it serves. Both processes accept
  * on the same socket meanwhile and the kernel queues connections nobody has accepted yet, so
  * there is never a moment with no listener: no client is refused. The old process then stops
- * accepting and drains its sessions (proxy.ts, redis-proxy.ts).
+ * accepting and drains its sessions (pg/proxy.ts, redis/proxy.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';

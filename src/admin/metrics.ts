@@ -6,7 +6,8 @@ import client from 'prom-client';
 import type { ClientGuard } from '../core/client-guard.js';
 import type { ClusterView } from '../core/cluster-view.js';
 import { nodeState } from '../core/topology.js';
-import type { CausalOutcome, PgStats, RouteReason } from '../pg/session/session-context.js';
+import type { RouteReason } from '../pg/routing/route-decision.js';
+import type { CausalOutcome, PgStats } from '../pg/session/session-context.js';
 import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
 
 /** Which side of the split a dispatched batch was routed to: `read` (a read route) or `write` (the primary's traffic). */

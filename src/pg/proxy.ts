@@ -16,7 +16,6 @@ import type { ConsistencyLevel, PgConfig } from '../config/schema.js';
 import { makeScramVerifier, parseScramVerifier, type ScramKeys, type ScramVerifier } from './auth/index.js';
 import { AuthQuery } from './auth/auth-query.js';
 import type { BackendLogin } from './backend/backend-connection.js';
-import type { SignalTarget } from './backend/backend-signal.js';
 import type { BackendTls } from './backend/backend-tls.js';
 import { BackendPool } from './backend/backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
@@ -37,7 +36,7 @@ import {
   ProtocolError,
   readyForQuery,
 } from './protocol/index.js';
-import type { PgStats, SessionContext, ShardingContext } from './session/session-context.js';
+import type { PgStats, SessionContext, ShardingContext, SignalTarget } from './session/session-context.js';
 import { pgSocketPath, prepareSocketPath, removeSocketFile } from './session/unix-socket.js';
 import { ReplicationPassthrough } from './session/replication-passthrough.js';
 import { DEFAULT_SHARD } from './session/session-recovery.js';

@@ -41,19 +41,6 @@ export interface SignalCall {
   readonly callEnd: number;
 }
 
-/** Whom a literal pid names: a backend of rwsplit's pools, or a session rwsplit gave the pid to. */
-export type SignalTarget =
-  | { kind: 'backend'; conn: BackendConnection; node: NodeStatus }
-  | { kind: 'session'; session: SignalledSession };
-
-/** What a signal needs of the session it is aimed at (ClientSession implements it). */
-export interface SignalledSession {
-  readonly currentBackend: BackendConnection | null;
-  /** the node of the leased backend */
-  readonly node: NodeStatus | null;
-  fatal(err: RwsplitPgError): void;
-}
-
 /** PostgreSQL's own words for a terminated session. */
 export function terminatedError(): RwsplitPgError {
   return new RwsplitPgError(

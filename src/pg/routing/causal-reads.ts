@@ -12,7 +12,8 @@ import type { NodeStatus } from '../../core/topology.js';
 import type { BackendConnection } from '../backend/backend-connection.js';
 import { awaitReplay, commitPosition } from './causal-gate.js';
 import type { RouteDecision } from './route-decision.js';
-import type { RouteReason, RoutingHost, SessionContext } from '../session/session-context.js';
+import type { RouteReason } from './route-decision.js';
+import type { RoutingHost, SessionContext } from '../session/session-context.js';
 import type { SessionSettings } from '../session/session-commands.js';
 
 /** What CausalReads needs of its session (ClientSession implements it). */

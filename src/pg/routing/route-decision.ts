@@ -6,8 +6,23 @@
 import type { Classification } from '../classifier/classify.js';
 import { parseNote, queryNote, type FrameNote } from '../session/frame-note.js';
 import { decodeBindHead, FrontendCode } from '../protocol/index.js';
-import type { RouteReason } from '../session/session-context.js';
 import type { ClientStatements } from '../session/statement-registry.js';
+
+/** Why a batch went where it went; a label of the routing-decision metric. */
+export type RouteReason =
+  | 'read'
+  | 'write'
+  | 'transaction'
+  | 'read-only-transaction'
+  | 'pinned'
+  | 'hint-primary'
+  | 'hint-replica'
+  | 'fallback-primary'
+  | 'retry'
+  /** read-your-writes: no replica had replayed the session's token within causalWaitMs */
+  | 'causal-primary'
+  /** the session's consistency level is `strong` */
+  | 'strong';
 
 export interface RouteDecision {
   target: 'primary' | 'read';

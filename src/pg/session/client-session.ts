@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { NodeStatus } from '../../core/topology.js';
 import type { BackendConnection, BackendListener, BackendLogin } from '../backend/backend-connection.js';
 import type { BackendPool } from '../backend/backend-pool.js';
-import { BackendSignals, type SignalledSession, type SignalSessionHost } from '../backend/backend-signal.js';
+import { BackendSignals, type SignalSessionHost } from '../backend/backend-signal.js';
 import { CausalReads, type CausalSessionHost } from '../routing/causal-reads.js';
 import type { IdleTransactionSubject } from './idle-transaction.js';
 import { BackendStartupError, RwsplitPgError, SqlState } from '../errors.js';
@@ -33,7 +33,8 @@ import { BatchTranslator } from './batch-translator.js';
 import { ClientBatch } from './client-batch.js';
 import { queryNote, type FrameNote } from './frame-note.js';
 import type { RouteDecision } from '../routing/route-decision.js';
-import type { RouteReason, SessionContext } from './session-context.js';
+import type { RouteReason } from '../routing/route-decision.js';
+import type { SessionContext, SignalledSession } from './session-context.js';
 import {
   ClientStatements,
   isDdlComplete,
@@ -53,17 +54,8 @@ import {
   TX_IDLE,
   type RecoverySessionHost,
 } from './session-recovery.js';
-import {
-  ShardTransaction,
-  type Participation,
-  type ShardSessionHost,
-} from '../sharding/shard-transaction.js';
-
-/**
- * A backend lent to the session: the connection, the pool it goes back to, its node, and the
- * transaction status its server last reported (a parked shard participant has the same shape).
- */
-type Lease = Participation;
+import type { Lease } from '../backend/lease.js';
+import { ShardTransaction, type ShardSessionHost } from '../sharding/shard-transaction.js';
 
 /**
  * A client's session. Members without `private` are its state and steps as the collaborators
@@ -935,7 +927,7 @@ export class ClientSession
   }
 
   /** Gives up the lease, its transaction still open on the backend (a shard the transaction left). */
-  detachLease(): Participation {
+  detachLease(): Lease {
     return this.endLease();
   }
 

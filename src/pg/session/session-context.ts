@@ -8,27 +8,11 @@ import type { ConsistencyLevel } from '../../config/schema.js';
 import type { ReadRouter } from '../../core/read-router.js';
 import type { Classifier } from '../classifier/classify.js';
 import type { BackendPool } from '../backend/backend-pool.js';
-import type { BackendLogin } from '../backend/backend-connection.js';
-import type { SignalTarget } from '../backend/backend-signal.js';
+import type { BackendConnection, BackendLogin } from '../backend/backend-connection.js';
+import type { RwsplitPgError } from '../errors.js';
 import type { ShardResolver } from '../sharding/shard-resolver.js';
 import type { TwoPhaseCoordinator } from '../sharding/twopc/index.js';
-import type { RouteDecision } from '../routing/route-decision.js';
-
-/** Why a batch went where it went; a label of the routing-decision metric. */
-export type RouteReason =
-  | 'read'
-  | 'write'
-  | 'transaction'
-  | 'read-only-transaction'
-  | 'pinned'
-  | 'hint-primary'
-  | 'hint-replica'
-  | 'fallback-primary'
-  | 'retry'
-  /** read-your-writes: no replica had replayed the session's token within causalWaitMs */
-  | 'causal-primary'
-  /** the session's consistency level is `strong` */
-  | 'strong';
+import type { RouteDecision, RouteReason } from '../routing/route-decision.js';
 
 /** Counters and histograms the data path feeds (implemented with prom-client in admin/). */
 export interface PgStats {
@@ -97,4 +81,17 @@ export interface RoutingHost {
     failed: Set<string> | null,
     checkToken: bigint | null,
   ): void;
+}
+
+/** Whom a literal pid names: a backend of rwsplit's pools, or a session rwsplit gave the pid to. */
+export type SignalTarget =
+  | { kind: 'backend'; conn: BackendConnection; node: NodeStatus }
+  | { kind: 'session'; session: SignalledSession };
+
+/** What a signal needs of the session it is aimed at (ClientSession implements it). */
+export interface SignalledSession {
+  readonly currentBackend: BackendConnection | null;
+  /** the node of the leased backend */
+  readonly node: NodeStatus | null;
+  fatal(err: RwsplitPgError): void;
 }

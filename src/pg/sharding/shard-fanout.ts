@@ -21,7 +21,7 @@ import type { SessionContext, ShardingContext } from '../session/session-context
 import { noPrimaryError } from '../session/session-recovery.js';
 import { mergeShardRows, type MergePlan } from './shard-merge.js';
 import { ShardSessionState, type SettingChange } from './shard-session-state.js';
-import type { Participation } from './shard-transaction.js';
+import type { Lease } from '../backend/lease.js';
 
 /** What the fan-out needs of its session. */
 export interface FanOutHost {
@@ -29,10 +29,10 @@ export interface FanOutHost {
   /** the node a read of `shard` uses (the primary under `strong`) */
   readNodeOf(shard: string): NodeStatus;
   /** two-phase commit over the participants: the frames that answer COMMIT */
-  commitAll(all: readonly Participation[]): Promise<Buffer[]>;
+  commitAll(all: readonly Lease[]): Promise<Buffer[]>;
 }
 
-interface Lease {
+interface FanOutLease {
   shard: string;
   node: NodeStatus;
   pool: BackendPool;
@@ -161,9 +161,9 @@ export class ShardFanOut {
   private async withLeases(
     shards: readonly string[],
     primary: boolean,
-    work: (leases: Lease[]) => Promise<Buffer[]>,
+    work: (leases: FanOutLease[]) => Promise<Buffer[]>,
   ): Promise<Buffer[]> {
-    const leases: Lease[] = [];
+    const leases: FanOutLease[] = [];
     try {
       for (const shard of shards) {
         const node = primary ? this.ctx.topology.writablePrimary(shard) : this.host.readNodeOf(shard);

@@ -22,6 +22,7 @@ import {
   encodeQuery,
   FrontendCode,
 } from '../protocol/index.js';
+import type { Lease } from '../backend/lease.js';
 import type { ClientBatch } from '../session/client-batch.js';
 import { queryNote } from '../session/frame-note.js';
 import type { SessionContext, ShardingContext } from '../session/session-context.js';
@@ -45,15 +46,6 @@ import type { Participant } from './twopc/index.js';
 
 const BEGIN = encodeQuery('BEGIN');
 const INT8_OID = 20;
-
-/** A backend holding this session's transaction on one shard. */
-export interface Participation {
-  conn: BackendConnection;
-  pool: BackendPool;
-  node: NodeStatus;
-  /** its transaction status, from its last ReadyForQuery */
-  txStatus: number;
-}
 
 /** What ShardTransaction needs of its session (ClientSession implements it). */
 export interface ShardSessionHost {
@@ -90,9 +82,9 @@ export interface ShardSessionHost {
   /** removes the first queued frame */
   shiftBatch(): Buffer;
   /** gives up the lease without releasing it; its transaction status goes with it */
-  detachLease(): Participation;
+  detachLease(): Lease;
   /** takes a parked backend (with its transaction) back as the lease */
-  attachLease(p: Participation): void;
+  attachLease(p: Lease): void;
   /** this session's pool for a node */
   poolFor(node: NodeStatus): BackendPool;
   /** sends the proxy's own answer to one request, closed by ReadyForQuery, then dispatches */
@@ -103,7 +95,7 @@ export interface ShardSessionHost {
 /** A session's place among the shards; owned by the ClientSession when sharding is configured. */
 export class ShardTransaction {
   /** the transaction's backends on other shards (a transaction that spans shards) */
-  private readonly parked = new Map<string, Participation>();
+  private readonly parked = new Map<string, Lease>();
   /** the BEGIN that opened the transaction, replayed on each shard it reaches */
   beginFrame: Buffer = BEGIN;
   /** the transaction's SET LOCAL statements, replayed after its BEGIN on each shard it reaches later */
@@ -276,7 +268,7 @@ export class ShardTransaction {
     s.dispatch();
   }
 
-  private parkedListener(p: Participation): BackendListener {
+  private parkedListener(p: Lease): BackendListener {
     return {
       onBackendFrame: () => undefined,
       onBackendChunkEnd: () => undefined,
@@ -323,7 +315,7 @@ export class ShardTransaction {
   private finishDistributed(end: 'commit' | 'rollback'): void {
     const s = this.session;
     s.shiftBatch();
-    const all: Participation[] = [...this.parked.values(), s.detachLease()];
+    const all: Lease[] = [...this.parked.values(), s.detachLease()];
     this.parked.clear();
     const failed = all.some((p) => p.txStatus === TX_FAILED);
     const work =
@@ -473,7 +465,7 @@ export class ShardTransaction {
     );
   }
 
-  private async twoPhaseCommit(all: readonly Participation[]): Promise<Buffer[]> {
+  private async twoPhaseCommit(all: readonly Lease[]): Promise<Buffer[]> {
     const timeoutMs = this.sharding.statementTimeoutMs;
     const participants: Participant[] = all.map((p) => ({
       shard: p.node.spec.shard,

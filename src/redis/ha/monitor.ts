@@ -5,7 +5,7 @@
  * the position book (read-your-writes); lag in bytes (primary offset minus the replica's
  * applied offset) and in time (since the primary first passed that offset) feeds the
  * staleness bound. A probe that fails or times out takes the node out of rotation at once;
- * consecutive failures are counted for failure detection (redis-failover.ts).
+ * consecutive failures are counted for failure detection (failover.ts).
  */
 import type { Logger } from 'pino';
 import { PositionHistory } from '../../core/lag.js';

@@ -54,7 +54,7 @@ const REFUSED: Record<string, string> = {
     'CLIENT PAUSE is not supported through rwsplit: it would pause every client of the server, not only this proxy; run it on the servers',
   unpause:
     'CLIENT UNPAUSE is not supported through rwsplit: CLIENT PAUSE is not either; run it on the servers',
-  // Outside MULTI these three are run by the session (redis-session.ts, session-tracking.ts).
+  // Outside MULTI these three are run by the session (client-session.ts, session-tracking.ts).
   unblock:
     'CLIENT UNBLOCK inside MULTI is not supported through rwsplit: it acts on server connections of other clients; send it outside MULTI',
   tracking:

@@ -12,29 +12,22 @@
  */
 import type net from 'node:net';
 import type { NodeStatus } from '../../core/topology.js';
-import type { ConsistencyLevel } from '../../config/schema.js';
-import type { ClientGuard } from '../../core/client-guard.js';
 import { AuthRefused, type RedisLink } from '../backend/backend-link.js';
 import type { ReplyCallback } from '../backend/backend-link.js';
 import type { ClientHandle, ClientView } from './client-command.js';
-import {
-  ClientOutputLimit,
-  OUTPUT_HIGH_WATER,
-  type OutputClass,
-  type OutputLimits,
-} from './client-output-limit.js';
+import { ClientOutputLimit, OUTPUT_HIGH_WATER, type OutputClass } from './client-output-limit.js';
 import {
   CommandTable,
   proxyRefusal,
   unknownCommandError,
   type CommandInfo,
 } from '../routing/command-table.js';
-import { lostConnectionMessage, noPrimaryError, type FailoverSettings } from '../ha/failover-errors.js';
+import { lostConnectionMessage, noPrimaryError } from '../ha/failover-errors.js';
 import { localReply, type LocalContext } from './local-commands.js';
 import { INFO_REPLICATION } from '../routing/position-book.js';
 import { PubSub } from './pubsub.js';
 import { ReadGate } from './read-gate.js';
-import type { ReadChoice, ReadPlanner } from '../routing/read-planner.js';
+import type { ReadChoice } from '../routing/read-planner.js';
 import { ReplySlots, type Slot } from './reply-slots.js';
 import {
   encodeArrayHeader,
@@ -51,40 +44,9 @@ import { SessionTracking } from './session-tracking.js';
 import { runWait, type WaitHost } from './session-wait.js';
 import { withoutMonitorEntries } from './slowlog-filter.js';
 import { Transactions } from './session-transactions.js';
-import { DEFAULT_PROFILE, type LinkProfile, type ReadFrom, type ShardSet } from '../sharding/shards.js';
-import { positionFrom, type WritePath } from '../routing/write-path.js';
-import type { StreamReadGate } from '../../stream/stream-reads.js';
-
-export interface RedisSessionContext {
-  readonly commands: CommandTable;
-  readonly shards: ShardSet;
-  readonly readFrom: ReadFrom;
-  readonly planner: ReadPlanner;
-  readonly writes: WritePath;
-  /** every connection starts at this level (`redis.consistency`) */
-  readonly consistency: ConsistencyLevel;
-  /** `redis.failover`: how long writes wait for a new primary, and what the errors say */
-  readonly failover: FailoverSettings;
-  /** proxy auth mode: whether these credentials are rwsplit's (`redis.auth`) */
-  checkPassword(user: string | null, password: string): boolean;
-  readonly authRequired: boolean;
-  /** `redis.auth.mode: passthrough`: clients' credentials are checked by the servers */
-  readonly passthrough: boolean;
-  readonly defaultPasswordSet: boolean;
-  readonly serverVersion: string;
-  /** the servers' `databases` */
-  readonly databases: number;
-  /** every client of the proxy (CLIENT LIST, CLIENT KILL) */
-  clients(): Iterable<ClientHandle>;
-  stats: { routed(nodeId: string, read: boolean): void; retried(nodeId: string): void };
-  sessionClosed(id: number): void;
-  /** `redis.limits.clientOutputBufferLimit` */
-  readonly outputLimits: OutputLimits;
-  /** records clients cut off (metrics, event log) */
-  readonly guard: ClientGuard;
-  /** the change streams' read gate (read rate, read-your-writes from PostgreSQL), when any */
-  streamReads(): StreamReadGate | null;
-}
+import type { RedisSessionContext, SessionHelperHost } from './session-context.js';
+import { DEFAULT_PROFILE, type LinkProfile } from '../sharding/shards.js';
+import { positionFrom } from '../routing/write-path.js';
 
 /** Scripts that run on replicas; see primaryOnReadonly. */
 const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
@@ -104,7 +66,7 @@ const NOT_QUEUED = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'
 /** Commands a MONITOR client may still run; others touch the keyspace and are refused, as in Redis. */
 const KEYSPACE_ERROR = "Replica can't interact with the keyspace";
 
-export class RedisSession implements LocalContext, ClientHandle, WaitHost {
+export class RedisSession implements LocalContext, ClientHandle, WaitHost, SessionHelperHost {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;

@@ -1,7 +1,7 @@
 /**
  * Commands the proxy answers itself: connection state that belongs to the client's
  * connection to the proxy, not to any server (PING, ECHO, QUIT, AUTH, HELLO, SELECT,
- * CLIENT …; RESET is in redis-session.ts). In passthrough auth mode (`redis.auth.mode`)
+ * CLIENT …; RESET is in client-session.ts). In passthrough auth mode (`redis.auth.mode`)
  * AUTH and HELLO's AUTH are checked by the servers instead (see `login`).
  */
 import { clientCommand, type ClientContext } from './client-command.js';

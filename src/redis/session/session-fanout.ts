@@ -4,7 +4,7 @@
  * per shard), and commands for every shard's primary (KEYS, DBSIZE, FLUSHALL, SCRIPT LOAD).
  */
 import { CommandTable } from '../routing/command-table.js';
-import type { RedisSession } from './client-session.js';
+import type { SessionHelperHost } from './session-context.js';
 import { encodeCommand, encodeError } from '../resp/index.js';
 import { CROSSSLOT } from './session-transactions.js';
 
@@ -19,7 +19,7 @@ const SPLIT: Record<string, { merge: 'sum' | 'ok' | 'mget'; pairs: boolean }> = 
 };
 
 export class SessionFanout {
-  constructor(private readonly s: RedisSession) {}
+  constructor(private readonly s: SessionHelperHost) {}
 
   /** A multi-key command whose keys live on several shards: one sub-command per shard. */
   split(name: string, args: Buffer[]): void {

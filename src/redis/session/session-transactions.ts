@@ -8,7 +8,7 @@ import type { NodeStatus } from '../../core/topology.js';
 import type { RedisLink, ReplyCallback } from '../backend/backend-link.js';
 import { CommandTable, proxyRefusal, unknownCommandError } from '../routing/command-table.js';
 import { localReply } from './local-commands.js';
-import type { RedisSession } from './client-session.js';
+import type { SessionHelperHost } from './session-context.js';
 import type { LinkProfile } from '../sharding/shards.js';
 import type { Slot } from './reply-slots.js';
 import { encodeArrayHeader, encodeCommand, encodeError, encodeSimple, ReplyReader } from '../resp/index.js';
@@ -60,7 +60,7 @@ export class Transactions {
   /** WATCH in progress: a link of this client's own to the watched keys' primary */
   private watch: { link: RedisLink; shard: number; node: NodeStatus; profile: LinkProfile } | null = null;
 
-  constructor(private readonly s: RedisSession) {}
+  constructor(private readonly s: SessionHelperHost) {}
 
   get inMulti(): boolean {
     return this.multi !== null;

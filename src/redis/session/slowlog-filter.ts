@@ -1,6 +1,6 @@
 /**
  * SLOWLOG GET through rwsplit leaves out the entries of rwsplit's own monitor connections
- * (named `rwsplit-monitor`, see redis-monitor.ts): a client asking for its slow commands does
+ * (named `rwsplit-monitor`, see ha/monitor.ts): a client asking for its slow commands does
  * not want the proxy's probes. Each entry is `[id, time, µs, [args…], addr, name]`.
  */
 import { encodeArrayHeader, parseReply, ReplyReader } from '../resp/index.js';
