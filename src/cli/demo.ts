@@ -48,6 +48,20 @@ const DEMO_MONITOR = { intervalMs: 200, timeoutMs: 1000 };
 /** The table the sharded demo creates on every shard, routed by its `id` (postgres.sharding.tables). */
 const DEMO_TABLE = 'accounts';
 
+/**
+ * The sharded demo's table rules: its own table, and pgbench's, so `pgbench -i` and its
+ * built-in scripts run through it unchanged. A tpcb-like transaction updates an account, a
+ * teller and a branch, each placed by its own id (one shard, or a two-phase commit across
+ * them); a history row goes with its account.
+ */
+const DEMO_TABLE_RULES = [
+  { table: DEMO_TABLE, column: 'id' },
+  { table: 'pgbench_accounts', column: 'aid' },
+  { table: 'pgbench_branches', column: 'bid' },
+  { table: 'pgbench_tellers', column: 'tid' },
+  { table: 'pgbench_history', column: 'aid' },
+];
+
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = path.resolve(opts.dir, 'postgres');
   const shards = opts.pgShards ?? 1;
@@ -100,7 +114,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
             ? {
                 nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),
                 sharding: {
-                  tables: [{ table: DEMO_TABLE, column: 'id' }],
+                  tables: DEMO_TABLE_RULES,
                   twoPhase: { logShard: cluster.shardNames[0] },
                 },
               }
@@ -205,7 +219,8 @@ function printEndpoints(
       ? [
           `  ${psql} -c "/* rwsplit:shard=${cluster.shardNames[1] ?? 's1'} */ SELECT inet_server_port(), pg_is_in_recovery()"`,
           `  ${psql} -c "INSERT INTO ${DEMO_TABLE} (id, balance) VALUES (1, 100)"   (to the shard of id 1)`,
-          `  ${psql} -c "/* rwsplit:all-shards */ SELECT * FROM ${DEMO_TABLE}"`,
+          `  ${psql} -c "SELECT count(*), sum(balance) FROM ${DEMO_TABLE}"   (every shard, merged)`,
+          `  pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -i postgres && pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -n -T 10 postgres`,
         ]
       : [`  ${psql} -c "SELECT inet_server_port(), pg_is_in_recovery()"`]),
     ...(redis

@@ -300,6 +300,8 @@ export class ClientSession
     if (this.closed) return;
     this.closed = true;
     this.ctx.sessionClosed(this.processId);
+    // Sharded: the transaction's backends on other shards roll back with it.
+    this.shards?.discardParked('client left mid-transaction');
     const conn = this.backend;
     if (!conn) return;
     if (this.isBackendReusable()) this.releaseBackend();
@@ -321,6 +323,8 @@ export class ClientSession
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
     if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    // Sharded: a COPY FROM STDIN running on every shard takes the client's COPY messages.
+    if (this.shards !== null && this.shards.takeCopyFrames()) return;
     if (this.backend === null && isCopyFrame(this.batch.first) && this.dropStrayCopyFrames()) return;
     const first = this.batch.first;
     if (
@@ -623,6 +627,13 @@ export class ClientSession
     this.batch.clear();
     for (const f of frames) this.out.push(f);
     this.out.flush();
+  }
+
+  /** Frames of the proxy's own, no ReadyForQuery: the request goes on (a CopyInResponse). */
+  sendFrames(frames: readonly Buffer[]): void {
+    for (const f of frames) this.out.push(f);
+    this.out.flush();
+    this.dispatch();
   }
 
   /** The proxy's own answer to the request it took off the batch: frames, ReadyForQuery, then the rest. */

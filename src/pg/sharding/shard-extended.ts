@@ -9,11 +9,24 @@ import {
   decodeBindHead,
   decodeExecutePortal,
   decodeParse,
+  encodeBindWithStatement,
   encodeParse,
   FrontendCode,
 } from '../protocol/index.js';
+import type { Classification } from '../classifier/classify.js';
+import { parseNote, type FrameNote } from '../session/frame-note.js';
+import {
+  schemaEpoch,
+  statementKey,
+  type ClientStatements,
+  type StatementInfo,
+} from '../session/statement-registry.js';
 
 export interface ExtendedGroup {
+  /** the group's frames (on the unnamed statement) */
+  frames: readonly Buffer[];
+  /** the client sent the Parse (else it bound a statement it prepared earlier: no ParseComplete) */
+  parsed: boolean;
   sql: string;
   /** bound values in text form (null: SQL NULL) */
   params: (string | null)[];
@@ -42,7 +55,68 @@ export function extendedGroup(batch: readonly Buffer[]): ExtendedGroup | null {
   const paramTypes: number[] = [];
   const n = parse.paramTypes.readUInt16BE(0);
   for (let i = 0; i < n; i++) paramTypes.push(parse.paramTypes.readUInt32BE(2 + 4 * i));
-  return { sql: parse.query, params, describe, paramTypes };
+  return { frames: batch, parsed: true, sql: parse.query, params, describe, paramTypes };
+}
+
+/**
+ * A group on a named statement, as drivers send prepared statements: `Parse(name), Bind(name),
+ * …` or a later `Bind(name), …`, rewritten onto the unnamed statement (the text comes from the
+ * client's statements), so it can run on any backend of any shard as it is. `register`: the
+ * named statement this batch's Parse defines, for the session to remember. Null for any other
+ * shape (extendedGroup then checks the rest).
+ */
+export function unnamedGroup(
+  batch: readonly Buffer[],
+  notes: readonly FrameNote[],
+  statements: ClientStatements,
+): {
+  frames: Buffer[];
+  parsed: boolean;
+  register: { name: string; info: StatementInfo } | null;
+  classification: Classification;
+} | null {
+  const first = batch[0];
+  if (first === undefined) return null;
+  if (first[0] === FrontendCode.Parse) {
+    const bind = batch[1];
+    if (bind?.[0] !== FrontendCode.Bind) return null;
+    const { msg, classification } = parseNote(notes[0]!);
+    const head = decodeBindHead(bind);
+    if (head.statement !== msg.statement) return null;
+    if (msg.statement === '') return { frames: [...batch], parsed: true, register: null, classification };
+    const info: StatementInfo = {
+      key: statementKey(msg.query, msg.paramTypes),
+      query: msg.query,
+      paramTypes: Buffer.from(msg.paramTypes),
+      classification,
+      epoch: schemaEpoch.value,
+    };
+    return {
+      frames: [
+        encodeParse('', msg.query, msg.paramTypes),
+        encodeBindWithStatement(bind, head, ''),
+        ...batch.slice(2),
+      ],
+      parsed: true,
+      register: { name: msg.statement, info },
+      classification,
+    };
+  }
+  if (first[0] !== FrontendCode.Bind) return null;
+  const head = decodeBindHead(first);
+  if (head.statement === '') return null;
+  const info = statements.get(head.statement);
+  if (info === null) return null;
+  return {
+    frames: [
+      encodeParse('', info.query, info.paramTypes),
+      encodeBindWithStatement(first, head, ''),
+      ...batch.slice(1),
+    ],
+    parsed: false,
+    register: null,
+    classification: info.classification,
+  };
 }
 
 /** The group's frames with the Parse's text (and parameter types) replaced, and a Describe of the portal. */

@@ -125,33 +125,60 @@ export class ShardFanOut {
    */
   async mergeRead(plan: MergePlan, query: Buffer): Promise<Buffer[]> {
     const shards = this.sharding.resolver.shardNames;
-    return this.withLeases(shards, false, async (leases) => {
-      let bytewise = bytewiseCollation.get(this.sharding);
-      if (bytewise === undefined) {
-        const r = await internalQuery(
-          leases[0]!.conn,
-          'SELECT datcollate FROM pg_database WHERE datname = current_database()',
-        );
-        bytewise = ['C', 'POSIX'].includes(r.rows[0]?.[0] ?? '');
-        bytewiseCollation.set(this.sharding, bytewise);
-      }
-      const answers = await Promise.all(leases.map((l) => collect(l, query)));
-      const failed = answers.findIndex((a) => a.error !== null);
-      if (failed >= 0) return [namedError(answers[failed]!.error!, leases[failed]!.shard)];
-      try {
-        return mergeShardRows(
-          plan,
-          answers.map((a) => ({
-            description: a.frames.find((f) => f[0] === BackendCode.RowDescription) ?? null,
-            rows: a.frames.filter((f) => f[0] === BackendCode.DataRow),
-          })),
-          bytewise,
-        );
-      } catch (err) {
-        if (err instanceof RwsplitPgError) return [err.toFrame()];
-        throw err;
-      }
-    });
+    return this.withLeases(shards, false, (leases) => this.mergeOn(plan, query, leases));
+  }
+
+  /** The merged read on these backends (one per shard: a transaction's, or leased for it). */
+  async mergeOn(
+    plan: MergePlan,
+    query: Buffer,
+    leases: readonly Lease[] | readonly FanOutLease[],
+  ): Promise<Buffer[]> {
+    const targets = leases.map(target);
+    let bytewise = bytewiseCollation.get(this.sharding);
+    if (bytewise === undefined) {
+      const r = await internalQuery(
+        targets[0]!.conn,
+        'SELECT datcollate FROM pg_database WHERE datname = current_database()',
+      );
+      bytewise = ['C', 'POSIX'].includes(r.rows[0]?.[0] ?? '');
+      bytewiseCollation.set(this.sharding, bytewise);
+    }
+    const answers = await Promise.all(targets.map((t) => collect(t, query)));
+    for (const t of targets) t.conn.unnamedKey = null; // the group replaced the unnamed statement
+    const failed = answers.findIndex((a) => a.error !== null);
+    if (failed >= 0) return [namedError(answers[failed]!.error!, targets[failed]!.shard)];
+    try {
+      return mergeShardRows(
+        plan,
+        answers.map((a) => ({
+          description: a.frames.find((f) => f[0] === BackendCode.RowDescription) ?? null,
+          rows: a.frames.filter((f) => f[0] === BackendCode.DataRow),
+        })),
+        bytewise,
+      );
+    } catch (err) {
+      if (err instanceof RwsplitPgError) return [err.toFrame()];
+      throw err;
+    }
+  }
+
+  /**
+   * One statement (a Query, or an extended-protocol group) on each of a transaction's backends,
+   * one per shard, the answers combined; `failed` when any shard refused it (its error, named).
+   */
+  async runOn(
+    leases: readonly Lease[],
+    frame: Buffer,
+    replicated: boolean,
+  ): Promise<{ frames: Buffer[]; failed: boolean }> {
+    const targets = leases.map(target);
+    const answers = await Promise.all(targets.map((t) => collect(t, frame)));
+    for (const t of targets) t.conn.unnamedKey = null;
+    const failed = answers.findIndex((a) => a.error !== null);
+    if (failed >= 0)
+      return { frames: [namedError(answers[failed]!.error!, targets[failed]!.shard)], failed: true };
+    return { frames: combine(replicated ? answers.slice(0, 1) : answers), failed: false };
   }
 
   /**
@@ -197,8 +224,13 @@ export class ShardFanOut {
   }
 }
 
+/** A lease as a target of collect(): its shard and connection. */
+function target(l: Lease | FanOutLease): { shard: string; conn: BackendConnection } {
+  return { shard: 'shard' in l ? l.shard : l.node.spec.shard, conn: l.conn };
+}
+
 /** A shard's error, its message naming the shard. */
-function namedError(frame: Buffer, shard: string, detail?: string): Buffer {
+export function namedError(frame: Buffer, shard: string, detail?: string): Buffer {
   const f = decodeErrorFields(frame);
   return encodeErrorResponse({
     severity: 'ERROR',

@@ -206,6 +206,11 @@ export class ShardResolver {
     return this.rules.covers(parts);
   }
 
+  /** The shard key column (normalised) of a sharded table, or null. */
+  keyColumn(parts: readonly string[]): string | null {
+    return this.rules.columnOf(parts);
+  }
+
   /**
    * The error a statement gets when its shard cannot be determined: it names the three ways
    * to give one and the default-shard setting.

@@ -171,6 +171,11 @@ export class TableRules {
     return this.columns.has(joinParts(parts));
   }
 
+  /** The key column (normalised) of a table a rule covers, or null. */
+  columnOf(parts: readonly string[]): string | null {
+    return this.columns.get(joinParts(parts)) ?? null;
+  }
+
   /** The table named at `i` if a rule covers it, with its key column. */
   private target(tokens: readonly Token[], i: number): Target | null {
     const name = readName(tokens, i);
