@@ -218,9 +218,9 @@ function printEndpoints(
     ...(sharded
       ? [
           `  ${psql} -c "/* rwsplit:shard=${cluster.shardNames[1] ?? 's1'} */ SELECT inet_server_port(), pg_is_in_recovery()"`,
-          `  ${psql} -c "INSERT INTO ${DEMO_TABLE} (id, balance) VALUES (1, 100)"   (to the shard of id 1)`,
-          `  ${psql} -c "SELECT count(*), sum(balance) FROM ${DEMO_TABLE}"   (every shard, merged)`,
-          `  pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -i postgres && pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -n -T 10 postgres`,
+          `  ${psql} -c "INSERT INTO ${DEMO_TABLE} (id, balance) VALUES (1, 100)"   # to the shard of id 1`,
+          `  ${psql} -c "SELECT count(*), sum(balance) FROM ${DEMO_TABLE}"   # every shard, merged`,
+          `  pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -i postgres && pgbench -h 127.0.0.1 -p ${opts.pgPort} -U postgres -n -T 5 postgres`,
         ]
       : [`  ${psql} -c "SELECT inet_server_port(), pg_is_in_recovery()"`]),
     ...(redis
