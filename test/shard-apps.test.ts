@@ -331,7 +331,7 @@ describe('sharded endpoint for applications: transactions, COPY, prepared statem
     assert.equal(await assertPlaced('ledger', 'id'), 20);
   });
 
-  test('Drizzle and Kysely apps: tables, keyed inserts, reads by key, a reference table, merged reads, transactions', async () => {
+  test('Drizzle and Kysely apps: tables, keyed inserts, reads by key, joins with a reference table, merged reads, transactions', async () => {
     const { drizzle } = await import('drizzle-orm/node-postgres');
     const { pgTable, integer, text } = await import('drizzle-orm/pg-core');
     const { eq, and, sql, desc } = await import('drizzle-orm');
@@ -390,8 +390,16 @@ describe('sharded endpoint for applications: transactions, COPY, prepared statem
             .from(orders)
             .where(and(eq(orders.customerId, 7), eq(orders.id, 2))),
         );
-        // The reference table: read from any shard.
+        // The reference table: read from any shard; joined to a sharded table read by its key.
         out.push(await db.select().from(plans).where(eq(plans.code, 'pro')));
+        for (const id of [3, 9, 10])
+          out.push(
+            await db
+              .select({ name: customers.name, price: plans.price })
+              .from(customers)
+              .innerJoin(plans, eq(plans.code, customers.plan))
+              .where(eq(customers.id, id)),
+          );
         // Keyless reads: merged across shards.
         out.push(await db.select().from(customers).orderBy(desc(customers.id)).limit(5));
         out.push(
@@ -425,6 +433,14 @@ describe('sharded endpoint for applications: transactions, COPY, prepared statem
         await k.insertInto('orders').values({ id: 1, customer_id: 40, total: 400 }).execute();
         out.push(await k.selectFrom('customers').selectAll().where('id', '=', 40).execute());
         out.push(await k.selectFrom('plans').selectAll().orderBy('code').execute());
+        out.push(
+          await k
+            .selectFrom('customers')
+            .innerJoin('plans', 'plans.code', 'customers.plan')
+            .select(['customers.name', 'plans.price'])
+            .where('customers.id', '=', 40)
+            .execute(),
+        );
         await k.transaction().execute(async (tx) => {
           await tx.updateTable('orders').set({ total: 1 }).where('customer_id', '=', 40).execute();
           await tx.deleteFrom('orders').where('total', '>', 150).execute(); // every shard

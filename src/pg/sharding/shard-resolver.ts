@@ -124,7 +124,7 @@ export class ShardResolver {
       shardNames.map((name) => ({ name, weight: 1 })),
       { hash: sharding.hash.function },
     );
-    this.rules = new TableRules(sharding.tables);
+    this.rules = new TableRules(sharding.tables, (parts) => this.references.has(tableKey(parts)));
     this.references = new Set();
     for (const [i, name] of (sharding.referenceTables ?? []).entries()) {
       const parts = parseIdentifierChain(name);

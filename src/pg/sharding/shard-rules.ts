@@ -56,6 +56,8 @@ const WHERE_END = new Set([
   'fetch',
 ]);
 const SET_OPERATIONS = new Set(['union', 'intersect', 'except']);
+/** Words that start a join clause. */
+const JOIN_START = new Set(['join', 'inner', 'left', 'right', 'full', 'cross', 'natural']);
 
 const PLAIN_NUMBER = /^\d+(\.\d+)?$/;
 
@@ -67,8 +69,15 @@ export class TableRules {
   /** normalised table name → normalised column name */
   private readonly columns = new Map<string, string>();
 
-  /** @throws TableRuleError for a name that is not an identifier chain, or a table listed twice. */
-  constructor(rules: readonly TableRule[]) {
+  /**
+   * @param isReference whether a table (name parts, normalised) is a reference table: a read
+   *   of a sharded table by its key may join those, which every shard holds in full
+   * @throws TableRuleError for a name that is not an identifier chain, or a table listed twice.
+   */
+  constructor(
+    rules: readonly TableRule[],
+    private readonly isReference: (parts: readonly string[]) => boolean = () => false,
+  ) {
     for (const [i, rule] of rules.entries()) {
       const table = parseIdentifierChain(rule.table);
       const column = parseIdentifierChain(rule.column);
@@ -163,7 +172,48 @@ export class TableRules {
     const target = this.target(tokens, wordAt(tokens, from + 1) === 'only' ? from + 2 : from + 1);
     if (target === null) return null;
     const where = aliasThen(tokens, target.next, 'where');
-    return where === null ? null : whereKeys(tokens, where.next, { ...target, alias: where.alias });
+    if (where !== null) return whereKeys(tokens, where.next, { ...target, alias: where.alias });
+    const joined = this.referenceJoins(tokens, target.next);
+    return joined === null ? null : whereKeys(tokens, joined.next, { ...target, alias: joined.alias });
+  }
+
+  /**
+   * `[[AS] alias] {[INNER | LEFT [OUTER]] JOIN reference_table [[AS] alias] ON …} WHERE` at
+   * `i`: joins of reference tables only, which every shard holds in full, so the sharded
+   * table's key still places the statement. The target's alias and the index after WHERE, or
+   * null for anything else.
+   */
+  private referenceJoins(
+    tokens: readonly Token[],
+    i: number,
+  ): { alias: string | undefined; next: number } | null {
+    let alias: string | undefined;
+    const asWord = wordAt(tokens, i) === 'as' ? 1 : 0;
+    if (!JOIN_START.has(wordAt(tokens, i + asWord) ?? '')) {
+      alias = identAt(tokens, i + asWord);
+      if (alias === undefined) return null;
+      i += asWord + 1;
+    }
+    let joins = 0;
+    while (wordAt(tokens, i) !== 'where') {
+      if (wordAt(tokens, i) === 'inner') i++;
+      else if (wordAt(tokens, i) === 'left') i += wordAt(tokens, i + 1) === 'outer' ? 2 : 1;
+      if (wordAt(tokens, i) !== 'join') return null;
+      const name = readName(tokens, i + 1);
+      if (name === null || !this.isReference(name.parts)) return null;
+      const on = aliasThen(tokens, name.next, 'on');
+      if (on === null) return null;
+      i = on.next;
+      while (i < tokens.length) {
+        const w = tokens[i]?.depth === 0 ? wordAt(tokens, i) : undefined;
+        if (w === 'where' || (w !== undefined && JOIN_START.has(w))) break;
+        if (w === 'using' || punctAt(tokens, i, ',')) return null;
+        i++;
+      }
+      if (i >= tokens.length) return null;
+      joins++;
+    }
+    return joins > 0 ? { alias, next: i + 1 } : null;
   }
 
   /** Whether a rule covers the table (its name parts, normalised). */
