@@ -133,9 +133,27 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
       [{ t: true }],
       [{ t: true }],
     ]);
-    // In a transaction block a statement for every shard is refused, not run on one.
+    // In a transaction block a statement for every shard runs on every shard's part of the
+    // transaction (ROLLBACK undoes it everywhere); one PostgreSQL refuses in a transaction
+    // block is refused, not run on one shard.
     await c.query('BEGIN');
-    await assert.rejects(c.query('CREATE TABLE t_in_tx (a int)'), { code: '0A000' });
+    await c.query('CREATE TABLE t_in_tx (a int)');
+    // Each shard's part of the transaction has it; no other session sees it yet.
+    for (const shard of ['s1', 's2']) {
+      const r = await c.query(`/* rwsplit:shard=${shard} */ SELECT to_regclass('t_in_tx') IS NOT NULL AS t`);
+      assert.deepEqual(r.rows, [{ t: true }], shard);
+    }
+    assert.deepEqual(await onEveryShard("SELECT to_regclass('t_in_tx') IS NOT NULL AS t"), [
+      [{ t: false }],
+      [{ t: false }],
+    ]);
+    await c.query('ROLLBACK');
+    assert.deepEqual(await onEveryShard("SELECT to_regclass('t_in_tx') IS NOT NULL AS t"), [
+      [{ t: false }],
+      [{ t: false }],
+    ]);
+    await c.query('BEGIN');
+    await assert.rejects(c.query('CREATE INDEX CONCURRENTLY items_grp2 ON items (grp)'), { code: '0A000' });
     await c.query('ROLLBACK');
   });
 
