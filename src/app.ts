@@ -4,11 +4,11 @@
  * the integration tests (in-process).
  */
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AdminActionError, type ReloadPlan, type SwitchoverRequest } from './admin/actions.js';
-import { spawnSuccessor, type Listeners } from './admin/handover.js';
+import { spawnSuccessor, type ClientAdopters, type Listeners, type Successor } from './admin/handover.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
@@ -27,6 +27,7 @@ import type { TwoPhaseRecovery } from './pg/sharding/twopc/index.js';
 import { PgMonitor } from './pg/ha/monitor.js';
 import { PgProxy } from './pg/proxy.js';
 import { RedisService } from './redis/service.js';
+import type { HandedRedisState } from './redis/session/session-handover.js';
 import { StreamManager } from './stream/stream-manager.js';
 import { releaseHandedServer } from './util/listen.js';
 import { createLogger } from './util/logger.js';
@@ -209,9 +210,9 @@ export class Rwsplit {
     // One process at a time promotes, and one consumes a replication slot (a slot serves one
     // connection): the successor starts its own controllers and streams.
     await Promise.all([this.failover?.stop(), this.redis?.failover?.stop(), this.streams?.pause()]);
-    let pid: number;
+    let successor: Successor;
     try {
-      pid = await spawnSuccessor(
+      successor = await spawnSuccessor(
         {
           http: this.admin.listener,
           ...(this.proxy ? { postgres: this.proxy.listener } : {}),
@@ -228,9 +229,10 @@ export class Rwsplit {
       this.log.error({ err: (err as Error).message }, 'graceful restart failed');
       throw new AdminActionError('RESTART_FAILED', (err as Error).message);
     }
+    const pid = successor.pid;
     this.log.warn({ newPid: pid }, 'graceful restart: the new process serves; draining this one');
     // Answer the request first (it came through the admin server that is about to stop).
-    setImmediate(() => void this.drainThenRetire(drainTimeoutMs));
+    setImmediate(() => void this.drainThenRetire(drainTimeoutMs, successor));
     return { pid, previousPid: process.pid };
   }
 
@@ -239,13 +241,28 @@ export class Rwsplit {
     return this.retiredPromise;
   }
 
-  private async drainThenRetire(timeoutMs: number): Promise<void> {
+  /**
+   * What a successor takes over from this process's drain (src/admin/handover.ts): Redis
+   * clients at a reply boundary, with their sessions' state, when it serves Redis.
+   */
+  get clientAdopters(): ClientAdopters {
+    const redis = this.redis;
+    return redis ? { redis: (socket, state) => redis.proxy.adopt(socket, state as HandedRedisState) } : {};
+  }
+
+  private async drainThenRetire(timeoutMs: number, successor: Successor): Promise<void> {
     const started = Date.now();
     this.admin.stopAccepting();
+    const moveRedis = successor.adopts('redis')
+      ? (state: HandedRedisState, socket: Socket) => successor.sendClient('redis', state, socket)
+      : undefined;
     const [pg, redis] = await Promise.all([
       this.proxy?.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
-      this.redis?.proxy.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
+      this.redis?.proxy.drain(timeoutMs, moveRedis) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
     ]);
+    // Every handover is on its way: the successor lives on alone (and the listening sockets
+    // can close here without waiting for the clients it took over).
+    successor.release();
     this.log.warn(
       { postgres: pg, redis, ms: Date.now() - started },
       'graceful restart: drained, this process stops',

@@ -6,6 +6,12 @@
  * on the same socket meanwhile and the kernel queues connections nobody has accepted yet, so
  * there is never a moment with no listener: no client is refused. The old process then stops
  * accepting and drains its sessions (pg/proxy.ts, redis/proxy.ts).
+ *
+ * The channel stays open during the drain: a client the old process has answered everything
+ * it sent is handed over too (`child.send(msg, socket)`, with its session's state in `msg`),
+ * so it keeps its connection and what it sends next is read by the successor from the same
+ * kernel socket. Nothing is lost in between: the old process stops reading before it sends the
+ * socket, so bytes that arrive meanwhile wait in the kernel for the successor.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';
@@ -15,6 +21,8 @@ import { holdConnections } from '../util/listen.js';
 export const HANDOVER_ENV = 'RWSPLIT_HANDOVER';
 
 export type ListenerName = 'postgres' | 'postgresUnix' | 'redis' | 'http';
+/** Kinds of client connection a successor can take over with their state. */
+export type ClientKind = 'redis';
 /** Listening sockets handed over, by what they serve. */
 export type Listeners = Partial<Record<ListenerName, net.Server>>;
 
@@ -22,7 +30,8 @@ type HandoverMessage =
   | { rwsplit: 'hello' }
   | { rwsplit: 'listener'; name: ListenerName }
   | { rwsplit: 'listeners-done' }
-  | { rwsplit: 'ready'; pid: number };
+  | { rwsplit: 'ready'; pid: number; adopts?: ClientKind[] }
+  | { rwsplit: 'client'; kind: ClientKind; state: unknown };
 
 function isHandoverMessage(m: unknown): m is HandoverMessage {
   return typeof m === 'object' && m !== null && typeof (m as { rwsplit?: unknown }).rwsplit === 'string';
@@ -30,13 +39,28 @@ function isHandoverMessage(m: unknown): m is HandoverMessage {
 
 export class HandoverError extends Error {}
 
+/** Old side: the successor once it serves, and the channel to hand it clients during the drain. */
+export interface Successor {
+  readonly pid: number;
+  /** whether it takes over clients of `kind` (its config may have dropped that section) */
+  adopts(kind: ClientKind): boolean;
+  /**
+   * Hands a client connection over: the socket (which must not be read from any more) and its
+   * session's state. Resolves true once it is on its way; false when the channel is gone (the
+   * socket is then still this process's, to close).
+   */
+  sendClient(kind: ClientKind, state: unknown, socket: net.Socket): Promise<boolean>;
+  /** The drain is over: the successor lives on alone. */
+  release(): void;
+}
+
 /**
  * Old side: starts the successor (this process's own command line, its stdout and stderr),
- * hands it `listeners` and resolves with its pid once it serves.
+ * hands it `listeners` and resolves once it serves.
  * @throws HandoverError when it exits or is not ready within `timeoutMs` (it is killed then;
  * this process keeps serving)
  */
-export function spawnSuccessor(listeners: Listeners, timeoutMs: number): Promise<number> {
+export function spawnSuccessor(listeners: Listeners, timeoutMs: number): Promise<Successor> {
   const child: ChildProcess = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     cwd: process.cwd(),
     env: { ...process.env, [HANDOVER_ENV]: '1' },
@@ -60,10 +84,9 @@ export function spawnSuccessor(listeners: Listeners, timeoutMs: number): Promise
         child.send({ rwsplit: 'listeners-done' } satisfies HandoverMessage);
       } else if (m.rwsplit === 'ready') {
         cleanup();
-        // The successor lives on alone: no channel, and this process may exit before it.
-        child.disconnect();
+        // This process may exit before the successor, which must not die with it.
         child.unref();
-        resolve(m.pid);
+        resolve(successor(child, m.pid, new Set(m.adopts ?? [])));
       }
     };
     function cleanup(): void {
@@ -76,6 +99,36 @@ export function spawnSuccessor(listeners: Listeners, timeoutMs: number): Promise
     child.on('error', onError);
     child.on('message', onMessage);
   });
+}
+
+function successor(child: ChildProcess, pid: number, kinds: Set<ClientKind>): Successor {
+  let open = true;
+  const gone = (): void => {
+    open = false;
+  };
+  child.once('disconnect', gone);
+  child.once('exit', gone);
+  // A send that fails (the successor died) reports through its callback; nothing to throw here.
+  child.on('error', () => undefined);
+  return {
+    pid,
+    adopts: (kind) => open && kinds.has(kind),
+    sendClient: (kind, state, socket) =>
+      new Promise((resolve) => {
+        if (!open || !child.connected) {
+          resolve(false);
+          return;
+        }
+        const msg: HandoverMessage = { rwsplit: 'client', kind, state };
+        child.send(msg, socket, (err) => resolve(err === null || err === undefined));
+      }),
+    release: () => {
+      if (!open) return;
+      open = false;
+      // Node disconnects once the sockets still queued are acknowledged.
+      if (child.connected) child.disconnect();
+    },
+  };
 }
 
 /**
@@ -104,9 +157,25 @@ export function inheritedListeners(): Promise<Listeners> | null {
   });
 }
 
-/** New side: tells the old process this one serves; it then stops accepting and drains. */
-export function reportReady(): void {
-  process.send?.({ rwsplit: 'ready', pid: process.pid } satisfies HandoverMessage);
+/** New side: what takes over a client of one kind (its socket and the state sent with it). */
+export type ClientAdopters = Partial<Record<ClientKind, (socket: net.Socket, state: unknown) => void>>;
+
+/**
+ * New side: tells the old process this one serves, and which clients it takes over
+ * (`adopters`); the old one then stops accepting and drains, handing those clients over.
+ */
+export function reportReady(adopters: ClientAdopters = {}): void {
+  if (!process.send) return;
+  process.on('message', (m: unknown, handle: unknown) => {
+    if (!isHandoverMessage(m) || m.rwsplit !== 'client' || !handle) return;
+    const adopt = adopters[m.kind];
+    const socket = handle as net.Socket;
+    // Announced, so never sent; but a socket nobody serves must not leave its client waiting.
+    if (!adopt) socket.destroy();
+    else adopt(socket, m.state);
+  });
+  const adopts = Object.keys(adopters) as ClientKind[];
+  process.send({ rwsplit: 'ready', pid: process.pid, adopts } satisfies HandoverMessage);
   // The old process closes the channel; its end must not look like an error here.
   process.on('disconnect', () => undefined);
 }

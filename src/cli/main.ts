@@ -63,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
         configPath: opts.config,
         ...(handed ? { listeners: await handed } : {}),
       });
-      if (handed) reportReady();
+      if (handed) reportReady(app.clientAdopters);
       const onRestartSignal = (): void => {
         app.restart().catch((err: Error) => app.log.error({ err: err.message }, 'SIGUSR2: no restart'));
       };

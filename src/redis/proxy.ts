@@ -22,6 +22,7 @@ import { ShardSet, type Shard } from './sharding/shards.js';
 import { WritePath } from './routing/write-path.js';
 import type { StreamReadGate } from '../stream/stream-reads.js';
 import { listenServer } from '../util/listen.js';
+import { handoverState, restoreState, type HandedRedisState } from './session/session-handover.js';
 
 /**
  * Draining: a connection between replies is closed right after its last reply was written (a
@@ -31,6 +32,20 @@ import { listenServer } from '../util/listen.js';
  * but failed or left unanswered by clients that do not resend.
  */
 const QUIET_BEFORE_CLOSE_MS = 1000;
+
+/**
+ * Hands a client over to the new process of a graceful restart (src/admin/handover.ts): its
+ * socket, no longer read here, and its session's state. Resolves false when that failed (the
+ * socket is still this process's).
+ */
+export type MoveClient = (state: HandedRedisState, socket: net.Socket) => Promise<boolean>;
+
+/** What the proxy keeps per connection besides its session: how to stop serving it here. */
+interface Connection {
+  reader: CommandReader;
+  /** removes this process's listeners and accounting from the socket (it is handed over) */
+  detach(): void;
+}
 
 export interface RedisStats {
   routed(nodeId: string, read: boolean): void;
@@ -54,6 +69,7 @@ export class RedisProxy implements ConnectionStatsSource {
   private draining: ((session: RedisSession, afterReply: boolean) => void) | null = null;
   /** while draining: when each connection last sent a command (or connected, or the drain began) */
   private readonly lastCommandAt = new WeakMap<RedisSession, number>();
+  private readonly connections = new WeakMap<RedisSession, Connection>();
   private table: CommandTable | null = null;
   private version = '7.0.0';
   private databases = 16;
@@ -154,18 +170,38 @@ export class RedisProxy implements ConnectionStatsSource {
 
   /**
    * Graceful restart, after the new process took over the listening socket: stop accepting and
-   * close each connection between replies (RedisSession.drainable): right after a reply, or
-   * once it has been quiet for a second (QUIET_BEFORE_CLOSE_MS).
-   * Resolves once every client is gone; after `timeoutMs` (a blocking command, a MULTI left
-   * open), those left are closed anyway.
-   * @returns how many connections were closed between replies, and how many at the timeout
+   * let each connection reach a reply boundary (RedisSession.drainable: every command read was
+   * answered). There it is handed over to the new process with its state (`move`), so it keeps
+   * its connection and nothing it sends is lost; one whose state cannot move (session-handover.ts),
+   * or every one without `move`, is closed instead: right after a reply, or once it has been
+   * quiet for a second (QUIET_BEFORE_CLOSE_MS).
+   * Resolves once every client is gone (and every handover is on its way); after `timeoutMs`
+   * (a blocking command, a MULTI left open), those left are closed anyway.
+   * @returns how many connections were handed over, closed between replies, and closed at the timeout
    */
-  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+  async drain(
+    timeoutMs: number,
+    move?: MoveClient,
+  ): Promise<{ handedOver: number; atBoundary: number; atTimeout: number }> {
     this.server.close();
-    const closed = { atBoundary: 0, atTimeout: 0 };
+    const closed = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
+    const moves: Promise<void>[] = [];
     /** `afterReply`: its last reply was just written (see QUIET_BEFORE_CLOSE_MS) */
     const check = (session: RedisSession, afterReply: boolean): void => {
       if (!session.drainable) return;
+      if (move) {
+        const moving = this.handOver(session, move);
+        if (moving === 'later') return;
+        if (moving !== 'stays') {
+          moves.push(
+            moving.then((ok) => {
+              if (ok) closed.handedOver++;
+              else closed.atBoundary++;
+            }),
+          );
+          return;
+        }
+      }
       if (!afterReply && Date.now() - (this.lastCommandAt.get(session) ?? 0) < QUIET_BEFORE_CLOSE_MS) return;
       closed.atBoundary++;
       session.socket.end();
@@ -184,7 +220,46 @@ export class RedisProxy implements ConnectionStatsSource {
       for (const session of this.sessions.values()) check(session, false);
     }
     closed.atTimeout = this.sessions.size;
+    await Promise.all(moves);
     return closed;
+  }
+
+  /**
+   * Hands one client at a reply boundary over (see drain): `stays` when its state cannot move,
+   * `later` when it is not quite at a boundary yet (part of a command read, a reply not yet
+   * flushed to the kernel), else the handover under way (false: it failed and the client was
+   * closed; it had nothing in flight).
+   */
+  private handOver(session: RedisSession, move: MoveClient): 'stays' | 'later' | Promise<boolean> {
+    const conn = this.connections.get(session);
+    const state = handoverState(
+      session,
+      this.shards.shards.map((s) => s.name),
+    );
+    if (!conn || !state) return 'stays';
+    const socket = session.socket;
+    // Bytes read but not yet a whole command, or replies still in this process's buffers,
+    // would be lost with the socket: the next check (after the reply, or the sweep) retries.
+    if (conn.reader.bufferedBytes > 0 || socket.readableLength > 0 || socket.writableLength > 0)
+      return 'later';
+    const handle = (socket as unknown as { _handle?: { readStop?: () => number } | null })._handle;
+    if (!handle?.readStop || socket.destroyed) return 'stays';
+    // From here on the client's bytes stay in the kernel until the new process reads them.
+    handle.readStop();
+    conn.detach();
+    session.onClose();
+    return move(state, socket).then((ok) => {
+      if (!ok) socket.destroy();
+      return ok;
+    });
+  }
+
+  /**
+   * New process of a graceful restart: a client the old process handed over (see drain), with
+   * the state its session had there.
+   */
+  adopt(socket: net.Socket, state: HandedRedisState): void {
+    this.accept(socket, state);
   }
 
   async close(): Promise<void> {
@@ -203,7 +278,7 @@ export class RedisProxy implements ConnectionStatsSource {
     return out;
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, handed?: HandedRedisState): void {
     if (this.sockets.size >= this.config.limits.maxClients) {
       socket.end(
         encodeError(
@@ -234,6 +309,13 @@ export class RedisProxy implements ConnectionStatsSource {
       },
     );
     const session = new RedisSession(this.context(), socket, id, gate);
+    if (handed)
+      restoreState(
+        session,
+        handed,
+        this.shards.shards.map((s) => s.name),
+        (k) => this.shards.shards[k]?.topology.primary() ?? null,
+      );
     this.sessions.set(id, session);
     const check = this.draining;
     if (check) session.slots.onIdle = () => queueMicrotask(() => check(session, true));
@@ -255,18 +337,35 @@ export class RedisProxy implements ConnectionStatsSource {
       cutOff: (message) => session.cutOff(message),
     });
     this.watchLogin(socket, session);
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       try {
         reader.push(chunk, onCommand);
       } catch (err) {
         protocolError(err as Error);
       }
-    });
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
+    };
+    const onError = (): void => {
+      socket.destroy();
+    };
+    const onClose = (): void => {
       this.sockets.delete(socket);
       leaveBudget();
       session.onClose();
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    this.connections.set(session, {
+      reader,
+      detach: () => {
+        socket.off('data', onData);
+        socket.off('error', onError);
+        socket.off('close', onClose);
+        socket.setTimeout(0);
+        // Nothing is read or written here any more; an error on the way must not crash this process.
+        socket.on('error', () => undefined);
+        onClose();
+      },
     });
   }
 

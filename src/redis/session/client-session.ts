@@ -212,6 +212,20 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     return this.cachedProfile;
   }
 
+  /** passthrough mode: the credentials the servers accepted (a graceful restart hands them over) */
+  get credentials(): { user: string | null; password: string } | null {
+    return this.creds;
+  }
+
+  set credentials(creds: { user: string | null; password: string } | null) {
+    this.creds = creds;
+  }
+
+  /** CLIENT REPLY OFF or SKIP is in effect */
+  get repliesMuted(): boolean {
+    return this.replyOff || this.skipNext;
+  }
+
   setReplyMode(mode: 'on' | 'off' | 'skip'): void {
     this.replyOff = mode === 'off';
     this.skipNext = mode === 'skip';
