@@ -785,14 +785,15 @@ export class ChangeStream extends EventEmitter {
     }
   }
 
-  /**
-   * With nothing decoded and unapplied, everything up to the server's position (a keepalive's,
-   * sent after all data before it) is in Redis: readers waiting for it may go.
-   */
+  /** Nothing decoded and not yet applied. */
   private idle(): boolean {
     return this.txn === null && this.queue.length === 0 && this.inFlight.length === 0 && !this.draining;
   }
 
+  /**
+   * With nothing decoded and unapplied, everything up to the server's position (a keepalive's,
+   * sent after all data before it) is in Redis: readers waiting for it may go.
+   */
   private advanceIdle(): void {
     if (!this.idle() || this.appliedLsn === null || this.sentLsn === null) return;
     if (this.sentLsn > this.appliedLsn) {
