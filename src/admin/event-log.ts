@@ -15,10 +15,15 @@ export type AdminEventType =
   | 'config-reload-failed'
   /** a client cut off by a limit (output buffer, buffer budget, login or idle timeout) */
   | 'client-killed'
-  /** a change stream (src/stream/) started, copied its table again, or stopped on an error */
+  /**
+   * a change stream (src/stream/) started, copied its table again, stopped on an error,
+   * was interrupted by a failure it retries, or applies again after one
+   */
   | 'stream-started'
   | 'stream-resynced'
-  | 'stream-error';
+  | 'stream-error'
+  | 'stream-interrupted'
+  | 'stream-recovered';
 
 /** One entry of `GET /api/events`. `node` is null for instance-wide events (a reload). */
 export interface LogEvent {

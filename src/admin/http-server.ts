@@ -38,6 +38,8 @@ export interface Snapshot {
   sampleAt: number;
   nodes: Array<NodeReport & { rates: NodeRates | null }>;
   clients: Record<string, number>;
+  /** the change streams, as `GET /api/streams` reports them (the dashboard's Streams panel) */
+  streams: object[];
 }
 
 export interface AdminServerOptions {
@@ -166,6 +168,7 @@ export class AdminServer {
       sampleAt: sample.at,
       nodes: nodeReports(this.view).map((n) => ({ ...n, rates: sample.nodes[n.id] ?? null })),
       clients: Object.fromEntries(this.view.clientCounts()),
+      streams: this.opts.streams?.() ?? [],
     };
   }
 

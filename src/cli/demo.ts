@@ -3,7 +3,10 @@
  * several such shards; Redis shards of a primary + replicas), the proxies and the admin
  * server, with no configuration. The demo owns its cluster, so it runs `failover: auto` on
  * both sides: a `kill -9` of a primary (the first thing people try) is followed by a
- * promotion. Runs until SIGINT/SIGTERM, then stops everything it started.
+ * promotion. With Redis and one PostgreSQL shard it also runs a change stream: the table
+ * `items` mirrored into Redis hashes `items:<id>` (src/stream/), which the banner shows how to
+ * try with read-your-writes from PostgreSQL into Redis. Runs until SIGINT/SIGTERM, then stops
+ * everything it started.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -62,6 +65,11 @@ const DEMO_TABLE_RULES = [
   { table: 'pgbench_history', column: 'aid' },
 ];
 
+/** The table the demo's change stream mirrors into Redis hashes `items:<id>`. */
+const STREAM_TABLE_SQL = `CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY, name text NOT NULL,
+  qty int NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())`;
+const STREAM = { name: 'items', table: 'items', key: 'items:{id}' };
+
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = path.resolve(opts.dir, 'postgres');
   const shards = opts.pgShards ?? 1;
@@ -71,7 +79,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       ? `${shards} shards of 1 primary + ${opts.replicas} replicas`
       : `1 primary, ${opts.replicas} replicas`;
   console.log(`rwsplit demo: starting PostgreSQL (${layout}) in ${dir} ...`);
-  const { cluster, scratch } = await startCluster(dir, opts.replicas, shards);
+  // The change stream reads PostgreSQL's logical decoding: one shard, and Redis to write to.
+  const streaming = shards === 1 && opts.redisShards > 0;
+  const { cluster, scratch } = await startCluster(dir, opts.replicas, shards, streaming);
   let app: Rwsplit | null = null;
   let redis: RedisCluster | null = null;
   try {
@@ -124,13 +134,19 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
           monitor: DEMO_MONITOR,
           failover: 'auto',
         },
+        ...(streaming ? { streams: { list: [STREAM] } } : {}),
         logging: { level: 'warn' },
       },
       'demo',
     );
     if (cluster instanceof PgShardedCluster) await createDemoTable(cluster);
+    else if (streaming)
+      await withClient(
+        { host: cluster.primary.host, port: cluster.primary.port, password: undefined },
+        (client) => client.query(STREAM_TABLE_SQL),
+      );
     app = await Rwsplit.start(config);
-    printEndpoints(cluster, redis, opts, app.pgSocket);
+    printEndpoints(cluster, redis, opts, app.pgSocket, streaming);
     const sig = await waitForSignal();
     console.log(`\nrwsplit demo: ${sig} received, stopping ...`);
   } finally {
@@ -150,11 +166,12 @@ async function startCluster(
   dir: string,
   replicas: number,
   shards: number,
+  logical: boolean,
 ): Promise<{ cluster: PgFixture; scratch: string | null }> {
   const start = (at: string): Promise<PgFixture> =>
     shards > 1
       ? PgShardedCluster.start({ dir: at, shards, replicas })
-      : PgCluster.start({ dir: at, replicas });
+      : PgCluster.start({ dir: at, replicas, ...(logical ? { settings: { wal_level: 'logical' } } : {}) });
   try {
     return { cluster: await start(dir), scratch: null };
   } catch (err) {
@@ -184,6 +201,7 @@ function printEndpoints(
   redis: RedisCluster | null,
   opts: DemoOptions,
   socket: string | null,
+  streaming: boolean,
 ): void {
   const sharded = cluster instanceof PgShardedCluster;
   const psql = `psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres"`;
@@ -228,10 +246,30 @@ function printEndpoints(
       : []),
     `  npx rwsplit status --http http://127.0.0.1:${opts.httpPort}`,
     '',
+    ...(streaming ? streamLines(psql, opts) : []),
     ...failoverLines(cluster, redis, opts),
     'Press Ctrl-C to stop every process the demo started.',
   ];
   console.log(lines.join('\n'));
+}
+
+/**
+ * The banner's change-stream paragraph: one command that writes a row through the PostgreSQL
+ * proxy, takes that session's causal token, and reads the row's hash through the Redis proxy
+ * with the token (the read waits until the stream has applied the write).
+ */
+export function streamLines(psql: string, opts: Pick<DemoOptions, 'redisPort' | 'httpPort'>): string[] {
+  const write =
+    "INSERT INTO items (id, name, qty) VALUES (1, 'apple', 5) " +
+    'ON CONFLICT (id) DO UPDATE SET qty = items.qty + 1, updated_at = now()';
+  return [
+    `Change stream "${STREAM.name}": the PostgreSQL table items is kept in Redis as hashes items:<id>,`,
+    'from logical replication. Write a row through rwsplit, then read it through the Redis port with',
+    "the write's causal token (read-your-writes: the read waits until the stream has applied it):",
+    `  T=$(${psql} -qAt -c "${write}" -c "SHOW rwsplit.causal_token") && printf 'RWSPLIT TOKEN %s\\nHGETALL items:1\\n' "$T" | redis-cli -p ${opts.redisPort}`,
+    `  curl -s http://127.0.0.1:${opts.httpPort}/api/streams   # lag, rates, freshness; the dashboard's Streams panel`,
+    '',
+  ];
 }
 
 /**

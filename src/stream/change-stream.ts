@@ -55,9 +55,17 @@ export interface ChangeStreamDeps {
   maxInFlight: number;
   statusIntervalMs: number;
   log: Logger;
-  /** an event for the admin event log (`stream-started`, `stream-resynced`, `stream-error`) */
-  event(type: 'stream-started' | 'stream-resynced' | 'stream-error', detail: string): void;
+  /** an event for the admin event log */
+  event(type: StreamEventType, detail: string): void;
 }
+
+/**
+ * What a stream tells the event log: it started, copied its table again (and why), stopped on
+ * an error retrying cannot fix, was interrupted by a failure it retries (once per distinct
+ * failure, not per retry), and applies changes again after one.
+ */
+export type StreamEventType =
+  'stream-started' | 'stream-resynced' | 'stream-error' | 'stream-interrupted' | 'stream-recovered';
 
 /** Size of a WAL page, and the longest page header (the first page of a segment). */
 const WAL_PAGE = 8192n;
@@ -74,12 +82,23 @@ export function pageStart(lsn: bigint): bigint {
   return offset > 0n && offset <= LONG_PAGE_HEADER ? lsn - offset : lsn;
 }
 
+/**
+ * A walsender error that retrying the same slot cannot get past: on PostgreSQL 15 a dropped
+ * publication is looked up in the catalog as of each change, so recreating it does not help;
+ * an invalidated slot (max_slot_wal_keep_size) has lost the WAL it needed. The stream then
+ * starts over with a new slot and a copy.
+ */
+const UNUSABLE_SLOT =
+  /publication "[^"]*" does not exist|slot .* (?:has been invalidated|can no longer get changes)/;
+
 /** The hash on every Redis shard that holds a stream's state. */
 export function stateKey(name: string): string {
   return `rwsplit:stream:${name}`;
 }
 
+/** First retry delay after a failure; it doubles up to MAX_RETRY_MS while failures repeat. */
 const RETRY_MS = 500;
+const MAX_RETRY_MS = 5000;
 const COPY_BATCH = 1000;
 /** how often a stream with waiting readers asks the server for its position */
 const POLL_MS = 20;
@@ -110,11 +129,19 @@ interface Relation {
 
 export class ChangeStream extends EventEmitter {
   state: StreamState = 'starting';
+  /** the last failure, kept until the stream has applied (or caught up) again */
   lastError: string | null = null;
+  /** failures so far (every interrupted attempt, and the one that stopped the stream) */
+  errors = 0;
   /** end of the last transaction every shard applied */
   appliedLsn: bigint | null = null;
   /** the server's WAL end as last reported (XLogData / keepalive) */
   serverLsn: bigint | null = null;
+  /**
+   * The server's position as reported on this attempt's connection. Never one from an earlier
+   * attempt: those positions cover transactions the new connection has yet to send again.
+   */
+  private sentLsn: bigint | null = null;
   readonly figures = new StreamFigures();
   readonly template: KeyTemplate;
   readonly slot: string;
@@ -134,6 +161,15 @@ export class ChangeStream extends EventEmitter {
   private statusTimer: NodeJS.Timeout | null = null;
   private attemptDone: ((err: Error) => void) | null = null;
   private readonly waiters: { lsn: bigint; resolve: () => void }[] = [];
+  /** the failure the event log was last told about; null once the stream is healthy again */
+  private reported: string | null = null;
+  /** set when the slot cannot be read any more (its publication dropped, …): the next attempt copies again */
+  private resyncReason: string | null = null;
+  private retryMs = RETRY_MS;
+  /** after a failure: the server's position then; the stream is healthy again once it applied that far */
+  private recoverAt: bigint | null = null;
+  /** what was decoded and not applied when the last attempt failed: the lag while retrying */
+  private stalled: { changes: number; oldestCommitMs: number | null } | null = null;
 
   constructor(
     readonly config: StreamConfig,
@@ -153,6 +189,46 @@ export class ChangeStream extends EventEmitter {
   get lagBytes(): number | null {
     if (this.serverLsn === null || this.appliedLsn === null) return null;
     return this.serverLsn > this.appliedLsn ? Number(this.serverLsn - this.appliedLsn) : 0;
+  }
+
+  /**
+   * Row changes decoded and not yet in Redis. After a failure, until the stream applies again,
+   * at least what was pending when it failed (the next attempt decodes it again); null before
+   * anything is known.
+   */
+  get lagChanges(): number | null {
+    return this.backlog()?.changes ?? null;
+  }
+
+  /**
+   * Milliseconds since the commit of the oldest transaction decoded and not yet applied (0
+   * when none is), counting after a failure the ones pending when it failed.
+   */
+  lagMs(now = Date.now()): number | null {
+    const p = this.backlog();
+    if (!p) return null;
+    return p.oldestCommitMs === null ? 0 : Math.max(0, now - p.oldestCommitMs);
+  }
+
+  private backlog(): { changes: number; oldestCommitMs: number | null } | null {
+    const live = this.state === 'streaming' ? this.pending() : null;
+    const s = this.stalled;
+    if (!live || !s) return live ?? s;
+    const times = [live.oldestCommitMs, s.oldestCommitMs].filter((t): t is number => t !== null);
+    return {
+      changes: Math.max(live.changes, s.changes),
+      oldestCommitMs: times.length > 0 ? Math.min(...times) : null,
+    };
+  }
+
+  private pending(): { changes: number; oldestCommitMs: number | null } {
+    let changes = this.txn?.changes ?? 0;
+    let oldest = this.txn?.commitTimeMs ?? null;
+    for (const t of [...this.inFlight, ...this.queue]) {
+      changes += t.changes;
+      if (oldest === null || t.commitTimeMs < oldest) oldest = t.commitTimeMs;
+    }
+    return { changes, oldestCommitMs: oldest };
   }
 
   start(): void {
@@ -223,20 +299,55 @@ export class ChangeStream extends EventEmitter {
       try {
         await this.attempt();
       } catch (err) {
-        this.teardown((err as Error).message);
+        const message = (err as Error).message;
+        const stalled = this.backlog();
+        this.teardown(message);
         if (this.stopped) return;
-        this.lastError = (err as Error).message;
+        this.stalled = stalled;
+        this.recoverAt = this.serverLsn ?? this.appliedLsn;
+        this.lastError = message;
+        this.errors++;
         if (err instanceof StreamStopError) {
           this.state = 'error';
-          this.deps.log.error({ stream: this.name, err: this.lastError }, 'stream stopped');
-          this.deps.event('stream-error', `stream ${this.name}: ${this.lastError}`);
+          this.reported = message;
+          this.deps.log.error({ stream: this.name, err: message }, 'stream stopped');
+          this.deps.event('stream-error', `stream ${this.name}: ${message}`);
           return;
         }
         this.state = 'retrying';
-        this.deps.log.warn({ stream: this.name, err: this.lastError }, 'stream interrupted; retrying');
-        await new Promise((r) => setTimeout(r, RETRY_MS));
+        if (UNUSABLE_SLOT.test(message) && this.resyncReason === null)
+          this.resyncReason = `the slot ${this.slot} cannot be read any more (${message})`;
+        if (message !== this.reported) {
+          // Once per distinct failure: a Redis that refuses every write must not flood the event log.
+          this.reported = message;
+          this.deps.log.warn({ stream: this.name, err: message }, 'stream interrupted; retrying');
+          this.deps.event(
+            'stream-interrupted',
+            `stream ${this.name}: ${message}; nothing is lost (the slot keeps what Redis does not hold), retrying`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, this.retryMs));
+        this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
       }
     }
+  }
+
+  /**
+   * The stream applied a transaction, or caught up with the server, in this attempt: the
+   * failure that interrupted it is over.
+   */
+  private healthy(): void {
+    // Applying older transactions again (a shard skipping what it holds) is no recovery yet.
+    if (this.recoverAt !== null && (this.appliedLsn === null || this.appliedLsn < this.recoverAt)) return;
+    this.recoverAt = null;
+    this.retryMs = RETRY_MS;
+    this.stalled = null;
+    if (this.reported === null) return;
+    const was = this.reported;
+    this.reported = null;
+    this.lastError = null;
+    this.deps.log.info({ stream: this.name }, 'stream recovered');
+    this.deps.event('stream-recovered', `stream ${this.name} applies changes again (after: ${was})`);
   }
 
   private teardown(reason: string): void {
@@ -256,6 +367,7 @@ export class ChangeStream extends EventEmitter {
     this.txn = null;
     this.draining = false;
     this.paused = false;
+    this.sentLsn = null;
     this.relations = new Map();
   }
 
@@ -289,11 +401,14 @@ export class ChangeStream extends EventEmitter {
       slotRows.length === 1 &&
       states.every((s) => s['copied'] === '1' && s['slot'] === this.slot && s['lsn']);
     let start: bigint;
-    if (resumable) {
+    if (resumable && this.resyncReason === null) {
       this.shardApplied = states.map((s) => parseLsnText(s['lsn']!));
       start = this.shardApplied.reduce((a, b) => (b < a ? b : a));
     } else {
-      start = await this.resync(repl, node.nodeId, slotRows.length === 1);
+      const why = this.resyncReason ?? this.whyCopy(slotRows.length === 1, states);
+      start = await this.resync(repl, node.nodeId, slotRows.length === 1, why);
+      this.resyncReason = null;
+      this.recoverAt = null; // a fresh copy: the failure's position belongs to the old slot
       this.shardApplied = this.writers.map(() => start);
     }
     this.appliedLsn = start;
@@ -302,9 +417,11 @@ export class ChangeStream extends EventEmitter {
     repl.onCopyData = (payload) => this.onCopyData(payload);
     await repl.startReplication(this.slot, start, this.publication);
     this.state = 'streaming';
-    this.lastError = null;
     this.deps.log.info({ stream: this.name, node: node.nodeId, from: formatLsn(start) }, 'stream started');
-    this.deps.event('stream-started', `stream ${this.name} from ${formatLsn(start)} on ${node.nodeId}`);
+    // After a failure, the event waits until the stream applies again (healthy()): an attempt
+    // that starts and fails at its first transaction (a Redis refusing writes) is no recovery.
+    if (this.reported === null)
+      this.deps.event('stream-started', `stream ${this.name} from ${formatLsn(start)} on ${node.nodeId}`);
     this.statusTimer = setInterval(() => this.acknowledge(), this.deps.statusIntervalMs);
     await failed;
   }
@@ -336,8 +453,22 @@ export class ChangeStream extends EventEmitter {
       await repl.command(`CREATE PUBLICATION ${this.publication} FOR TABLE ${this.config.table}`);
   }
 
+  /** Why the stream cannot resume and copies its table again, for the event log. */
+  private whyCopy(slotExists: boolean, states: Record<string, string>[]): string {
+    if (states.every((s) => Object.keys(s).length === 0) && !slotExists) return 'first start';
+    if (!slotExists)
+      return `its slot ${this.slot} does not exist on the primary (dropped, or lost in a PostgreSQL failover)`;
+    const i = states.findIndex((s) => !(s['copied'] === '1' && s['slot'] === this.slot && s['lsn']));
+    return `redis shard ${this.deps.redis.names[i] ?? i} holds no finished copy (a copy cut short, or a node that lost its data)`;
+  }
+
   /** A fresh start: new slot, keys deleted, the table copied from the slot's snapshot. Returns where streaming starts. */
-  private async resync(repl: ReplicationSession, nodeId: string, slotExists: boolean): Promise<bigint> {
+  private async resync(
+    repl: ReplicationSession,
+    nodeId: string,
+    slotExists: boolean,
+    why: string,
+  ): Promise<bigint> {
     this.state = 'copying';
     if (slotExists) await repl.command(`DROP_REPLICATION_SLOT ${this.slot} WAIT`);
     // Forget the old state first: a copy cut short must never look finished.
@@ -361,7 +492,7 @@ export class ChangeStream extends EventEmitter {
     this.deps.log.info({ stream: this.name, rows, at: formatLsn(start) }, 'stream copied its table');
     this.deps.event(
       'stream-resynced',
-      `stream ${this.name}: copied ${rows} rows of ${this.config.table} as of ${formatLsn(start)} on ${nodeId}`,
+      `stream ${this.name}: copied ${rows} rows of ${this.config.table} as of ${formatLsn(start)} on ${nodeId} (${why})`,
     );
     return start;
   }
@@ -434,16 +565,21 @@ export class ChangeStream extends EventEmitter {
 
   // --- streaming ---------------------------------------------------------------------------
 
+  private serverAt(lsn: bigint): void {
+    if (this.serverLsn === null || lsn > this.serverLsn) this.serverLsn = lsn;
+    if (this.sentLsn === null || lsn > this.sentLsn) this.sentLsn = lsn;
+  }
+
   private onCopyData(payload: Buffer): void {
     try {
       const msg = decodeReplicationMessage(payload);
       if (msg.kind === 'keepalive') {
-        if (this.serverLsn === null || msg.walEnd > this.serverLsn) this.serverLsn = msg.walEnd;
+        this.serverAt(msg.walEnd);
         this.advanceIdle();
         if (msg.replyRequested) this.acknowledge(true);
         return;
       }
-      if (this.serverLsn === null || msg.walEnd > this.serverLsn) this.serverLsn = msg.walEnd;
+      this.serverAt(msg.walEnd);
       this.onMessage(decodePgoutput(msg.data));
     } catch (err) {
       const e = err instanceof StreamStopError ? err : new StreamStopError((err as Error).message);
@@ -613,12 +749,15 @@ export class ChangeStream extends EventEmitter {
   /** Transactions complete in commit order: the applied position moves over the answered prefix. */
   private settle(): void {
     const now = Date.now();
+    let applied = false;
     while (this.inFlight.length > 0 && this.inFlight[0]!.waiting === 0) {
       const f = this.inFlight.shift()!;
       this.appliedLsn = f.endLsn;
       this.figures.writes.add(f.changes);
       if (f.changes > 0) this.figures.freshness(now - f.commitTimeMs);
+      applied = true;
     }
+    if (applied) this.healthy();
     this.resolveWaiters();
     this.pump();
   }
@@ -646,16 +785,23 @@ export class ChangeStream extends EventEmitter {
     }
   }
 
+  /** Nothing decoded and not yet applied. */
+  private idle(): boolean {
+    return this.txn === null && this.queue.length === 0 && this.inFlight.length === 0 && !this.draining;
+  }
+
   /**
    * With nothing decoded and unapplied, everything up to the server's position (a keepalive's,
    * sent after all data before it) is in Redis: readers waiting for it may go.
    */
   private advanceIdle(): void {
-    const idle = this.txn === null && this.queue.length === 0 && this.inFlight.length === 0 && !this.draining;
-    if (!idle || this.appliedLsn === null || this.serverLsn === null || this.serverLsn <= this.appliedLsn)
-      return;
-    this.appliedLsn = this.serverLsn;
-    this.resolveWaiters();
+    if (!this.idle() || this.appliedLsn === null || this.sentLsn === null) return;
+    if (this.sentLsn > this.appliedLsn) {
+      this.appliedLsn = this.sentLsn;
+      this.resolveWaiters();
+    }
+    // Everything the server sent on this connection is in Redis: caught up.
+    this.healthy();
   }
 
   /**

@@ -69,16 +69,29 @@ export class ShardWriter {
     const parts = [encodeCommand(['MULTI'])];
     for (const c of commands) parts.push(encodeCommand(c));
     parts.push(encodeCommand(['EXEC']));
-    const ignore = (): void => undefined;
+    // The first refusal while queuing (-OOM, -READONLY, -NOREPLICAS, …): EXEC then only says
+    // EXECABORT, so this is what the error names.
+    let refused: string | null = null;
+    const queued = (raw: Buffer | null): void => {
+      if (raw === null || refused !== null) return;
+      const v = parseReply(raw);
+      if (v instanceof RespErrorValue) refused = v.message;
+    };
     return new Promise((resolve, reject) => {
       const cbs = parts.map((_, i) =>
         i < parts.length - 1
-          ? ignore // +OK / +QUEUED, or an error the EXEC reply reports as EXECABORT
+          ? queued // +OK / +QUEUED, or an error the EXEC reply reports as EXECABORT
           : (raw: Buffer | null): void => {
               if (raw === null) return reject(new RedisTargetError(`${this.nodeId}: connection lost`));
               const v = parseReply(raw);
               if (v instanceof RespErrorValue)
-                return reject(new RedisTargetError(`${this.nodeId}: ${v.message}`));
+                return reject(
+                  new RedisTargetError(
+                    refused === null
+                      ? `${this.nodeId}: ${v.message}`
+                      : `${this.nodeId} refused the write: ${refused} (the transaction was discarded)`,
+                  ),
+                );
               if (!Array.isArray(v))
                 return reject(new RedisTargetError(`${this.nodeId}: transaction aborted`));
               const failed = v.find((x) => x instanceof RespErrorValue);

@@ -21,9 +21,16 @@ export interface StreamReport {
   name: string;
   table: string;
   state: string;
+  /** the last failure, until the stream applies again (or why it stopped, state `error`) */
   error: string | null;
+  /** failures since start */
+  errors: number;
   appliedLsn: string | null;
   lagBytes: number | null;
+  /** row changes decoded and not yet applied */
+  lagChanges: number | null;
+  /** since the commit of the oldest transaction not yet applied */
+  lagMs: number | null;
   arrivalRate: number;
   writeRate: number;
   readRate: number;
@@ -143,8 +150,11 @@ export class StreamManager implements StreamReadGate {
       table: s.config.table,
       state: s.state,
       error: s.lastError,
+      errors: s.errors,
       appliedLsn: s.appliedLsn === null ? null : formatLsn(s.appliedLsn),
       lagBytes: s.lagBytes,
+      lagChanges: s.lagChanges,
+      lagMs: s.lagMs(now),
       arrivalRate: round(s.figures.arrivals.rate(now)),
       writeRate: round(s.figures.writes.rate(now)),
       readRate: round(s.figures.reads.rate(now)),
@@ -174,8 +184,23 @@ export class StreamManager implements StreamReadGate {
       custom('rwsplit_stream_lag_bytes', 'WAL bytes the server has sent past what Redis holds', 'gauge', () =>
         each((s) => s.lagBytes ?? 0),
       ),
+      custom('rwsplit_stream_lag_changes', 'Row changes decoded and not yet applied to Redis', 'gauge', () =>
+        each((s) => s.lagChanges ?? 0),
+      ),
+      custom(
+        'rwsplit_stream_lag_seconds',
+        'Since the commit of the oldest transaction not yet applied to Redis',
+        'gauge',
+        () => each((s) => (s.lagMs() ?? 0) / 1000),
+      ),
       custom('rwsplit_stream_up', '1 while the stream is streaming, 0 otherwise', 'gauge', () =>
         each((s) => (s.state === 'streaming' ? 1 : 0)),
+      ),
+      custom(
+        'rwsplit_stream_errors_total',
+        'Failures of the stream (interruptions it retried, and the error that stopped it)',
+        'counter',
+        () => each((s) => s.errors),
       ),
       custom(
         'rwsplit_stream_freshness_seconds',

@@ -6,7 +6,9 @@
  * It opens `GET /api/stream` (Server-Sent Events): `snapshot` every second (nodes, their
  * state, lag and rates) redraws the topology and appends one point to each chart; `events`
  * (the whole log, on connect) and `event` (each new entry) fill the timeline and the failover
- * banner (a promotion under way, then the new primary).
+ * banner (a promotion under way, then the new primary). A snapshot's `streams` (the change
+ * streams, as GET /api/streams reports them) fill the Streams panel: a card per stream (state,
+ * lag in changes, bytes and ms, rates, freshness, errors and the last one) and two charts.
  */
 export const DASHBOARD_JS = String.raw`(function () {
   'use strict';
@@ -23,6 +25,13 @@ export const DASHBOARD_JS = String.raw`(function () {
       { name: ' p50', pick: rate('p50Ms'), dash: [5, 4] },
     ] },
   ];
+  // The change streams' charts: one line per stream.
+  var STREAM_CHARTS = [
+    { key: 'stream-applied', title: 'streams: changes applied/s', pick: function (s) { return s.writeRate; } },
+    { key: 'stream-lag', title: 'streams: lag (ms)', pick: function (s) { return s.lagMs; } },
+  ];
+  var STREAM_CLASS = { streaming: 'up', starting: 'lagging', copying: 'lagging', retrying: 'lagging', error: 'down', stopped: 'fenced' };
+  var ss = { names: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null };
   var MAX_EVENTS = 200;
   var st = { ids: [], times: [], values: {}, plots: {}, boxes: {}, lastSample: null, events: [], groups: {} };
   var SHOW_DONE_MS = 60000; // a finished failover stays in the banner this long
@@ -160,6 +169,77 @@ export const DASHBOARD_JS = String.raw`(function () {
     root.setAttribute('data-sample-at', String(snap.sampleAt));
   }
 
+  function streamCard(s) {
+    var lag = (s.lagChanges === null || s.lagChanges === undefined ? '–' : s.lagChanges + ' changes') +
+      ' · ' + bytes(s.lagBytes) + ' · ' + num(s.lagMs, ' ms');
+    var rows = [
+      ['lag', lag],
+      ['applied/s', num(s.writeRate)],
+      ['decoded/s', num(s.arrivalRate)],
+      ['reads/s', num(s.readRate)],
+      ['freshness p50 / p99', num(s.freshnessP50Ms) + ' / ' + num(s.freshnessP99Ms, ' ms')],
+      ['errors', String(s.errors)],
+      ['applied up to', s.appliedLsn || '–'],
+    ];
+    var dl = h('dl', null, []);
+    rows.forEach(function (row) {
+      dl.appendChild(h('dt', null, [row[0]]));
+      dl.appendChild(h('dd', { 'data-field': row[0] }, [row[1]]));
+    });
+    return h('div', { class: 'node stream ' + (STREAM_CLASS[s.state] || 'fenced'), 'data-stream': s.name, 'data-state': s.state }, [
+      h('div', { class: 'node-head' }, [h('strong', null, [s.name]), h('span', { class: 'role' }, ['table ' + s.table])]),
+      h('div', { class: 'state' }, [s.state]),
+      dl,
+      s.error ? h('div', { class: 'stream-error', 'data-field': 'error' }, [s.error]) : null,
+    ]);
+  }
+
+  /** The Streams panel: hidden without streams; cards, and one chart point per sample. */
+  function renderStreams(snap) {
+    var list = snap.streams || [];
+    document.getElementById('streams-section').hidden = list.length === 0;
+    if (list.length === 0) return;
+    var box = document.getElementById('streams');
+    box.replaceChildren.apply(box, list.map(streamCard));
+    var names = list.map(function (s) { return s.name; });
+    var root = document.getElementById('stream-charts');
+    if (names.join('\n') !== ss.names.join('\n')) {
+      ss.names = names;
+      ss.times = [];
+      root.replaceChildren();
+      STREAM_CHARTS.forEach(function (c) {
+        ss.values[c.key] = names.map(function () { return []; });
+        var chart = h('div', { class: 'chart', 'data-chart': c.key }, []);
+        root.appendChild(chart);
+        ss.boxes[c.key] = chart;
+        ss.plots[c.key] = new uPlot({
+          title: c.title,
+          width: chartWidth(chart),
+          height: 170,
+          scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
+          series: [{}].concat(names.map(function (n, i) {
+            return { label: n, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false } };
+          })),
+          axes: [{}, { size: 56 }],
+          legend: { live: false },
+        }, [ss.times].concat(ss.values[c.key]), chart);
+      });
+    }
+    if (snap.sampleAt === ss.lastSample) return;
+    ss.lastSample = snap.sampleAt;
+    ss.times.push(snap.sampleAt / 1000);
+    var trim = ss.times.length > WINDOW;
+    if (trim) ss.times.shift();
+    STREAM_CHARTS.forEach(function (c) {
+      ss.values[c.key].forEach(function (arr, i) {
+        arr.push(c.pick(list[i]));
+        if (trim) arr.shift();
+      });
+      ss.plots[c.key].setData([ss.times].concat(ss.values[c.key]));
+    });
+    root.setAttribute('data-points', String(ss.times.length));
+  }
+
   function renderEvents() {
     var rows = st.events.slice(-MAX_EVENTS).reverse().map(function (e) {
       return h('tr', { class: 'ev', 'data-type': e.type, 'data-node': e.node || '' }, [
@@ -217,6 +297,7 @@ export const DASHBOARD_JS = String.raw`(function () {
     renderFailovers();
     ensureCharts(snap.nodes.map(function (n) { return n.id; }));
     addPoint(snap);
+    renderStreams(snap);
   });
   es.addEventListener('events', function (m) {
     st.events = JSON.parse(m.data);
@@ -232,6 +313,9 @@ export const DASHBOARD_JS = String.raw`(function () {
   window.addEventListener('resize', function () {
     CHARTS.forEach(function (c) {
       if (st.plots[c.key]) st.plots[c.key].setSize({ width: chartWidth(st.boxes[c.key]), height: 170 });
+    });
+    STREAM_CHARTS.forEach(function (c) {
+      if (ss.plots[c.key]) ss.plots[c.key].setSize({ width: chartWidth(ss.boxes[c.key]), height: 170 });
     });
   });
 })();

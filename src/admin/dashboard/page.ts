@@ -28,6 +28,11 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Live <small>(one point a second, last 3 minutes)</small></h2>
     <div id="charts" class="charts" data-points="0"></div>
   </section>
+  <section id="streams-section" hidden>
+    <h2>Streams <small>(PostgreSQL tables kept in Redis)</small></h2>
+    <div id="streams" class="topology"></div>
+    <div id="stream-charts" class="charts stream-charts" data-points="0"></div>
+  </section>
   <section>
     <h2>Events</h2>
     <table class="events">
@@ -39,6 +44,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <footer>
   <a href="/api/nodes">/api/nodes</a> · <a href="/api/shards">/api/shards</a> ·
   <a href="/api/stats">/api/stats</a> · <a href="/api/events">/api/events</a> ·
+  <a href="/api/streams">/api/streams</a> ·
   <a href="/metrics">/metrics</a>
 </footer>
 <script src="/assets/uPlot.iife.min.js"></script>

@@ -37,6 +37,9 @@ h2 small { font-weight: normal; color: var(--muted); }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 10px; vertical-align: -1px; }
 .swatch.up { background: var(--up); } .swatch.lagging { background: var(--lagging); }
 .swatch.down { background: var(--down); } .swatch.fenced { background: var(--fenced); }
+.node.stream { width: 300px; }
+.stream-error { margin-top: 4px; font-size: 12px; color: var(--down); overflow-wrap: anywhere; }
+.stream-charts { margin-top: 12px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 12px; }
 .chart { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 6px; min-width: 0; }
 .events { width: 100%; border-collapse: collapse; background: var(--card); border: 1px solid var(--line); }
@@ -48,6 +51,9 @@ h2 small { font-weight: normal; color: var(--muted); }
 .tag.lagging { background: var(--lagging); color: #fff; }
 .tag.drained, .tag.fenced { background: var(--fenced); color: #fff; }
 .tag.config-reload-failed { background: var(--down); color: #fff; }
+.tag.stream-error, .tag.stream-interrupted { background: var(--down); color: #fff; }
+.tag.stream-started, .tag.stream-recovered { background: var(--up); color: #fff; }
+.tag.stream-resynced { background: var(--lagging); color: #fff; }
 .tag.failover-start, .tag.writes-held { background: var(--down); color: #fff; }
 .tag.failover-end, .tag.writes-released, .tag.role-change { background: #2563eb; color: #fff; }
 .failover { margin: 10px 0 0; padding: 8px 12px; border-radius: 6px; color: #fff; }
