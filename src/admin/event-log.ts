@@ -18,7 +18,9 @@ export type AdminEventType =
   /** a change stream (src/stream/) started, copied its table again, or stopped on an error */
   | 'stream-started'
   | 'stream-resynced'
-  | 'stream-error';
+  | 'stream-error'
+  /** a data-plane worker process died (its clients' connections closed with it) and was replaced */
+  | 'worker-exited';
 
 /** One entry of `GET /api/events`. `node` is null for instance-wide events (a reload). */
 export interface LogEvent {

@@ -215,7 +215,7 @@ export class AdminServer {
           ['events', this.events.list()],
         ]),
       '/metrics': async (_q, res) =>
-        send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics()),
+        send(res, 200, this.metrics.registry.contentType, await this.metrics.exposition()),
       '/healthz': (_q, res) => send(res, 200, 'text/plain', 'ok\n'),
     };
   }

@@ -203,6 +203,11 @@ export class RedisProxy implements ConnectionStatsSource {
     return out;
   }
 
+  /** A client socket accepted elsewhere (a data-plane worker's controller passed it on). */
+  adopt(socket: net.Socket): void {
+    this.accept(socket);
+  }
+
   private accept(socket: net.Socket): void {
     if (this.sockets.size >= this.config.limits.maxClients) {
       socket.end(
