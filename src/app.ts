@@ -90,6 +90,7 @@ export class Rwsplit {
       log,
       ...(opts.configPath ? { reload: () => app!.reload(), restart: () => app!.restart() } : {}),
       streams: () => app?.streams?.reports() ?? [],
+      workers: () => app?.workers?.describe() ?? [],
     });
     app = new Rwsplit(
       config,

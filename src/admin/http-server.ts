@@ -38,6 +38,17 @@ export interface Snapshot {
   sampleAt: number;
   nodes: Array<NodeReport & { rates: NodeRates | null }>;
   clients: Record<string, number>;
+  /** the data-plane worker processes (`workers` > 1); empty in one process */
+  workers: WorkerReport[];
+}
+
+/** One entry of `GET /api/workers`: a data-plane worker process (src/workers/). */
+export interface WorkerReport {
+  index: number;
+  pid: number | null;
+  ready: boolean;
+  startedAt: number;
+  clients: number;
 }
 
 export interface AdminServerOptions {
@@ -54,6 +65,8 @@ export interface AdminServerOptions {
   log?: Logger;
   /** `GET /api/streams`: the change streams' reports (src/stream/); absent: an empty list */
   streams?: () => object[];
+  /** `GET /api/workers`: the data-plane workers (`workers` > 1); absent: an empty list */
+  workers?: () => WorkerReport[];
   /** snapshot period of `/api/stream` (default 1000 ms) */
   sampleIntervalMs?: number;
 }
@@ -166,6 +179,7 @@ export class AdminServer {
       sampleAt: sample.at,
       nodes: nodeReports(this.view).map((n) => ({ ...n, rates: sample.nodes[n.id] ?? null })),
       clients: Object.fromEntries(this.view.clientCounts()),
+      workers: this.opts.workers?.() ?? [],
     };
   }
 
@@ -209,6 +223,7 @@ export class AdminServer {
       },
       '/api/stats': (_q, res) => sendJson(res, 200, statsReport(this.view, this.metrics)),
       '/api/streams': (_q, res) => sendJson(res, 200, this.opts.streams?.() ?? []),
+      '/api/workers': (_q, res) => sendJson(res, 200, this.opts.workers?.() ?? []),
       '/api/stream': (req, res) =>
         this.stream.open(req, res, [
           ['snapshot', this.snapshot()],

@@ -182,6 +182,7 @@ export class WorkerPool implements RemoteMetrics {
       config: workerConfig(this.opts.config, index, this.opts.count),
       index,
       count: this.opts.count,
+      logLevel: this.opts.log.level,
       topologies: this.topologies.map(snapshotTopology),
     };
     child.send(init);

@@ -32,6 +32,8 @@ export type ToWorker =
       config: Config;
       index: number;
       count: number;
+      /** the controller's log level (its logger may be set in code, not by the config) */
+      logLevel: string;
       /** the controller's topologies: PostgreSQL first (when configured), then each Redis shard */
       topologies: TopologySnapshot[];
     }

@@ -41,7 +41,7 @@ export class Worker {
 
   static async start(init: Extract<ToWorker, { t: 'init' }>, send: (m: FromWorker) => void): Promise<Worker> {
     const { config } = init;
-    const log = createLogger(config.logging.level).child({ worker: init.index });
+    const log = createLogger(init.logLevel as Config['logging']['level']).child({ worker: init.index });
     const w = new Worker(config, log, send);
     const guard = new ClientGuard(config.limits.maxBufferedBytes);
     w.metrics.watchGuard(guard);
