@@ -33,6 +33,8 @@ import { snapshotTopology } from './topology-mirror.js';
 export const STATE_INTERVAL_MS = 100;
 /** A worker that has not confirmed a fence this long after it was sent is killed. */
 export const SYNC_TIMEOUT_MS = 2000;
+/** Workers exiting before they serve, in a row, before the pool gives up replacing them. */
+const MAX_FAILED_STARTS = 3;
 /** Connections waiting for a worker (none ready: all being replaced) beyond this many are closed. */
 const MAX_PENDING = 10_000;
 
@@ -71,6 +73,8 @@ export class WorkerPool implements RemoteMetrics {
   private readonly readyWaiters = new Set<() => void>();
   /** workers replaced since start */
   replaced = 0;
+  private failedStarts = 0;
+  private startError: Error | null = null;
   /** the PostgreSQL topology (when configured) then each Redis shard's: the order workers mirror */
   private topologies: Topology[] = [];
 
@@ -100,6 +104,12 @@ export class WorkerPool implements RemoteMetrics {
         timeoutMs,
       );
       const check = (): void => {
+        if (this.startError) {
+          clearTimeout(timer);
+          this.readyWaiters.delete(check);
+          reject(this.startError);
+          return;
+        }
         if (!this.slots.every((s) => s.ready)) return;
         clearTimeout(timer);
         this.readyWaiters.delete(check);
@@ -239,6 +249,7 @@ export class WorkerPool implements RemoteMetrics {
   }
 
   private onExit(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
+    const wasReady = slot.ready;
     slot.ready = false;
     for (const done of slot.syncs.values()) done(); // a dead worker routes nothing
     slot.syncs.clear();
@@ -251,6 +262,17 @@ export class WorkerPool implements RemoteMetrics {
     });
     if (this.stopping) return;
     const how = signal ?? `code ${code}`;
+    // A worker that cannot even start (a bad config, a server that refuses) would be forked
+    // again and again: after a few in a row, the start fails instead.
+    this.failedStarts = wasReady ? 0 : this.failedStarts + 1;
+    if (this.failedStarts >= MAX_FAILED_STARTS) {
+      this.startError = new Error(
+        `data-plane worker ${slot.index} exited (${how}) before serving, ${this.failedStarts} times in a row; its log says why`,
+      );
+      this.opts.log.error(this.startError.message);
+      for (const w of [...this.readyWaiters]) w();
+      return;
+    }
     const replacement = this.fork(slot.index);
     this.slots[slot.index] = replacement;
     this.replaced++;

@@ -72,4 +72,21 @@ describe('topology mirror', () => {
     assert.deepEqual([c.lagBytes, c.lagMs, c.position, c.lagging], [1234, 56, '0/10', true]);
     assert.equal(c.outstanding, 3);
   });
+
+  test('a node the copy saw fail stays down until the controller says so too', () => {
+    const { ctl, copy } = pair();
+    const own = new Set<string>();
+    copy.markDown('p', 'connection refused');
+    own.add('p');
+    // A snapshot taken before the controller heard of it still says up.
+    applySnapshot(copy, snapshotTopology(ctl), own);
+    assert.equal(copy.get('p')!.reachable, false);
+    ctl.markDown('p', 'reported by a worker');
+    applySnapshot(copy, snapshotTopology(ctl), own);
+    assert.equal(own.size, 0);
+    ctl.markProbeOk('p', 'primary');
+    ctl.markProbeOk('p', 'primary');
+    applySnapshot(copy, snapshotTopology(ctl), own);
+    assert.equal(copy.get('p')!.reachable, true, 'back once the controller has seen it come back');
+  });
 });

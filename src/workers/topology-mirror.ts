@@ -54,8 +54,12 @@ export function snapshotTopology(t: Topology): TopologySnapshot {
 /**
  * Makes `t` say what `s` says. Order matters: writes are held and nodes fenced or marked down
  * before anything is released, unfenced or marked up, so a write never finds a way in between.
+ *
+ * `ownDown`: nodes this copy's data path marked down and reported. They stay down until a
+ * snapshot says so too: a snapshot taken before the controller heard of the failure would
+ * otherwise put a dead node back in rotation for a moment.
  */
-export function applySnapshot(t: Topology, s: TopologySnapshot): void {
+export function applySnapshot(t: Topology, s: TopologySnapshot, ownDown?: Set<string>): void {
   const heldNow = new Map(s.held.map((h) => [h.shard, h]));
   for (const h of s.held) {
     const mine = t.failover(h.shard);
@@ -75,7 +79,8 @@ export function applySnapshot(t: Topology, s: TopologySnapshot): void {
   for (const snap of s.nodes) {
     const n = t.get(snap.id);
     if (!n) continue;
-    applyNode(t, n, snap);
+    if (!snap.reachable) ownDown?.delete(snap.id);
+    applyNode(t, n, ownDown?.has(snap.id) ? { ...snap, reachable: false, lastError: n.lastError } : snap);
   }
   for (const h of t.heldShards())
     if (!heldNow.has(h.shard)) t.releaseWrites(h.shard, 'released by the controller');

@@ -31,6 +31,8 @@ export class Worker {
   private redis: RedisProxy | null = null;
   /** set while the controller's state is applied: events then are the controller's, not ours */
   private applying = false;
+  /** nodes our data path marked down, until the controller's state says so too */
+  private readonly ownDown = new Set<string>();
   private statsTimer: NodeJS.Timeout | null = null;
 
   private constructor(
@@ -76,7 +78,7 @@ export class Worker {
     try {
       snapshots.forEach((s, i) => {
         const t = this.topologies[i];
-        if (t) applySnapshot(t, s);
+        if (t) applySnapshot(t, s, this.ownDown);
       });
     } finally {
       this.applying = false;
@@ -86,6 +88,7 @@ export class Worker {
   /** A node this worker's data path saw fail: the controller decides for everyone. */
   private ownEvent(e: TopologyEvent): void {
     if (this.applying || e.type !== 'down') return;
+    this.ownDown.add(e.node);
     this.send({ t: 'node-down', node: e.node, reason: e.detail });
   }
 
