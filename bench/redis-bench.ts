@@ -5,7 +5,7 @@
  * alike. Writes bench/results/redis-bench.{json,md}. Usage (after `npm run build`):
  *
  *   node dist/bench/redis-bench.js [--requests 200000] [--rounds 3] [--warmup 20000] [--out DIR]
- *                                  [--contenders rwsplit,twemproxy]
+ *                                  [--contenders rwsplit,rwsplit-2w,twemproxy]
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -42,7 +42,7 @@ import {
 import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ALL_CONTENDERS: RedisContender[] = ['direct', 'forwarder', 'rwsplit', 'twemproxy'];
+const ALL_CONTENDERS: RedisContender[] = ['direct', 'forwarder', 'rwsplit', 'rwsplit-2w', 'twemproxy'];
 const MODES: Record<PipelineMode, string[]> = { P1: [], P16: ['-P', '16'] };
 // SET first: the GET runs then read a key that exists (no -r: every request uses one key).
 const COMMANDS: RedisBenchCommand[] = ['SET', 'GET'];
@@ -142,6 +142,8 @@ async function startContenders(
     let peer: RunningPeer | undefined;
     if (contender === 'rwsplit')
       peer = await startRwsplitRedis(REPO_ROOT, clusters.pg.nodes, clusters.redis.nodes);
+    else if (contender === 'rwsplit-2w')
+      peer = await startRwsplitRedis(REPO_ROOT, clusters.pg.nodes, clusters.redis.nodes, 2);
     else if (contender === 'twemproxy') peer = await startTwemproxy([primary]);
     else if (contender === 'forwarder')
       peer = await startNodeForwarder(REPO_ROOT, primary.host, primary.port, (p) => () => pingPong(p));
@@ -259,6 +261,9 @@ function contenderSettings(contenders: RedisContender[]): Record<RedisContender,
     rwsplit:
       'bin/rwsplit.js start; redis section with the primary and both replicas, defaults ' +
       '(readFrom prefer-replica, round-robin, pool.size 2); logging.level=warn',
+    'rwsplit-2w':
+      'the same with workers: 2 (a controller and two data-plane processes, one link per node each); ' +
+      'proxy CPU summed over the three processes',
     twemproxy:
       `nutcracker 0.5, one pool, one server (the primary, weight 1); ` +
       Object.entries(TWEMPROXY_SETTINGS)

@@ -57,6 +57,8 @@ export async function startRwsplitRedis(
   repoRoot: string,
   pgNodes: PgNodeHandle[],
   redisNodes: RedisNodeHandle[],
+  /** `workers`: data-plane processes (their CPU is then read over the process tree) */
+  workers = 1,
 ): Promise<RunningPeer> {
   const dir = makeOwnRunDir('rwsplit-bench-rwredis-');
   const [pgPort, httpPort, redisPort] = (await freePorts(3)) as [number, number, number];
@@ -69,11 +71,12 @@ export async function startRwsplitRedis(
     postgres: { nodes: pgNodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
     redis: { shards: shardsOf(redisNodes) },
     logging: { level: 'warn' },
+    workers,
   };
   const child = spawnRwsplit(repoRoot, dir, config);
   const probe = async (): Promise<string | undefined> =>
     (await pingPong(redisPort)) ?? (await rwsplitNodesUp(httpPort, 'redis', redisNodes.length));
-  return startPeer(child, redisPort, 'SIGTERM', dir, false, probe);
+  return startPeer(child, redisPort, 'SIGTERM', dir, workers > 1, probe);
 }
 
 /** nutcracker's YAML: one pool, the anchor settings, `servers` with weight 1 each. */

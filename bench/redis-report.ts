@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { BaseMachineInfo } from './machine.js';
 import { renderMarkdownTable, renderTextTable } from './report.js';
 
-export type RedisContender = 'direct' | 'forwarder' | 'rwsplit' | 'twemproxy';
+export type RedisContender = 'direct' | 'forwarder' | 'rwsplit' | 'rwsplit-2w' | 'twemproxy';
 /** `P1`: one request at a time per connection (redis-benchmark's default); `P16`: `-P 16`. */
 export type PipelineMode = 'P1' | 'P16';
 export type RedisBenchCommand = 'SET' | 'GET';
@@ -84,6 +84,7 @@ export const REDIS_CONTENDER_LABEL: Record<RedisContender, string> = {
   direct: 'direct to primary',
   forwarder: 'bare Node.js forwarder (primary only)',
   rwsplit: 'rwsplit (reads on replicas)',
+  'rwsplit-2w': 'rwsplit, workers: 2 (reads on replicas)',
   twemproxy: 'twemproxy (one server)',
 };
 

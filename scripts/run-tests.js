@@ -40,4 +40,29 @@ const concurrency = process.env.RWSPLIT_TEST_CONCURRENCY ?? '2';
 const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...extra, ...files], {
   stdio: 'inherit',
 });
-process.exit(r.status ?? 1);
+// The files that touch routing, failover, causal reads and two-phase commit run a second time
+// with two data-plane workers (`workers: 2`, read by test/support from RWSPLIT_TEST_WORKERS).
+const BOTH_WAYS = [
+  'routing',
+  'failover',
+  'switchover',
+  'session-failover',
+  'causal',
+  'shards',
+  'redis-failover',
+  'redis-causal',
+].map((name) => `dist/test/${name}.test.js`);
+let workersStatus = 0;
+if (which !== 'unit' && !process.env.RWSPLIT_TEST_WORKERS) {
+  console.log(`\n# again with workers: 2 (${BOTH_WAYS.length} files)`);
+  const w = spawnSync(
+    process.execPath,
+    ['--test', `--test-concurrency=${concurrency}`, ...extra, ...BOTH_WAYS],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, RWSPLIT_TEST_WORKERS: '2' },
+    },
+  );
+  workersStatus = w.status ?? 1;
+}
+process.exit((r.status ?? 1) || workersStatus);

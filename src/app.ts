@@ -12,7 +12,7 @@ import { spawnSuccessor, type ClientAdopters, type Listeners, type Successor } f
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
-import { loadConfigFile } from './config/load.js';
+import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config, PgConfig } from './config/schema.js';
 import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
@@ -25,7 +25,9 @@ import { PgFailover } from './pg/ha/failover.js';
 import { setUpSharding } from './pg/sharding/sharding-setup.js';
 import type { TwoPhaseRecovery } from './pg/sharding/twopc/index.js';
 import { PgMonitor } from './pg/ha/monitor.js';
-import { PgProxy } from './pg/proxy.js';
+import { FIRST_PROCESS_ID, PgProxy, type PgProxyDeps } from './pg/proxy.js';
+import { WorkerPool } from './workers/controller.js';
+import { workerCount } from './workers/split-limits.js';
 import { RedisService } from './redis/service.js';
 import type { HandedRedisState } from './redis/session/session-handover.js';
 import { StreamManager } from './stream/stream-manager.js';
@@ -50,6 +52,8 @@ export class Rwsplit {
   guard: ClientGuard | null = null;
   /** finishes two-phase commits a dead coordinator left prepared (sharded PostgreSQL) */
   recovery: TwoPhaseRecovery | null = null;
+  /** the data-plane workers (`workers` > 1): they hold the client sessions, this process controls */
+  workers: WorkerPool | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
@@ -72,18 +76,7 @@ export class Rwsplit {
   ): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
-    const topology = new Topology(
-      (pgc?.nodes ?? []).map((n) => ({
-        id: n.id,
-        kind: 'postgres',
-        shard: n.shard,
-        host: n.host,
-        port: n.port,
-        weight: n.weight,
-      })),
-      pgc?.monitor.upAfter,
-    );
-    topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
+    const topology = pgTopology(pgc, log);
     const view = new ClusterView();
     view.addTopology(topology);
     const metrics = new Metrics(view);
@@ -98,6 +91,7 @@ export class Rwsplit {
       log,
       ...(opts.configPath ? { reload: () => app!.reload(), restart: () => app!.restart() } : {}),
       streams: () => app?.streams?.reports() ?? [],
+      workers: () => app?.workers?.describe() ?? [],
     });
     app = new Rwsplit(
       config,
@@ -115,9 +109,16 @@ export class Rwsplit {
     await pg?.monitor.start();
     app.recovery = pg?.sharding?.recovery ?? null;
     app.recovery?.start();
+    const workers = dataPlaneWorkers(config, view, metrics, log, (detail) =>
+      admin.events.record(null, 'worker-exited', detail),
+    );
+    app.workers = workers;
+    const redisTopologies: Topology[] = [];
     try {
       const handed = opts.listeners ?? {};
       if (pg && pgc) {
+        // Connections accepted before the workers serve wait for the first one ready.
+        workers?.takeOver(pg.proxy.listener, 'postgres');
         app.pgAddress = await pg.proxy.listen(
           config.listen.postgres.host,
           config.listen.postgres.port,
@@ -129,6 +130,7 @@ export class Rwsplit {
             app.pgAddress.port,
             handed.postgresUnix,
           );
+        if (app.pgSocket && pg.proxy.unixListener) workers?.takeOver(pg.proxy.unixListener, 'postgres');
       }
       if (config.redis)
         app.redis = await RedisService.start(
@@ -139,7 +141,18 @@ export class Rwsplit {
           log,
           guard,
           handed.redis,
+          (service) => {
+            redisTopologies.push(...service.topologies);
+            workers?.takeOver(service.proxy.listener, 'redis');
+          },
         );
+      if (workers) {
+        const topologies = [...(pgc ? [topology] : []), ...redisTopologies];
+        workers.onNodeDown((node, reason) => {
+          for (const t of topologies) if (t.get(node)) t.markDown(node, reason);
+        });
+        await workers.start(topologies, config.restart.startTimeoutMs);
+      }
       if (config.streams && config.streams.list.length > 0 && app.redis)
         app.streams = StreamManager.start(
           config,
@@ -184,6 +197,7 @@ export class Rwsplit {
       setAdminToken: (t) => this.admin.setToken(t),
     });
     this.config = config;
+    this.workers?.setLogLevel(config.logging.level);
     return plan;
   }
 
@@ -256,10 +270,19 @@ export class Rwsplit {
     const moveRedis = successor.adopts('redis')
       ? (state: HandedRedisState, socket: Socket) => successor.sendClient('redis', state, socket)
       : undefined;
-    const [pg, redis] = await Promise.all([
+    // Clients on data-plane workers are closed at a boundary (only this process's Redis
+    // clients are handed over to the successor).
+    const [pg, redis, workers] = await Promise.all([
       this.proxy?.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
       this.redis?.proxy.drain(timeoutMs, moveRedis) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
+      this.workers?.drain(timeoutMs) ?? null,
     ]);
+    if (workers) {
+      for (const k of ['atBoundary', 'atTimeout'] as const) {
+        pg[k] += workers[0]![k];
+        redis[k] += workers[1]![k];
+      }
+    }
     // Every handover is on its way: the successor lives on alone (and the listening sockets
     // can close here without waiting for the clients it took over).
     successor.release();
@@ -274,6 +297,7 @@ export class Rwsplit {
   async stop(): Promise<void> {
     await this.streams?.stop();
     await Promise.allSettled([
+      this.workers?.stop(),
       this.proxy?.close(),
       this.admin.close(),
       this.monitor?.stop(),
@@ -283,6 +307,53 @@ export class Rwsplit {
     ]);
     this.guard?.stop();
   }
+}
+
+/**
+ * The data-plane workers `config.workers` asks for (null: this process serves clients itself).
+ * Change streams gate Redis reads in the process that runs them, so they keep one process.
+ */
+function dataPlaneWorkers(
+  config: Config,
+  view: ClusterView,
+  metrics: Metrics,
+  log: Logger,
+  record: (detail: string) => void,
+): WorkerPool | null {
+  let count = workerCount(config.workers);
+  if (count > 1 && config.streams && config.streams.list.length > 0) {
+    if (config.workers !== 'auto')
+      throw new ConfigError(
+        `workers: ${count} cannot run change streams (streams:) yet: set workers: 1, or run the streams in an instance of their own`,
+      );
+    log.warn(
+      'workers: auto runs one process: change streams (streams:) need the Redis sessions in the process that runs them',
+    );
+    count = 1;
+  }
+  if (count <= 1) return null;
+  const workers = new WorkerPool({ count, config, firstProcessId: FIRST_PROCESS_ID, log, record });
+  view.addConnections(workers.connections('postgres'));
+  view.addConnections(workers.connections('redis'));
+  metrics.addRemote(workers);
+  return workers;
+}
+
+/** The PostgreSQL nodes of `pgc` (none without a postgres section), their events logged. */
+export function pgTopology(pgc: PgConfig | undefined, log: Logger): Topology {
+  const topology = new Topology(
+    (pgc?.nodes ?? []).map((n) => ({
+      id: n.id,
+      kind: 'postgres',
+      shard: n.shard,
+      host: n.host,
+      port: n.port,
+      weight: n.weight,
+    })),
+    pgc?.monitor.upAfter,
+  );
+  topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
+  return topology;
 }
 
 /** The PostgreSQL side of an instance: staleness, routing, the proxy, its monitor and failover. */
@@ -307,6 +378,55 @@ function assemblePostgres(
     samplesToReturn: pgc.staleness.samplesToReturn,
     returnRatio: pgc.staleness.returnRatio,
   });
+  const { proxy, sharding, backendTls, monitorLogin } = pgDataPlane(pgc, topology, view, metrics, guard, log);
+  const monitor = new PgMonitor(
+    topology,
+    staleness,
+    {
+      intervalMs: pgc.monitor.intervalMs,
+      timeoutMs: pgc.monitor.timeoutMs,
+      database: pgc.monitor.database,
+      ...monitorLogin,
+      onLag: (id, ms) => metrics.lagSample(id, ms),
+      failoverMode: pgc.failover.mode,
+      tls: backendTls,
+    },
+    log,
+  );
+  const failover = new PgFailover(
+    topology,
+    monitor,
+    {
+      ...pgc.failover,
+      login: monitor.login,
+      timeoutMs: pgc.monitor.timeoutMs,
+      // Summed over the data-plane workers when there are several (the view has their counts).
+      activeConnections: (id) => view.connectionStats().get(id)?.active ?? 0,
+    },
+    log,
+  );
+  return { proxy, monitor, failover, staleness, sharding };
+}
+
+/**
+ * What serves PostgreSQL clients: read router, classifier, sharding (2PC coordinator), the
+ * proxy and its pools. The whole of it in one process, or in each data-plane worker
+ * (`worker`: src/workers/), where the controller keeps the monitor and failover.
+ */
+export function pgDataPlane(
+  pgc: PgConfig,
+  topology: Topology,
+  view: ClusterView,
+  metrics: Metrics,
+  guard: ClientGuard,
+  log: Logger,
+  worker?: PgProxyDeps['worker'],
+): {
+  proxy: PgProxy;
+  sharding: ReturnType<typeof setUpSharding>;
+  backendTls: ReturnType<typeof backendTlsByNode>;
+  monitorLogin: { user: string; password?: string };
+} {
   const readRouter = new ReadRouter(topology, {
     balance: pgc.routing.balance,
     primaryReads: pgc.routing.primaryReads,
@@ -343,37 +463,16 @@ function assemblePostgres(
       : null,
     sharding: sharding?.context ?? null,
     guard,
+    ...(worker ? { worker } : {}),
   });
   view.addConnections(proxy);
-  const monitor = new PgMonitor(
-    topology,
-    staleness,
-    {
-      intervalMs: pgc.monitor.intervalMs,
-      timeoutMs: pgc.monitor.timeoutMs,
-      database: pgc.monitor.database,
-      user: monitorUser,
-      ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$')
-        ? { password: monitorPassword }
-        : {}),
-      onLag: (id, ms) => metrics.lagSample(id, ms),
-      failoverMode: pgc.failover.mode,
-      tls: backendTls,
-    },
-    log,
-  );
-  const failover = new PgFailover(
-    topology,
-    monitor,
-    {
-      ...pgc.failover,
-      login: monitor.login,
-      timeoutMs: pgc.monitor.timeoutMs,
-      activeConnections: (id) => proxy.poolStats().get(id)?.active ?? 0,
-    },
-    log,
-  );
-  return { proxy, monitor, failover, staleness, sharding };
+  const monitorLogin = {
+    user: monitorUser,
+    ...(monitorPassword && !monitorPassword.startsWith('SCRAM-SHA-256$')
+      ? { password: monitorPassword }
+      : {}),
+  };
+  return { proxy, sharding, backendTls, monitorLogin };
 }
 
 /**

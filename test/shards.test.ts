@@ -18,7 +18,7 @@ import { PgShardedCluster } from '../src/cluster/pg-shards.js';
 import { pgBinary } from '../src/cluster/pg-binaries.js';
 import { validateConfig } from '../src/config/load.js';
 import { ShardResolver } from '../src/pg/sharding/shard-resolver.js';
-import { waitFor } from './support/stack.js';
+import { testWorkers, waitFor } from './support/stack.js';
 
 const ACCOUNTS = 200;
 const SHARDING = {
@@ -81,6 +81,7 @@ describe('sharded PostgreSQL with two-phase commit', () => {
         monitor: { intervalMs: 200, timeoutMs: 1000 },
         sharding: SHARDING,
       },
+      ...testWorkers(),
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
     resolver = new ShardResolver(cluster.shardNames, config.postgres!.sharding!);

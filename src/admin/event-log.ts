@@ -23,7 +23,9 @@ export type AdminEventType =
   | 'stream-resynced'
   | 'stream-error'
   | 'stream-interrupted'
-  | 'stream-recovered';
+  | 'stream-recovered'
+  /** a data-plane worker process died (its clients' connections closed with it) and was replaced */
+  | 'worker-exited';
 
 /** One entry of `GET /api/events`. `node` is null for instance-wide events (a reload). */
 export interface LogEvent {

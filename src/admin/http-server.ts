@@ -40,6 +40,17 @@ export interface Snapshot {
   clients: Record<string, number>;
   /** the change streams, as `GET /api/streams` reports them (the dashboard's Streams panel) */
   streams: object[];
+  /** the data-plane worker processes (`workers` > 1); empty in one process */
+  workers: WorkerReport[];
+}
+
+/** One entry of `GET /api/workers`: a data-plane worker process (src/workers/). */
+export interface WorkerReport {
+  index: number;
+  pid: number | null;
+  ready: boolean;
+  startedAt: number;
+  clients: number;
 }
 
 export interface AdminServerOptions {
@@ -56,6 +67,8 @@ export interface AdminServerOptions {
   log?: Logger;
   /** `GET /api/streams`: the change streams' reports (src/stream/); absent: an empty list */
   streams?: () => object[];
+  /** `GET /api/workers`: the data-plane workers (`workers` > 1); absent: an empty list */
+  workers?: () => WorkerReport[];
   /** snapshot period of `/api/stream` (default 1000 ms) */
   sampleIntervalMs?: number;
 }
@@ -169,6 +182,7 @@ export class AdminServer {
       nodes: nodeReports(this.view).map((n) => ({ ...n, rates: sample.nodes[n.id] ?? null })),
       clients: Object.fromEntries(this.view.clientCounts()),
       streams: this.opts.streams?.() ?? [],
+      workers: this.opts.workers?.() ?? [],
     };
   }
 
@@ -212,13 +226,14 @@ export class AdminServer {
       },
       '/api/stats': (_q, res) => sendJson(res, 200, statsReport(this.view, this.metrics)),
       '/api/streams': (_q, res) => sendJson(res, 200, this.opts.streams?.() ?? []),
+      '/api/workers': (_q, res) => sendJson(res, 200, this.opts.workers?.() ?? []),
       '/api/stream': (req, res) =>
         this.stream.open(req, res, [
           ['snapshot', this.snapshot()],
           ['events', this.events.list()],
         ]),
       '/metrics': async (_q, res) =>
-        send(res, 200, this.metrics.registry.contentType, await this.metrics.registry.metrics()),
+        send(res, 200, this.metrics.registry.contentType, await this.metrics.exposition()),
       '/healthz': (_q, res) => send(res, 200, 'text/plain', 'ok\n'),
     };
   }

@@ -29,6 +29,32 @@ export interface RedisStats {
   retried(nodeId: string): void;
 }
 
+/**
+ * The data-plane workers' figures (src/workers/), added to this process's: their sessions
+ * count the traffic, this process (the controller) only watches.
+ */
+export interface RemoteMetrics {
+  /** every worker's registry as `getMetricsAsJSON()` gives it */
+  registries(): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[][]>;
+  /** traffic totals of one node summed over the workers */
+  totals(nodeId: string): { queries: number; reads: number | null; writes: number | null };
+  decisions(): Record<string, number>;
+}
+
+/**
+ * Metrics only the controller knows (the monitor's and the view's): a worker's copy would be
+ * counted once per worker.
+ */
+const CONTROLLER_METRICS = new Set([
+  'rwsplit_node_up',
+  'rwsplit_replication_lag_bytes',
+  'rwsplit_replication_lag_seconds',
+  'rwsplit_replication_lag_observed_seconds',
+  'rwsplit_client_connections',
+  'rwsplit_backend_connections',
+  'rwsplit_buffered_bytes_limit',
+]);
+
 export class Metrics implements PgStats {
   readonly registry = new client.Registry();
   private readonly queries: CellCounter;
@@ -45,6 +71,7 @@ export class Metrics implements PgStats {
   private readonly kindCells = new Map<string, Record<QueryKind, { n: number }>>();
   private readonly redisCells = new Map<string, Record<QueryKind, { n: number }>>();
   private redis: RedisStats | null = null;
+  private remote: RemoteMetrics | null = null;
 
   constructor(view: ClusterView) {
     const registers = [this.registry];
@@ -198,7 +225,24 @@ export class Metrics implements PgStats {
   decisionCounts(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const [[reason], n] of this.decisions.entries()) out[reason!] = n;
+    for (const [reason, n] of Object.entries(this.remote?.decisions() ?? {}))
+      out[reason] = (out[reason] ?? 0) + n;
     return out;
+  }
+
+  /** From now on the data-plane workers' figures are part of this instance's. */
+  addRemote(remote: RemoteMetrics): void {
+    this.remote = remote;
+  }
+
+  /** The Prometheus text of `GET /metrics`: this process's registry, plus the workers' summed. */
+  async exposition(): Promise<string> {
+    if (!this.remote) return this.registry.metrics();
+    const own = await this.registry.getMetricsAsJSON();
+    const workers = (await this.remote.registries()).map((r) =>
+      r.filter((m) => !CONTROLLER_METRICS.has(m.name)),
+    );
+    return client.AggregatorRegistry.aggregate([own, ...workers]).metrics();
   }
 
   /**
@@ -287,11 +331,21 @@ export class Metrics implements PgStats {
         latency: null,
       };
     const kinds = this.kindCells.get(nodeId);
-    return {
+    const own = {
       queries: this.queryCells.get(nodeId)?.n ?? 0,
       reads: kinds ? kinds.read.n : null,
       writes: kinds ? kinds.write.n : null,
       latency: this.durationCells.get(nodeId) ?? null,
+    };
+    const r = this.remote?.totals(nodeId);
+    if (!r) return own;
+    const add = (a: number | null, b: number | null): number | null =>
+      a === null && b === null ? null : (a ?? 0) + (b ?? 0);
+    return {
+      ...own,
+      queries: own.queries + r.queries,
+      reads: add(own.reads, r.reads),
+      writes: add(own.writes, r.writes),
     };
   }
 }

@@ -30,6 +30,8 @@ export interface DemoOptions {
   redisShards: number;
   /** PostgreSQL shards (default 1: one primary + replicas, no sharding section). */
   pgShards?: number;
+  /** `--workers`: data-plane processes (config key `workers`; default 1) */
+  workers?: number | 'auto';
 }
 
 /** The PostgreSQL side of the demo: one cluster, or several shards. */
@@ -136,6 +138,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         },
         ...(streaming ? { streams: { list: [STREAM] } } : {}),
         logging: { level: 'warn' },
+        ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
       },
       'demo',
     );

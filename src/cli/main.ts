@@ -28,6 +28,15 @@ function countOption(value: string): number {
   return n;
 }
 
+/** `--workers`: a count of data-plane processes, or `auto` (the cores, capped). */
+function workersOption(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new InvalidArgumentError('expected auto or a number 1-64');
+  return n;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = new Command()
     .name('rwsplit')
@@ -47,6 +56,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--redis-port <port>', 'port of the Redis proxy', portOption, 6479)
     .option('--redis-shards <n>', 'number of Redis shards (0: no Redis)', countOption, 2)
     .option('--pg-shards <n>', 'number of PostgreSQL shards, each a primary + replicas', pgShardsOption, 1)
+    .option(
+      '--workers <n>',
+      'data-plane processes: a number, or auto (the cores, at most 8); default 1',
+      workersOption,
+    )
     .action(async (opts: DemoOptions) => {
       await runDemo(opts);
     });
@@ -55,8 +69,14 @@ export async function main(argv: string[]): Promise<void> {
     .command('start')
     .description('run the proxy against an existing cluster')
     .requiredOption('--config <file>', 'YAML configuration file (see docs/CONFIG.md)')
-    .action(async (opts: { config: string }) => {
+    .option(
+      '--workers <n>',
+      'data-plane processes, overriding the config key workers: a number, or auto (the cores, at most 8)',
+      workersOption,
+    )
+    .action(async (opts: { config: string; workers?: number | 'auto' }) => {
       const config = loadConfigFile(opts.config);
+      if (opts.workers !== undefined) config.workers = opts.workers;
       // Started by a graceful restart: the old process hands its listening sockets over.
       const handed = inheritedListeners();
       const app = await Rwsplit.start(config, {

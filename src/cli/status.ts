@@ -1,6 +1,7 @@
 /** `rwsplit status`: fetches /api/nodes from a running instance and prints a table. */
 import { fetchAdminJson } from './admin-client.js';
 import type { NodeReport } from '../admin/reports.js';
+import type { WorkerReport } from '../admin/http-server.js';
 
 export function formatNodeTable(nodes: readonly NodeReport[]): string {
   const header = ['NODE', 'KIND', 'SHARD', 'ROLE', 'ADDRESS', 'STATE', 'LAG BYTES', 'LAG MS', 'CONNS'];
@@ -26,6 +27,17 @@ export function formatNodeTable(nodes: readonly NodeReport[]): string {
     .join('\n');
 }
 
+/** The data-plane workers, one line (nothing in one process). */
+export function formatWorkers(workers: readonly WorkerReport[]): string | null {
+  if (workers.length === 0) return null;
+  const each = workers.map(
+    (w) => `#${w.index} pid ${w.pid ?? '-'} ${w.ready ? `${w.clients} clients` : 'starting'}`,
+  );
+  return `workers: ${workers.length} (${each.join(', ')})`;
+}
+
 export async function printStatus(base: string): Promise<void> {
   console.log(formatNodeTable(await fetchAdminJson<NodeReport[]>(base, '/api/nodes')));
+  const workers = formatWorkers(await fetchAdminJson<WorkerReport[]>(base, '/api/workers'));
+  if (workers) console.log(workers);
 }

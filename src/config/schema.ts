@@ -448,6 +448,12 @@ const fullSchema = z.strictObject({
     .default({}),
   redis: redisSchema.optional(),
   streams: streamsSchema.optional(),
+  /**
+   * data-plane processes: `1` runs everything in one process (the default); N > 1 runs a
+   * controller (monitors, failover, admin, …) and N workers holding the client sessions;
+   * `auto` is the number of cores, at most 8 (src/workers/, docs/CONFIG.md)
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
   /** graceful restart (`rwsplit restart`, SIGUSR2): the old process hands its sockets over and drains */
   restart: z
     .strictObject({

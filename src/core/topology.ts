@@ -78,6 +78,8 @@ export class Topology extends EventEmitter {
   private readonly byId = new Map<string, NodeStatus>();
   /** shards whose writes are held (switchover, or a failover under way) */
   private readonly held = new Map<string, FailoverState>();
+  /** see `settle` */
+  private readonly settlers: (() => Promise<void>)[] = [];
 
   /** `upAfter`: consecutive successful probes before a down node returns to rotation. */
   constructor(
@@ -186,6 +188,25 @@ export class Topology extends EventEmitter {
     });
   }
 
+  /** The failovers and switchovers holding writes now, one per shard. */
+  heldShards(): FailoverState[] {
+    return [...this.held.values()];
+  }
+
+  /**
+   * Resolves once every process routing with this topology has applied its state as it is now
+   * (the data-plane workers, src/workers/). A failover awaits it after fencing a node, so no
+   * worker can still send a write there once a replica is promoted. At once in one process.
+   */
+  async settle(): Promise<void> {
+    await Promise.all(this.settlers.map((fn) => fn()));
+  }
+
+  /** Registers a waiter for `settle` (the workers' controller). */
+  onSettle(fn: () => Promise<void>): void {
+    this.settlers.push(fn);
+  }
+
   /** Called by the data path or the monitor when a node fails to answer. Takes effect at once. */
   markDown(id: string, reason: string): void {
     const n = this.byId.get(id);
@@ -216,6 +237,17 @@ export class Topology extends EventEmitter {
       n.reachable = true;
       this.record(n, 'up', `answered ${n.okStreak} probes in a row`);
     }
+  }
+
+  /**
+   * Back in rotation on another process's word (a worker mirroring its controller's
+   * topology, src/workers/topology-mirror.ts): the controller counted the probes.
+   */
+  markUp(id: string, detail: string): void {
+    const n = this.byId.get(id);
+    if (!n || n.reachable) return;
+    n.reachable = true;
+    this.record(n, 'up', detail);
   }
 
   /** Records the staleness verdict for a replica. */

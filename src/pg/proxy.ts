@@ -48,7 +48,7 @@ const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
  * (2^22), so a pid passed to pg_cancel_backend/pg_terminate_backend names either a server
  * backend or an rwsplit session, never both.
  */
-const FIRST_PROCESS_ID = 0x400001;
+export const FIRST_PROCESS_ID = 0x400001;
 /** Draining: how long a session that sent nothing since its login is left to send its first request. */
 const FRESH_SESSION_GRACE_MS = 1000;
 
@@ -66,6 +66,11 @@ export interface PgProxyDeps {
   backendTls?: ReadonlyMap<string, BackendTls>;
   /** the instance's buffer budget and record of clients cut off */
   guard?: ClientGuard;
+  /**
+   * A data-plane worker (src/workers/): its process ids are FIRST_PROCESS_ID + index, then
+   * every `count`-th, and a CancelRequest for a session it does not hold goes to `cancelElsewhere`.
+   */
+  worker?: { index: number; count: number; cancelElsewhere: (processId: number, secretKey: number) => void };
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -102,6 +107,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   /** the Unix-socket listener (listen.postgres.socketDir), if any */
   private unix: { server: net.Server; file: string } | null = null;
   private nextProcessId = FIRST_PROCESS_ID;
+  private readonly processIdStep: number = 1;
   /** while a graceful restart drains: closes a session if it is at a transaction boundary */
   private draining: ((session: ClientSession) => void) | null = null;
   /** set once a graceful restart handed the listening sockets over: the socket file is the new process's */
@@ -120,6 +126,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.replay = new ReplayPositions(deps.topology);
     this.sharding = deps.sharding ?? null;
     this.guard = deps.guard ?? new ClientGuard(0);
+    if (deps.worker) {
+      this.nextProcessId = FIRST_PROCESS_ID + deps.worker.index;
+      this.processIdStep = deps.worker.count;
+    }
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
@@ -351,8 +361,17 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     return this.authQuery ? this.authQuery.verifier(user, database) : null;
   }
 
+  /** A client socket accepted elsewhere (a data-plane worker's controller passed it on). */
+  adopt(socket: net.Socket): void {
+    this.accept(socket);
+  }
+
   cancel(processId: number, secretKey: number): void {
     const session = this.sessions.get(processId);
+    if (!session && this.deps.worker) {
+      this.deps.worker.cancelElsewhere(processId, secretKey);
+      return;
+    }
     const conn = session?.currentBackend;
     if (!session || session.secretKey !== secretKey || !conn) return;
     // Cancel goes to the server that runs the query, with that server's own key.
@@ -372,7 +391,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     if (backendLogin.params['replication'] !== undefined && backendLogin.params['replication'] !== 'false')
       return this.openReplication(client, backendLogin);
     const params = await this.parameterFrames(backendLogin);
-    const processId = this.nextProcessId++ & 0x7fffffff;
+    const processId = this.nextProcessId & 0x7fffffff;
+    this.nextProcessId += this.processIdStep;
     const secretKey = randomInt(0, 0x7fffffff);
     const session = new ClientSession(this, client.socket, backendLogin, processId, secretKey);
     this.sessions.set(processId, session);

@@ -258,7 +258,7 @@ export class RedisProxy implements ConnectionStatsSource {
    * New process of a graceful restart: a client the old process handed over (see drain), with
    * the state its session had there.
    */
-  adopt(socket: net.Socket, state: HandedRedisState): void {
+  adopt(socket: net.Socket, state?: HandedRedisState): void {
     this.accept(socket, state);
   }
 

@@ -41,6 +41,8 @@ export class RedisService {
     guard?: ClientGuard,
     /** the listening socket a graceful restart handed over */
     inherited?: Server,
+    /** called once everything is built, before the proxy listens (the data-plane workers take over its listener) */
+    beforeListen?: (service: RedisService) => void,
   ): Promise<RedisService> {
     const staleness = new StalenessTracker({
       maxLagBytes: config.staleness.maxLagBytes,
@@ -49,31 +51,7 @@ export class RedisService {
       samplesToReturn: config.staleness.samplesToReturn,
       returnRatio: config.staleness.returnRatio,
     });
-    const shards = config.shards.map((s) => {
-      const topology = new Topology(
-        s.nodes.map((n) => ({
-          id: n.id,
-          kind: 'redis',
-          shard: s.name,
-          host: n.host,
-          port: n.port,
-          weight: n.weight,
-        })),
-        config.monitor.upAfter,
-      );
-      topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
-      view.addTopology(topology);
-      const readRouter = new ReadRouter(topology, {
-        balance: config.balance,
-        primaryReads: config.readFrom === 'replica' ? 'never' : 'fallback',
-        whenAllLagging: config.staleness.whenAllLagging,
-      });
-      const authority = new PrimaryAuthority(
-        s.nodes.map((n) => n.id),
-        config.failover.mode,
-      );
-      return { topology, readRouter, authority };
-    });
+    const shards = redisShards(config, view, log);
     const proxy = new RedisProxy(config, shards, stats, log, guard);
     view.addConnections(proxy);
     const credentials = {
@@ -99,6 +77,7 @@ export class RedisService {
       await monitor.start();
       sentinels?.start();
       await proxy.prepare();
+      beforeListen?.(service);
       service.address = await proxy.listen(listen.host, listen.port, inherited);
     } catch (err) {
       await service.stop();
@@ -157,4 +136,41 @@ export class RedisService {
     this.monitor.stop();
     await this.proxy.close();
   }
+}
+
+/**
+ * Per shard of `config`: its Topology (registered with `view`), read router and primary
+ * authority. The controller's monitor and failover act on them; a data-plane worker builds
+ * its own and mirrors the controller's.
+ */
+export function redisShards(
+  config: RedisConfig,
+  view: ClusterView,
+  log: Logger,
+): (MonitoredShard & { readRouter: ReadRouter })[] {
+  return config.shards.map((s) => {
+    const topology = new Topology(
+      s.nodes.map((n) => ({
+        id: n.id,
+        kind: 'redis',
+        shard: s.name,
+        host: n.host,
+        port: n.port,
+        weight: n.weight,
+      })),
+      config.monitor.upAfter,
+    );
+    topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
+    view.addTopology(topology);
+    const readRouter = new ReadRouter(topology, {
+      balance: config.balance,
+      primaryReads: config.readFrom === 'replica' ? 'never' : 'fallback',
+      whenAllLagging: config.staleness.whenAllLagging,
+    });
+    const authority = new PrimaryAuthority(
+      s.nodes.map((n) => n.id),
+      config.failover.mode,
+    );
+    return { topology, readRouter, authority };
+  });
 }

@@ -9,6 +9,7 @@ import { Rwsplit } from '../../src/app.js';
 import { PgCluster } from '../../src/cluster/pg-cluster.js';
 import { RedisCluster, type RedisClusterOptions } from '../../src/cluster/redis-cluster.js';
 import { validateConfig } from '../../src/config/load.js';
+import { testWorkers } from './stack.js';
 
 export interface RedisStack {
   redis: RedisCluster;
@@ -23,7 +24,13 @@ export interface RedisStack {
 }
 
 export async function startRedisStack(
-  opts: { cluster?: RedisClusterOptions; redis?: Record<string, unknown>; postgres?: boolean } = {},
+  opts: {
+    cluster?: RedisClusterOptions;
+    redis?: Record<string, unknown>;
+    postgres?: boolean;
+    /** `workers` (data-plane processes); default RWSPLIT_TEST_WORKERS, else 1 */
+    workers?: number;
+  } = {},
 ): Promise<RedisStack> {
   const [redis, pg] = await Promise.all([
     RedisCluster.start({ shards: 2, replicas: 2, ...opts.cluster }),
@@ -52,6 +59,7 @@ export async function startRedisStack(
         monitor: { intervalMs: 200, timeoutMs: 800 },
         ...opts.redis,
       },
+      ...testWorkers(opts.workers),
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
   } catch (err) {

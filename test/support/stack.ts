@@ -26,6 +26,18 @@ export interface StackOptions {
   postgres?: Record<string, unknown>;
   /** balancer weight per node, primary first (default 1 each) */
   weights?: number[];
+  /** `workers` (data-plane processes); default RWSPLIT_TEST_WORKERS, else 1 */
+  workers?: number;
+}
+
+/**
+ * The `workers` key of a test instance: the test's own, else RWSPLIT_TEST_WORKERS
+ * (scripts/run-tests.js runs the files that touch routing, failover, causal reads and 2PC
+ * with 2 as well), else none (one process).
+ */
+export function testWorkers(workers?: number): { workers?: number } {
+  const n = workers ?? Number(process.env.RWSPLIT_TEST_WORKERS ?? 1);
+  return n > 1 ? { workers: n } : {};
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -44,6 +56,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         monitor: { intervalMs: 200, timeoutMs: 1000 },
         ...opts.postgres,
       },
+      ...testWorkers(opts.workers),
     });
     app = await Rwsplit.start(config, { log: pino({ level: process.env.RWSPLIT_TEST_LOG ?? 'silent' }) });
   } catch (err) {

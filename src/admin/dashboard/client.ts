@@ -104,8 +104,11 @@ export const DASHBOARD_JS = String.raw`(function () {
     snap.nodes.forEach(function (n) { st.groups[n.id] = n.kind + ' shard ' + n.shard; });
     var up = snap.nodes.filter(function (n) { return n.state === 'up'; }).length;
     var clients = Object.keys(snap.clients).map(function (k) { return k + ' ' + snap.clients[k]; }).join(', ');
+    var workers = snap.workers && snap.workers.length > 0
+      ? ' · workers: ' + snap.workers.map(function (w) { return '#' + w.index + ' ' + (w.ready ? w.clients + ' clients' : 'starting'); }).join(', ')
+      : '';
     document.getElementById('summary').textContent =
-      snap.nodes.length + ' nodes, ' + up + ' up · clients: ' + (clients || 'none');
+      snap.nodes.length + ' nodes, ' + up + ' up · clients: ' + (clients || 'none') + workers;
   }
 
   function chartWidth(box) { return Math.max(300, box.clientWidth - 12); }

@@ -186,6 +186,9 @@ export class PgFailover {
     // naming the failover instead of waiting on a server that may come back.
     this.topology.fence(from.spec.id, `failover: ${why}; fenced until it rejoins as a replica`);
     this.topology.recordFailover(from.spec.id, 'failover-start', why);
+    // Every data-plane worker holds the writes and has dropped the old primary before anything
+    // is promoted: none can write there once another node takes writes.
+    await this.topology.settle();
     let lastError = 'no replica answered';
     for (const c of await this.promotion.candidates(shard, new Set([from.spec.id]))) {
       const to = this.topology.get(c.id)!;

@@ -82,11 +82,14 @@ async function handOver(
   to: NodeStatus,
   warnings: string[],
 ): Promise<void> {
+  // Every worker holds new writes before the wait for the last transactions on the primary.
+  await ctl.topology.settle();
   const busy = await waitForIdle(ctl, from.spec.id);
   if (busy > 0)
     warnings.push(`${busy} transactions on ${from.spec.id} were still open after the wait: they were ended`);
   // Fenced first: the proxy drops its connections there before the server ends them.
   ctl.topology.fence(from.spec.id, `switchover to ${to.spec.id}: read-only, a replica only after a restart`);
+  await ctl.topology.settle();
   const ended = await ctl.sql.run(from.spec, fenceServer);
   const lsn = await ctl.sql.run(from.spec, currentWalLsn);
   ctl.log.info(

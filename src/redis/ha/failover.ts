@@ -122,6 +122,8 @@ export class RedisFailover {
     t.recordFailover(fromId, 'failover-start', `shard ${name}: ${why}`);
     this.log.warn({ shard: name, from: fromId }, 'Redis failover started');
     try {
+      // Every data-plane worker holds the writes and dropped the old primary before a promotion.
+      await t.settle();
       const chosen = await this.mostAdvanced(t, fromId);
       if (!chosen) {
         await this.giveUp(shard, fromId, startedAt);

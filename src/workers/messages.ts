@@ -1,0 +1,66 @@
+/**
+ * What the controller and its data-plane workers say to each other over the IPC channel
+ * (`process.send`; client sockets travel as the message's handle). Plain JSON.
+ */
+import type { ConnectionCounts } from '../core/cluster-view.js';
+import type { Config } from '../config/schema.js';
+import type { TopologySnapshot } from './topology-mirror.js';
+
+/** Which listener a client socket came from. */
+export type ClientProtocol = 'postgres' | 'redis';
+
+/** Per-node traffic totals of one worker (since it started). */
+export interface WorkerTotals {
+  queries: number;
+  reads: number | null;
+  writes: number | null;
+}
+
+/** What a worker reports about itself, every stats interval and with each sync. */
+export interface WorkerStats {
+  clients: Record<ClientProtocol, number>;
+  /** backend connections per node, per protocol */
+  pools: Record<ClientProtocol, [string, ConnectionCounts][]>;
+  totals: [string, WorkerTotals][];
+  decisions: Record<string, number>;
+}
+
+export type ToWorker =
+  | {
+      t: 'init';
+      /** the worker's config: the instance's, with pool sizes and limits split (split-limits.ts) */
+      config: Config;
+      index: number;
+      count: number;
+      /** the controller's log level (its logger may be set in code, not by the config) */
+      logLevel: string;
+      /** the controller's topologies: PostgreSQL first (when configured), then each Redis shard */
+      topologies: TopologySnapshot[];
+    }
+  | { t: 'state'; topologies: TopologySnapshot[] }
+  /** answered with `synced` once every earlier message is applied */
+  | { t: 'sync'; seq: number }
+  /** a client socket (the handle) accepted on a listener */
+  | { t: 'client'; protocol: ClientProtocol }
+  /** a CancelRequest another worker received for a session of this one */
+  | { t: 'cancel'; processId: number; secretKey: number }
+  | { t: 'log-level'; level: string }
+  /** graceful restart: close each session at its next boundary, then report `drained` */
+  | { t: 'drain'; timeoutMs: number }
+  | { t: 'metrics'; seq: number };
+
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'failed'; error: string }
+  | { t: 'synced'; seq: number; stats: WorkerStats }
+  | { t: 'stats'; stats: WorkerStats }
+  /** the data path saw a node fail (a broken connection): the controller marks it down */
+  | { t: 'node-down'; node: string; reason: string }
+  /** a CancelRequest for a session this worker does not hold */
+  | { t: 'cancel'; processId: number; secretKey: number }
+  | {
+      t: 'drained';
+      postgres: { atBoundary: number; atTimeout: number };
+      redis: { atBoundary: number; atTimeout: number };
+    }
+  | { t: 'metrics'; seq: number; metrics: unknown[] };
