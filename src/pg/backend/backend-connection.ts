@@ -261,17 +261,21 @@ export class BackendConnection {
 
 const IGNORE_CHUNK = (_chunk: Buffer): void => {};
 
-/** Bytes of a fresh slab; a read gets the slab's free tail, at least MIN_READ_BYTES of it. */
-const SLAB_BYTES = 256 * 1024;
-const MIN_READ_BYTES = 64 * 1024;
+/**
+ * Bytes of a fresh slab; a read gets the slab's free tail, at least MIN_READ_BYTES of it. A
+ * connection keeps its current slab while idle (its next read's memory), so this is also what
+ * an idle backend connection holds: 64 KiB, the read size Node's own stream path asks for.
+ */
+const SLAB_BYTES = 64 * 1024;
+const MIN_READ_BYTES = 16 * 1024;
 
 /**
  * Memory for a plain TCP backend socket's reads (`net.Socket`'s `onread`): each read is given
  * the free tail of the current slab, and the bytes it received are never written again — frames
  * handed on are views of them, and a view may outlive the read (a client socket that queues
  * it, a frame a helper keeps). Only when the tail gets short does the next read get a new slab;
- * the old one lives as long as some view of it does. One allocation per few reads instead of
- * the stream's one per read, and no 'data' event or nextTick per read.
+ * the old one lives as long as some view of it does. One allocation per many small reads
+ * instead of the stream's one per read, and no 'data' event or nextTick per read.
  */
 class ReadSlab {
   private slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
