@@ -79,6 +79,8 @@ export class BackendConnection {
   private closeNotified = false;
   lastUsedAt = Date.now();
   private readonly reader: FrameReader;
+  /** what a received chunk goes to: the startup exchange, then the data-mode reader */
+  private onChunk: (chunk: Buffer) => void = IGNORE_CHUNK;
   private readonly onFrame = (type: number, frame: Buffer): void => {
     if (this.listener) this.listener.onBackendFrame(type, frame);
     else this.onIdleFrame(type, frame);
@@ -112,8 +114,26 @@ export class BackendConnection {
     ready: net.Socket | null,
   ): Promise<BackendConnection> {
     return new Promise((resolve, reject) => {
-      const socket = ready ?? net.connect({ host: target.host, port: target.port, noDelay: true });
+      const slab = ready === null ? new ReadSlab() : null;
+      const socket =
+        ready ??
+        net.connect({
+          host: target.host,
+          port: target.port,
+          noDelay: true,
+          // Reads land in a slab the connection owns instead of going through the Readable
+          // stream (a buffer allocated per read, a 'data' event, a nextTick): see ReadSlab.
+          onread: {
+            buffer: () => slab!.next(),
+            callback: (n: number, buf: Uint8Array): boolean => {
+              conn.onChunk(slab!.took(buf, n));
+              return true;
+            },
+          },
+        });
       const conn = new BackendConnection(target, socket, opts);
+      // A TLS socket is a stream: its decrypted data comes as 'data' events.
+      if (ready !== null) socket.on('data', (chunk: Buffer) => conn.onChunk(chunk));
       const startup = new StartupExchange(conn, login, socket);
       let settled = false;
       const fail = (err: BackendStartupError): void => {
@@ -158,7 +178,7 @@ export class BackendConnection {
           ),
         ),
       );
-      const onData = (chunk: Buffer): void => {
+      conn.onChunk = (chunk: Buffer): void => {
         try {
           conn.reader.push(chunk, (type, frame) => {
             if (settled) return;
@@ -167,7 +187,7 @@ export class BackendConnection {
               settled = true;
               clearTimeout(timer);
               socket.removeAllListeners();
-              conn.attach();
+              conn.attach(ready !== null);
               resolve(conn);
             }
           });
@@ -179,13 +199,13 @@ export class BackendConnection {
           );
         }
       };
-      socket.on('data', onData);
     });
   }
 
   /** Switches the socket to data mode after startup. */
-  private attach(): void {
-    this.socket.on('data', (chunk: Buffer) => {
+  private attach(streamed: boolean): void {
+    if (streamed) this.socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
+    this.onChunk = (chunk: Buffer): void => {
       // Evidence of life for the monitor (a probe queued behind this data is not a failure).
       dataActivity.received(this.target.nodeId);
       try {
@@ -195,7 +215,7 @@ export class BackendConnection {
         return;
       }
       this.listener?.onBackendChunkEnd();
-    });
+    };
     this.socket.on('error', (err) => this.handleClose(err.message));
     this.socket.on('close', () => this.handleClose('server closed the connection'));
     // The server's FIN: without this the socket stays half-open until 'close', and a pool
@@ -236,6 +256,44 @@ export class BackendConnection {
   private onIdleFrame(type: number, _frame: Buffer): void {
     // An idle server only speaks to report a shutdown (ErrorResponse) or a setting change.
     if (type === BackendCode.ErrorResponse) this.destroy('server sent an error while idle');
+  }
+}
+
+const IGNORE_CHUNK = (_chunk: Buffer): void => {};
+
+/**
+ * Bytes of a fresh slab; a read gets the slab's free tail, at least MIN_READ_BYTES of it. A
+ * connection keeps its current slab while idle (its next read's memory), so this is also what
+ * an idle backend connection holds: 64 KiB, the read size Node's own stream path asks for.
+ */
+const SLAB_BYTES = 64 * 1024;
+const MIN_READ_BYTES = 16 * 1024;
+
+/**
+ * Memory for a plain TCP backend socket's reads (`net.Socket`'s `onread`): each read is given
+ * the free tail of the current slab, and the bytes it received are never written again — frames
+ * handed on are views of them, and a view may outlive the read (a client socket that queues
+ * it, a frame a helper keeps). Only when the tail gets short does the next read get a new slab;
+ * the old one lives as long as some view of it does. One allocation per many small reads
+ * instead of the stream's one per read, and no 'data' event or nextTick per read.
+ */
+class ReadSlab {
+  private slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  private used = 0;
+
+  /** The memory the next read goes into. */
+  next(): Buffer {
+    if (SLAB_BYTES - this.used < MIN_READ_BYTES) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.used = 0;
+    }
+    return this.slab.subarray(this.used);
+  }
+
+  /** `n` bytes were read into `buf` (what next() returned): they are the chunk, and taken. */
+  took(buf: Uint8Array, n: number): Buffer {
+    this.used += n;
+    return (buf as Buffer).subarray(0, n);
   }
 }
 

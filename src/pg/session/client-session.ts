@@ -81,13 +81,12 @@ export class ClientSession
   pinnedBy: string | null = null;
   /** a lone BEGIN answered by the proxy and not yet sent (see tryAnswerWithoutBackend) */
   deferredBegin: Buffer | null = null;
-  private acquiring = false;
+  /** what holds the queued batch back, if anything: changed only by enter() and leave() */
+  private hold = Hold.None;
   /** frames of the batch the last routing decision covered (more may queue while acquiring) */
   private routedCount = 0;
   /** the side of the split the current backend was chosen for (metrics) */
   private routedAs: 'read' | 'write' = 'read';
-  /** a batch that needs the primary waits for the current (replica) backend to go idle */
-  private waitingForIdle = false;
   /** an autocommit read that can still be retried elsewhere: nothing reached the client yet */
   private retryable = false;
   // The retryable read, kept in fields rather than a record per read: its frames and their
@@ -101,8 +100,6 @@ export class ClientSession
   private readonly settings: SessionSettings;
   /** a batch routed as a write ran on the current lease: take the commit position before release */
   wroteOnLease = false;
-  /** the proxy runs its own statement on the leased backend (causal token work): hold the client's */
-  private gated = false;
   /** a COMMIT was sent and not yet answered (its outcome is unknown if the server dies now) */
   private commitInFlight = false;
   /**
@@ -170,24 +167,39 @@ export class ClientSession
 
   // ---- intents: what the helpers ask of the session ------------------------------------
 
-  /** See RoutingHost.gate: the flag is down before `then` runs, as the work's own continuation. */
+  /** See RoutingHost.gate: the hold is lifted before `then` runs, as the work's own continuation. */
   gate<T>(work: Promise<T>, then: (result: T) => void): void {
-    this.gated = true;
+    this.enter(Hold.Gated);
     void work.then((result) => {
-      this.gated = false;
+      this.leave(Hold.Gated);
       then(result);
     });
   }
 
   /** The batch waits for the leased backend to go idle (answers to earlier requests come first). */
   holdUntilIdle(): void {
-    this.waitingForIdle = true;
+    this.enter(Hold.IdleWait);
   }
 
   /** A batch held until the backend went idle goes on now. */
   dispatchHeld(): void {
-    this.waitingForIdle = false;
+    this.leave(Hold.IdleWait);
     this.dispatch();
+  }
+
+  /**
+   * The session's one state change: the batch is held for `why`. The holds exclude each other:
+   * a batch is held only from a dispatch that found none (an idle wait, the proxy's own work)
+   * or while routing with no lease (acquiring), and a new one replaces a stale idle wait (a
+   * retried read acquiring elsewhere), which the next dispatch would re-decide anyway.
+   */
+  private enter(why: Hold): void {
+    this.hold = why;
+  }
+
+  /** Lifts the hold `why`, if it is the one in force. */
+  private leave(why: Hold): void {
+    if (this.hold === why) this.hold = Hold.None;
   }
 
   /**
@@ -271,8 +283,7 @@ export class ClientSession
    * outside a transaction; that state is what a reconnecting client sets up again.
    */
   drainable(): boolean {
-    if (this.closed || this.batch.length > 0 || this.acquiring || this.waitingForIdle || this.gated)
-      return false;
+    if (this.closed || this.batch.length > 0 || this.hold !== Hold.None) return false;
     if (this.deferredBegin !== null || this.abortedTx !== null) return false;
     if (this.backend === null) return true;
     return this.pinnedBy !== null && this.txStatus === TX_IDLE && this.backendIdle();
@@ -314,7 +325,10 @@ export class ClientSession
   private queue(frame: Buffer): void {
     this.batch.push(frame);
     // Bounded memory: stop reading the client while we cannot forward what it sends.
-    if ((this.acquiring || this.waitingForIdle) && this.batch.bytes >= this.ctx.maxBatchBytes)
+    if (
+      (this.hold === Hold.Acquiring || this.hold === Hold.IdleWait) &&
+      this.batch.bytes >= this.ctx.maxBatchBytes
+    )
       this.socket.pause();
   }
 
@@ -322,7 +336,7 @@ export class ClientSession
 
   /** Sends the queued batch on, if nothing (acquiring, an idle wait, the proxy's own work) holds it. */
   dispatch(): void {
-    if (this.acquiring || this.waitingForIdle || this.gated || this.batch.length === 0 || this.closed) return;
+    if (this.hold !== Hold.None || this.batch.length === 0 || this.closed) return;
     // Sharded: a COPY FROM STDIN running on every shard takes the client's COPY messages.
     if (this.shards !== null && this.shards.takeCopyFrames()) return;
     if (this.backend === null && isCopyFrame(this.batch.first) && this.dropStrayCopyFrames()) return;
@@ -426,9 +440,9 @@ export class ClientSession
       this.failBatch(noPrimaryError(during));
       return;
     }
-    this.acquiring = true;
+    this.enter(Hold.Acquiring);
     void topology.whenWritable(this.shard, Math.max(this.ctx.failoverBufferMs, 1)).then((node) => {
-      this.acquiring = false;
+      this.leave(Hold.Acquiring);
       if (this.closed) return;
       this.socket.resume();
       if (node) this.routeTo(node, decision, decision.reason, failed, null);
@@ -471,7 +485,7 @@ export class ClientSession
     failed: Set<string> | null,
     checkToken: bigint | null,
   ): void {
-    this.acquiring = true;
+    this.enter(Hold.Acquiring);
     // Frames keep queuing while we wait: the retry copy must hold only the routed ones.
     if (this.retryable) {
       this.retryFrames = this.batch.frames.slice(0, this.routedCount);
@@ -479,7 +493,7 @@ export class ClientSession
     }
     pool.acquire().then(
       (c) => {
-        this.acquiring = false;
+        this.leave(Hold.Acquiring);
         if (this.closed) {
           pool.release(c);
           return;
@@ -495,7 +509,7 @@ export class ClientSession
         this.leaseFor(c, pool, node, decision, checkToken);
       },
       (err: Error) => {
-        this.acquiring = false;
+        this.leave(Hold.Acquiring);
         if (this.closed) return;
         this.socket.resume();
         if (node.role !== 'primary' && replicaCannotServe(err)) {
@@ -762,14 +776,10 @@ export class ClientSession
       }
       this.wroteOnLease = false;
       this.releaseBackend();
-      if (this.batch.length > 0) {
-        this.waitingForIdle = false;
-        this.dispatch();
-      }
-    } else if (this.waitingForIdle && conn && this.tracker.idle && !this.translator.unsynced) {
+      if (this.batch.length > 0) this.dispatchHeld();
+    } else if (this.hold === Hold.IdleWait && conn && this.tracker.idle && !this.translator.unsynced) {
       // Answers the proxy gives itself (SHOW rwsplit.…) waited for the server to catch up.
-      this.waitingForIdle = false;
-      this.dispatch();
+      this.dispatchHeld();
     }
     this.onBoundary?.();
   }
@@ -781,8 +791,8 @@ export class ClientSession
       !this.translator.unsynced &&
       this.txStatus === TX_IDLE &&
       this.pinnedBy === null &&
-      !this.acquiring &&
-      !this.gated
+      this.hold !== Hold.Acquiring &&
+      this.hold !== Hold.Gated
     );
   }
 
@@ -800,17 +810,15 @@ export class ClientSession
 
   /** The client was told it is in a transaction (or a failed one) and owes the next message. */
   idleInTransaction(): boolean {
-    if (this.closed || this.batch.length > 0 || this.acquiring || this.gated) return false;
+    if (this.closed || this.batch.length > 0 || this.hold === Hold.Acquiring || this.hold === Hold.Gated)
+      return false;
     if (this.backend !== null && !this.backendIdle()) return false;
     return this.clientTxStatus() !== TX_IDLE;
   }
 
   /** Sends what queued meanwhile: a batch that waited for the backend to go idle goes now. */
   resumeQueued(): void {
-    if (this.batch.length > 0) {
-      this.waitingForIdle = false;
-      this.dispatch();
-    }
+    if (this.batch.length > 0) this.dispatchHeld();
   }
 
   onBackendClose(conn: BackendConnection, reason: string): void {
@@ -820,7 +828,7 @@ export class ClientSession
     // not come: the listener is gone. They belong to the client; without this it waits forever.
     this.out.flush();
     const node = this.node!;
-    if (this.gated) {
+    if (this.hold === Hold.Gated) {
       // The proxy's own statement holds the lease (causal token work) and nothing the client
       // sent is on it: the gated step's continuation decides what comes next. The server can
       // go between its answer and that continuation (a FATAL right behind the ReadyForQuery,
@@ -968,6 +976,18 @@ export class ClientSession
     this.socket.end();
     this.onClientClose();
   }
+}
+
+/** What holds a session's queued batch back; one at a time (see ClientSession.enter). */
+const enum Hold {
+  /** nothing: dispatch sends the batch */
+  None,
+  /** routed, waiting for a backend (a pool's free connection, or a primary during a failover) */
+  Acquiring,
+  /** the leased backend must answer earlier requests first (a move to the primary, rwsplit's SHOW) */
+  IdleWait,
+  /** the proxy's own work runs on the lease (causal token), or beside it (shard fan-out) */
+  Gated,
 }
 
 const NO_FRAMES: Buffer[] = [];
