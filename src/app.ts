@@ -3,6 +3,7 @@
  * PostgreSQL proxy and the admin HTTP server. Used by `rwsplit start`, `rwsplit demo` and
  * the integration tests (in-process).
  */
+import { resolveDataPlane, type NativeCore } from './util/native-core.js';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -88,7 +89,16 @@ export class Rwsplit {
     const metrics = new Metrics(view);
     const guard = new ClientGuard(config.limits.maxBufferedBytes);
     metrics.watchGuard(guard);
-    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log) : null;
+    // The native forwarding core or the JavaScript data plane (dataPlane): said once, here.
+    const plane = resolveDataPlane(config.dataPlane);
+    if (pgc)
+      log.info(
+        { dataPlane: plane.kind, setting: config.dataPlane, ...(plane.reason ? { why: plane.reason } : {}) },
+        plane.kind === 'native'
+          ? 'data plane: native forwarding core'
+          : `data plane: JavaScript (${plane.reason ?? 'dataPlane: js'})`,
+      );
+    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log, plane.core) : null;
     let app: Rwsplit | null = null;
     const admin = new AdminServer(view, metrics, {
       token: config.admin.token ?? null,
@@ -276,6 +286,7 @@ function assemblePostgres(
   metrics: Metrics,
   guard: ClientGuard,
   log: Logger,
+  nativeCore: NativeCore | null,
 ): {
   proxy: PgProxy;
   monitor: PgMonitor;
@@ -326,6 +337,7 @@ function assemblePostgres(
       : null,
     sharding: sharding?.context ?? null,
     guard,
+    nativeCore,
   });
   view.addConnections(proxy);
   const monitor = new PgMonitor(

@@ -41,6 +41,7 @@ import { pgSocketPath, prepareSocketPath, removeSocketFile } from './session/uni
 import { ReplicationPassthrough } from './session/replication-passthrough.js';
 import { DEFAULT_SHARD } from './session/session-recovery.js';
 import { listenPath, listenServer } from '../util/listen.js';
+import type { NativeCore } from '../util/native-core.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 /**
@@ -66,6 +67,8 @@ export interface PgProxyDeps {
   backendTls?: ReadonlyMap<string, BackendTls>;
   /** the instance's buffer budget and record of clients cut off */
   guard?: ClientGuard;
+  /** the native forwarding core (dataPlane native); absent: the JavaScript data plane */
+  nativeCore?: NativeCore | null;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -82,6 +85,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly replay: ReplayPositions;
   readonly sharding: ShardingContext | null;
   readonly guard: ClientGuard;
+  readonly nativeCore: NativeCore | null;
+  readonly dataPlane: 'native' | 'js';
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -120,6 +125,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.replay = new ReplayPositions(deps.topology);
     this.sharding = deps.sharding ?? null;
     this.guard = deps.guard ?? new ClientGuard(0);
+    this.nativeCore = deps.nativeCore ?? null;
+    this.dataPlane = this.nativeCore ? 'native' : 'js';
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,
