@@ -5,15 +5,20 @@
 // plane (`dataPlane: auto`). Run by `npm ci` (postinstall) and before the tests.
 //
 //   node scripts/build-native.js           # build native/build/Release/rwsplit_native.node
-//   RWSPLIT_NATIVE_ASAN=1 node scripts/build-native.js   # AddressSanitizer build instead
+//   RWSPLIT_NATIVE_ASAN=1 node scripts/build-native.js   # AddressSanitizer build, apart:
+//       native/build-asan/build/Release/rwsplit_native.node; run with
+//       RWSPLIT_NATIVE_PATH=<that file> LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0
 //   RWSPLIT_NATIVE_BUILD=0 ...             # skip
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dir = path.join(root, 'native');
+const asan = process.env.RWSPLIT_NATIVE_ASAN === '1';
+const sources = path.join(root, 'native');
+// The AddressSanitizer build goes apart, so it never replaces the addon running processes use.
+const dir = asan ? path.join(sources, 'build-asan') : sources;
 const warn = (msg) =>
   console.warn(`rwsplit: native core not built: ${msg}; the JavaScript data plane will be used`);
 
@@ -26,7 +31,12 @@ function main() {
     console.warn('rwsplit: native core build skipped (RWSPLIT_NATIVE_BUILD=0)');
     return;
   }
-  if (!existsSync(path.join(dir, 'binding.gyp'))) return; // an install without the sources
+  if (!existsSync(path.join(sources, 'binding.gyp'))) return; // an install without the sources
+  if (asan) {
+    mkdirSync(dir, { recursive: true });
+    cpSync(path.join(sources, 'binding.gyp'), path.join(dir, 'binding.gyp'));
+    cpSync(path.join(sources, 'src'), path.join(dir, 'src'), { recursive: true });
+  }
   if (!has('cc') && !has('gcc') && !has('clang')) {
     warn('no C compiler (on Debian/Ubuntu: apt-get install build-essential)');
     return;
@@ -58,8 +68,8 @@ function main() {
     warn(`the build failed:\n${tail}`);
     return;
   }
-  const asan = process.env.RWSPLIT_NATIVE_ASAN === '1' ? ' with AddressSanitizer' : '';
-  console.log(`rwsplit: native core built${asan} (native/build/Release/rwsplit_native.node)`);
+  const built = path.relative(root, path.join(dir, 'build', 'Release', 'rwsplit_native.node'));
+  console.log(`rwsplit: native core built${asan ? ' with AddressSanitizer' : ''} (${built})`);
 }
 
 main();

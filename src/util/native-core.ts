@@ -64,8 +64,13 @@ export interface DataPlane {
 
 let loaded: { core: NativeCore | null; error: string | null } | null = null;
 
-/** The addon's path: native/build/Release under the package root (dist/src/util is three levels down). */
+/**
+ * The addon's path: native/build/Release under the package root (dist/src/util is three levels
+ * down), or RWSPLIT_NATIVE_PATH (the AddressSanitizer build, scripts/build-native.js).
+ */
 export function nativeCorePath(): string {
+  const chosen = process.env['RWSPLIT_NATIVE_PATH'];
+  if (chosen) return path.resolve(chosen);
   const here = path.dirname(fileURLToPath(import.meta.url));
   return path.resolve(here, '..', '..', '..', 'native', 'build', 'Release', 'rwsplit_native.node');
 }
