@@ -86,6 +86,10 @@ export function loadNativeCore(): { core: NativeCore | null; error: string | nul
   try {
     const core = createRequire(import.meta.url)(file) as NativeCore;
     loaded = { core, error: null };
+    // The AddressSanitizer build needs its runtime preloaded into this process; the programs it
+    // starts (initdb and postgres in the tests) must not get it.
+    if (process.env['RWSPLIT_NATIVE_PATH'] && /libasan/.test(process.env['LD_PRELOAD'] ?? ''))
+      delete process.env['LD_PRELOAD'];
   } catch (err) {
     loaded = { core: null, error: `the native core did not load: ${(err as Error).message}` };
   }
