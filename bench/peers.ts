@@ -119,7 +119,12 @@ export async function startPeer(
  * otherwise. Ready once a login works and its monitor reports every node up (else the first
  * seconds of the first run would all go to the primary).
  */
-export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Promise<RunningPeer> {
+/** `dataPlane`: native or js; absent: the config's default (auto). */
+export async function startRwsplit(
+  repoRoot: string,
+  nodes: PgNodeHandle[],
+  dataPlane?: 'native' | 'js',
+): Promise<RunningPeer> {
   const dir = makeOwnRunDir('rwsplit-bench-rw-');
   const [pgPort, httpPort] = [await freePort(), await freePort()];
   const config = {
@@ -129,6 +134,7 @@ export async function startRwsplit(repoRoot: string, nodes: PgNodeHandle[]): Pro
       pool: { size: 20 },
     },
     logging: { level: 'warn' },
+    ...(dataPlane ? { dataPlane } : {}),
   };
   const child = spawnRwsplit(repoRoot, dir, config);
   const probe = pgLoginProbe(pgPort, () => rwsplitNodesUp(httpPort, 'postgres', nodes.length));

@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL benchmark: one local primary + 2 replicas, and pgbench through each
- * contender — direct, a bare Node.js forwarder, rwsplit, PgBouncer, Pgpool-II — for {select-only, tpcb-like} ×
+ * contender — direct, a bare Node.js forwarder, rwsplit (native and js data planes), PgBouncer, Pgpool-II — for {select-only, tpcb-like} ×
  * {simple, extended, prepared}, contenders alternated so drift hits all alike. Writes
  * bench/results/pg-bench.{json,md}. Usage (after `npm run build`):
  *
@@ -42,7 +42,16 @@ import {
 import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ALL_CONTENDERS: Contender[] = ['direct', 'forwarder', 'rwsplit', 'pgbouncer', 'pgpool'];
+const ALL_CONTENDERS: Contender[] = [
+  'direct',
+  'forwarder',
+  'rwsplit-native',
+  'rwsplit-js',
+  'pgbouncer',
+  'pgpool',
+];
+/** `rwsplit` (dataPlane auto) is still accepted; the default runs both data planes side by side. */
+const KNOWN_CONTENDERS: Contender[] = [...ALL_CONTENDERS, 'rwsplit'];
 const MODES: ProtocolMode[] = ['simple', 'extended', 'prepared'];
 const WORKLOAD_ARGS: Record<Workload, string[]> = { 'select-only': ['-S'], 'tpcb-like': [] };
 const COMMON_ARGS = ['-n', '-c', '16', '-j', '2'];
@@ -90,15 +99,15 @@ function parseOptionsOrThrow(argv: string[]): Options {
   const seconds = positiveInt('--seconds', values.seconds ?? process.env['BENCH_SECONDS'] ?? '12');
   if (seconds < 1) throw new UsageError('--seconds must be at least 1');
   const contenders = values.contenders.split(',').map((c) => c.trim()) as Contender[];
-  const unknown = contenders.filter((c) => !ALL_CONTENDERS.includes(c));
+  const unknown = contenders.filter((c) => !KNOWN_CONTENDERS.includes(c));
   if (unknown.length > 0)
-    throw new UsageError(`unknown contender(s) ${unknown.join(', ')}; use ${ALL_CONTENDERS}`);
+    throw new UsageError(`unknown contender(s) ${unknown.join(', ')}; use ${KNOWN_CONTENDERS}`);
   if (!contenders.includes('direct')) contenders.unshift('direct'); // ratios need it
   return {
     seconds,
     warmupSeconds: positiveInt('--warmup', values.warmup),
     outDir: path.resolve(values.out),
-    contenders: ALL_CONTENDERS.filter((c) => contenders.includes(c)),
+    contenders: KNOWN_CONTENDERS.filter((c) => contenders.includes(c)),
   };
 }
 
@@ -121,6 +130,8 @@ async function startContenders(
     signal.throwIfAborted();
     let peer: RunningPeer | undefined;
     if (contender === 'rwsplit') peer = await startRwsplit(REPO_ROOT, cluster.nodes);
+    else if (contender === 'rwsplit-native') peer = await startRwsplit(REPO_ROOT, cluster.nodes, 'native');
+    else if (contender === 'rwsplit-js') peer = await startRwsplit(REPO_ROOT, cluster.nodes, 'js');
     else if (contender === 'pgbouncer') peer = await startPgbouncer(cluster.primary, runAs);
     else if (contender === 'pgpool') peer = await startPgpool(cluster.nodes, runAs);
     else if (contender === 'forwarder')
@@ -246,6 +257,8 @@ function peerSettings(): Record<string, string> {
   return {
     forwarder: 'bench/node-forwarder.ts: socket data → write, one primary connection per client, no parsing',
     rwsplit: 'bin/rwsplit.js start; pool.size=20, logging.level=warn, defaults otherwise; nodes = all 3',
+    'rwsplit-native': 'the same with dataPlane: native (the native forwarding core)',
+    'rwsplit-js': 'the same with dataPlane: js (the TypeScript data plane)',
     pgbouncer: 'pool_mode=session default_pool_size=20 max_client_conn=200 auth_type=trust; primary only',
     pgpool:
       "backend_clustering_mode='streaming_replication' load_balance_mode=on backend_weight0=0 " +

@@ -8,7 +8,8 @@ import path from 'node:path';
 
 import type { MachineInfo } from './machine.js';
 
-export type Contender = 'direct' | 'forwarder' | 'rwsplit' | 'pgbouncer' | 'pgpool';
+export type Contender =
+  'direct' | 'forwarder' | 'rwsplit' | 'rwsplit-native' | 'rwsplit-js' | 'pgbouncer' | 'pgpool';
 export type Workload = 'select-only' | 'tpcb-like';
 export type ProtocolMode = 'simple' | 'extended' | 'prepared';
 
@@ -47,6 +48,8 @@ const CONTENDER_LABEL: Record<Contender, string> = {
   direct: 'direct to primary',
   forwarder: 'bare Node.js forwarder (primary only)',
   rwsplit: 'rwsplit',
+  'rwsplit-native': 'rwsplit (native)',
+  'rwsplit-js': 'rwsplit (js)',
   pgbouncer: 'PgBouncer (session, primary only)',
   pgpool: 'Pgpool-II (SR mode, reads on replicas)',
 };

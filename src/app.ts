@@ -3,6 +3,7 @@
  * PostgreSQL proxy and the admin HTTP server. Used by `rwsplit start`, `rwsplit demo` and
  * the integration tests (in-process).
  */
+import { resolveDataPlane, type NativeCore } from './util/native-core.js';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
@@ -82,7 +83,16 @@ export class Rwsplit {
     const metrics = new Metrics(view);
     const guard = new ClientGuard(config.limits.maxBufferedBytes);
     metrics.watchGuard(guard);
-    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log) : null;
+    // The native forwarding core or the JavaScript data plane (dataPlane): said once, here.
+    const plane = resolveDataPlane(config.dataPlane);
+    if (pgc)
+      log.info(
+        { dataPlane: plane.kind, setting: config.dataPlane, ...(plane.reason ? { why: plane.reason } : {}) },
+        plane.kind === 'native'
+          ? 'data plane: native forwarding core'
+          : `data plane: JavaScript (${plane.reason ?? 'dataPlane: js'})`,
+      );
+    const pg = pgc ? assemblePostgres(pgc, topology, view, metrics, guard, log, plane.core) : null;
     let app: Rwsplit | null = null;
     const admin = new AdminServer(view, metrics, {
       token: config.admin.token ?? null,
@@ -364,6 +374,7 @@ function assemblePostgres(
   metrics: Metrics,
   guard: ClientGuard,
   log: Logger,
+  nativeCore: NativeCore | null,
 ): {
   proxy: PgProxy;
   monitor: PgMonitor;
@@ -378,7 +389,15 @@ function assemblePostgres(
     samplesToReturn: pgc.staleness.samplesToReturn,
     returnRatio: pgc.staleness.returnRatio,
   });
-  const { proxy, sharding, backendTls, monitorLogin } = pgDataPlane(pgc, topology, view, metrics, guard, log);
+  const { proxy, sharding, backendTls, monitorLogin } = pgDataPlane(
+    pgc,
+    topology,
+    view,
+    metrics,
+    guard,
+    log,
+    nativeCore,
+  );
   const monitor = new PgMonitor(
     topology,
     staleness,
@@ -420,6 +439,7 @@ export function pgDataPlane(
   metrics: Metrics,
   guard: ClientGuard,
   log: Logger,
+  nativeCore: NativeCore | null,
   worker?: PgProxyDeps['worker'],
 ): {
   proxy: PgProxy;
@@ -464,6 +484,7 @@ export function pgDataPlane(
     sharding: sharding?.context ?? null,
     guard,
     ...(worker ? { worker } : {}),
+    nativeCore,
   });
   view.addConnections(proxy);
   const monitorLogin = {

@@ -143,6 +143,18 @@ export class Metrics implements PgStats {
       });
     };
     gauge(
+      'rwsplit_data_plane',
+      'The data plane of each proxy: 1 for the one in use (native forwarding core or js), per dataPlane',
+      ['protocol', 'plane'],
+      (g) => {
+        for (const kind of view.proxyKinds) {
+          const plane = view.dataPlane(kind);
+          g.set({ protocol: kind, plane }, 1);
+          g.set({ protocol: kind, plane: plane === 'native' ? 'js' : 'native' }, 0);
+        }
+      },
+    );
+    gauge(
       'rwsplit_node_up',
       '1 when the node is in rotation (state up), else 0',
       ['node', 'kind', 'role', 'state'],

@@ -24,6 +24,8 @@ export interface NodeReport {
   latencyMs: number | null;
   lastError: string | null;
   connections: ConnectionCounts;
+  /** what moves this node's bytes in the proxy: the native forwarding core or JavaScript (dataPlane) */
+  dataPlane: 'native' | 'js';
 }
 
 /** One entry of `GET /api/shards`: the nodes of one shard of one engine. */
@@ -77,6 +79,7 @@ export function nodeReports(view: ClusterView): NodeReport[] {
     latencyMs: Number.isFinite(n.latency.value) ? round3(n.latency.value) : null,
     lastError: n.lastError,
     connections: stats.get(n.spec.id) ?? { idle: 0, active: 0, waiting: 0 },
+    dataPlane: view.dataPlane(n.spec.kind),
   }));
 }
 

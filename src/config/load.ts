@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 
 /** Validates an already parsed object (also used by the demo, which builds its config in code). */
 export function validateConfig(raw: unknown, source = 'config'): Config {
-  const result = configSchema.safeParse(raw ?? {});
+  const result = configSchema.safeParse(withDataPlaneFromEnv(raw ?? {}));
   if (result.success) {
     checkCrossFields(result.data, source);
     return result.data;
@@ -39,6 +39,16 @@ export function loadConfigFile(path: string): Config {
     throw new ConfigError(`${path}: not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`);
   }
   return validateConfig(raw, path);
+}
+
+/**
+ * RWSPLIT_DATA_PLANE (auto, native or js) stands for `dataPlane` when the config does not set
+ * it: the test suite runs once per data plane with the same configs.
+ */
+function withDataPlaneFromEnv(raw: unknown): unknown {
+  const env = process.env['RWSPLIT_DATA_PLANE'];
+  if (!env || typeof raw !== 'object' || raw === null || 'dataPlane' in raw) return raw;
+  return { ...raw, dataPlane: env };
 }
 
 function describeIssue(error: z.ZodError, source: string): string {

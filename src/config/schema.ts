@@ -438,6 +438,12 @@ const fullSchema = z.strictObject({
         .default(1024 * MiB),
     })
     .default({ maxBufferedBytes: 1024 * MiB }),
+  /**
+   * What moves the bytes of the common case: `native` the optional native forwarding core
+   * (native/, built at install when a C compiler is there), `js` the TypeScript data plane,
+   * `auto` the core when it is built and loads, else js
+   */
+  dataPlane: z.enum(['auto', 'native', 'js']).default('auto'),
   admin: z
     .strictObject({
       token: z

@@ -16,6 +16,8 @@ export interface ConnectionCounts {
 export interface ConnectionStatsSource {
   readonly kind: 'postgres' | 'redis';
   readonly clientCount: number;
+  /** what moves its bytes: the native forwarding core or JavaScript (dataPlane); absent: js */
+  readonly dataPlane?: 'native' | 'js';
   poolStats(): Map<string, ConnectionCounts>;
 }
 
@@ -45,6 +47,16 @@ export class ClusterView extends EventEmitter {
     const out = new Map<string, ConnectionCounts>();
     for (const s of this.sources) for (const [node, c] of s.poolStats()) out.set(node, c);
     return out;
+  }
+
+  /** The data plane of the proxy for `kind` (js when it has none or does not say). */
+  dataPlane(kind: 'postgres' | 'redis'): 'native' | 'js' {
+    return this.sources.find((s) => s.kind === kind)?.dataPlane ?? 'js';
+  }
+
+  /** The proxies' kinds, each once. */
+  get proxyKinds(): ('postgres' | 'redis')[] {
+    return [...new Set(this.sources.map((s) => s.kind))];
   }
 
   clientCounts(): Map<string, number> {

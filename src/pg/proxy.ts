@@ -41,6 +41,7 @@ import { pgSocketPath, prepareSocketPath, removeSocketFile } from './session/uni
 import { ReplicationPassthrough } from './session/replication-passthrough.js';
 import { DEFAULT_SHARD } from './session/session-recovery.js';
 import { listenPath, listenServer } from '../util/listen.js';
+import type { NativeCore } from '../util/native-core.js';
 
 const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 /**
@@ -71,6 +72,8 @@ export interface PgProxyDeps {
    * every `count`-th, and a CancelRequest for a session it does not hold goes to `cancelElsewhere`.
    */
   worker?: { index: number; count: number; cancelElsewhere: (processId: number, secretKey: number) => void };
+  /** the native forwarding core (dataPlane native); absent: the JavaScript data plane */
+  nativeCore?: NativeCore | null;
 }
 
 export class PgProxy implements SessionContext, ConnectionStatsSource {
@@ -87,6 +90,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   readonly replay: ReplayPositions;
   readonly sharding: ShardingContext | null;
   readonly guard: ClientGuard;
+  readonly nativeCore: NativeCore | null;
+  readonly dataPlane: 'native' | 'js';
   private readonly server: net.Server;
   private readonly sessions = new Map<number, ClientSession>();
   private readonly sockets = new Set<net.Socket>();
@@ -130,6 +135,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       this.nextProcessId = FIRST_PROCESS_ID + deps.worker.index;
       this.processIdStep = deps.worker.count;
     }
+    this.nativeCore = deps.nativeCore ?? null;
+    this.dataPlane = this.nativeCore ? 'native' : 'js';
     for (const u of deps.config.auth.users) {
       this.verifiers.set(
         u.name,

@@ -17,6 +17,7 @@ import type { PgProxy } from '../pg/proxy.js';
 import { RedisProxy } from '../redis/proxy.js';
 import { redisShards } from '../redis/service.js';
 import { createLogger } from '../util/logger.js';
+import { resolveDataPlane } from '../util/native-core.js';
 import type { ClientProtocol, FromWorker, ToWorker, WorkerStats } from './messages.js';
 import { applySnapshot, type TopologySnapshot } from './topology-mirror.js';
 
@@ -56,11 +57,20 @@ export class Worker {
     w.topologies.push(...shards.map((s) => s.topology));
     w.apply(init.topologies);
     if (config.postgres)
-      w.pg = pgDataPlane(config.postgres, w.topologies[0]!, w.view, w.metrics, guard, log, {
-        index: init.index,
-        count: init.count,
-        cancelElsewhere: (processId, secretKey) => send({ t: 'cancel', processId, secretKey }),
-      }).proxy;
+      w.pg = pgDataPlane(
+        config.postgres,
+        w.topologies[0]!,
+        w.view,
+        w.metrics,
+        guard,
+        log,
+        resolveDataPlane(config.dataPlane).core,
+        {
+          index: init.index,
+          count: init.count,
+          cancelElsewhere: (processId, secretKey) => send({ t: 'cancel', processId, secretKey }),
+        },
+      ).proxy;
     if (config.redis) {
       w.redis = new RedisProxy(config.redis, shards, w.metrics.redisStats(), log, guard);
       w.view.addConnections(w.redis);

@@ -74,6 +74,11 @@ export class BackendConnection {
    * termination, not the server shutting down (see backend-signal.ts)
    */
   terminationRequested = false;
+  /**
+   * The native core's hold on this connection (dataPlane native, see
+   * src/pg/session/native-forward.ts): `close` frees it when the connection closes.
+   */
+  native: { close(): void } | null = null;
   /** true while a pool counts this connection in its total (cleared once it is forgotten) */
   counted = true;
   private closeNotified = false;
@@ -81,6 +86,8 @@ export class BackendConnection {
   private readonly reader: FrameReader;
   /** what a received chunk goes to: the startup exchange, then the data-mode reader */
   private onChunk: (chunk: Buffer) => void = IGNORE_CHUNK;
+  /** the largest frame accepted from the server (the native core applies the same limit) */
+  readonly maxFrameBytes: number;
   private readonly onFrame = (type: number, frame: Buffer): void => {
     if (this.listener) this.listener.onBackendFrame(type, frame);
     else this.onIdleFrame(type, frame);
@@ -92,6 +99,7 @@ export class BackendConnection {
     opts: BackendOptions,
   ) {
     this.reader = new FrameReader({ maxFrameBytes: opts.maxFrameBytes });
+    this.maxFrameBytes = opts.maxFrameBytes;
   }
 
   /** Connects (over TLS when the target asks for it), authenticates and waits for the first ReadyForQuery. */
@@ -205,22 +213,30 @@ export class BackendConnection {
   /** Switches the socket to data mode after startup. */
   private attach(streamed: boolean): void {
     if (streamed) this.socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
-    this.onChunk = (chunk: Buffer): void => {
-      // Evidence of life for the monitor (a probe queued behind this data is not a failure).
-      dataActivity.received(this.target.nodeId);
-      try {
-        this.reader.push(chunk, this.onFrame);
-      } catch (err) {
-        this.destroy(`protocol error from ${this.target.nodeId}: ${(err as Error).message}`);
-        return;
-      }
-      this.listener?.onBackendChunkEnd();
-    };
+    this.onChunk = (chunk: Buffer): void => this.feed(chunk);
     this.socket.on('error', (err) => this.handleClose(err.message));
     this.socket.on('close', () => this.handleClose('server closed the connection'));
     // The server's FIN: without this the socket stays half-open until 'close', and a pool
     // could lend it meanwhile (the first write then fails with "write after end").
     this.socket.on('end', () => this.handleClose('server closed the connection'));
+  }
+
+  /** Bytes the server sent: from the socket, or read by the native core and not forwarded by it. */
+  feed(chunk: Buffer): void {
+    // Evidence of life for the monitor (a probe queued behind this data is not a failure).
+    dataActivity.received(this.target.nodeId);
+    try {
+      this.reader.push(chunk, this.onFrame);
+    } catch (err) {
+      this.destroy(`protocol error from ${this.target.nodeId}: ${(err as Error).message}`);
+      return;
+    }
+    this.listener?.onBackendChunkEnd();
+  }
+
+  /** No part of a frame is held: the next byte from the server starts a frame. */
+  get atFrameBoundary(): boolean {
+    return this.reader.bufferedBytes === 0;
   }
 
   write(buf: Buffer): boolean {
@@ -242,6 +258,9 @@ export class BackendConnection {
 
   private handleClose(reason: string): void {
     this.closed = true;
+    const native = this.native;
+    this.native = null;
+    native?.close();
     if (this.closeNotified) return;
     this.closeNotified = true;
     const listener = this.listener;

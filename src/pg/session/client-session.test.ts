@@ -180,6 +180,7 @@ async function harness(
     causalWaitMs: 1000,
     failoverBufferMs: 0,
     sharding: null,
+    nativeCore: null,
     replay: new ReplayPositions(topology),
     pool(node: NodeStatus): BackendPool {
       let pool = pools.get(node.spec.id);

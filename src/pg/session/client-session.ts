@@ -29,6 +29,7 @@ import {
   readyForQuery,
 } from '../protocol/index.js';
 import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
+import { NativeForward, type NativeForwardHost } from './native-forward.js';
 import { BatchTranslator } from './batch-translator.js';
 import { ClientBatch } from './client-batch.js';
 import { queryNote, type FrameNote } from './frame-note.js';
@@ -71,7 +72,8 @@ export class ClientSession
     ShardSessionHost,
     IdleTransactionSubject,
     SignalSessionHost,
-    SignalledSession
+    SignalledSession,
+    NativeForwardHost
 {
   /** the backend lent to this session, or null: started in lease()/attachLease(), ended in endLease() */
   private lease: Lease | null = null;
@@ -123,6 +125,8 @@ export class ClientSession
   private readonly signals: BackendSignals;
   /** null unless postgres.sharding is configured */
   private readonly shards: ShardTransaction | null;
+  /** the native core carrying answers to this client (dataPlane native), else null */
+  private readonly native: NativeForward | null;
   closed = false;
   /**
    * Set by the proxy while a graceful restart drains: called where the session may have
@@ -152,6 +156,7 @@ export class ClientSession
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
     this.signals = new BackendSignals(ctx, this);
+    this.native = ctx.nativeCore ? new NativeForward(ctx.nativeCore, socket, this) : null;
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -608,6 +613,7 @@ export class ClientSession
       this.ctx.stats.dispatched(node.spec.id, this.routedAs);
     }
     this.out.flush();
+    this.native?.afterSend(conn, result.readyCount, this.tracker.plain);
     if (result.backendFull) {
       this.socket.pause();
       conn.socket.once('drain', () => this.socket.resume());
@@ -713,6 +719,14 @@ export class ClientSession
     }
     if (type === BackendCode.CommandComplete ? isDdlComplete(frame) : type === BackendCode.ErrorResponse)
       this.noteSchemaChange(type, frame);
+    if (this.account(type, frame) === Verdict.Forward) {
+      if (this.retryable) this.endRetry();
+      this.out.push(frame);
+    }
+  }
+
+  /** The tracker's verdict on a server frame, and what a ReadyForQuery tells the session. */
+  private account(type: number, frame: Buffer): Verdict {
     const verdict = this.tracker.onFrame(type, frame);
     if (type === BackendCode.ReadyForQuery) {
       if (this.ddlInTransaction && frame[5] === TX_IDLE) {
@@ -724,9 +738,22 @@ export class ClientSession
       this.commitInFlight = false;
       if (verdict === Verdict.Forward) this.onReady();
     }
-    if (verdict === Verdict.Forward) {
-      if (this.retryable) this.endRetry();
-      this.out.push(frame);
+    return verdict;
+  }
+
+  /**
+   * The native core sent part of an answer to the client itself (native-forward.ts): the same
+   * bookkeeping as for frames forwarded here. `record`: the completion frames it forwarded (a
+   * ReadyForQuery's status follows its type); the core carries nothing else that matters here.
+   */
+  nativeForwarded(record: Buffer, sent: number): void {
+    if (sent > 0 && this.retryable) this.endRetry();
+    for (let i = 0; i < record.length; i++) {
+      const type = record[i]!;
+      this.account(
+        type,
+        type === BackendCode.ReadyForQuery ? readyForQuery(record[++i]!) : (COMPLETION_STUBS[type] ?? EMPTY),
+      );
     }
   }
 
@@ -991,6 +1018,11 @@ const enum Hold {
 }
 
 const NO_FRAMES: Buffer[] = [];
+const EMPTY = Buffer.alloc(0);
+/** Stand-ins for the completion frames the native core forwarded: the tracker reads their type only. */
+const COMPLETION_STUBS: Partial<Record<number, Buffer>> = Object.fromEntries(
+  [...'123TnCIs'].map((c) => [c.charCodeAt(0), Buffer.from([c.charCodeAt(0), 0, 0, 0, 4])]),
+);
 const NO_NOTES: FrameNote[] = [];
 
 function isCopyFrame(frame: Buffer): boolean {

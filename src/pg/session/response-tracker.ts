@@ -90,6 +90,16 @@ export class ResponseTracker {
     return this.head === this.queue.length;
   }
 
+  /**
+   * Every answer still awaited is the server's own, forwarded as it comes (no injected
+   * request, no proxy-made answer, no COPY): the native core may carry it (native-forward.ts).
+   */
+  get plain(): boolean {
+    if (this.inCopy) return false;
+    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i]!.kind > Expect.Query) return false;
+    return true;
+  }
+
   /** Registers a request; false for a Sync the server will ignore (sent inside a COPY): no answer comes. */
   expect(kind: Expect): boolean {
     if (kind === Expect.Sync && this.inCopy) return false;

@@ -2,6 +2,7 @@
  * What a client session needs from the proxy around it. Kept as an interface so the
  * session module stays free of server, monitor and metrics wiring.
  */
+import type { NativeCore } from '../../util/native-core.js';
 import type { ReplayPositions } from '../../core/causal.js';
 import type { NodeStatus, Topology } from '../../core/topology.js';
 import type { ConsistencyLevel } from '../../config/schema.js';
@@ -52,6 +53,8 @@ export interface SessionContext {
   readonly sharding: ShardingContext | null;
   /** replicas' known replay positions, for causal tokens */
   readonly replay: ReplayPositions;
+  /** the native forwarding core when the data plane is native (dataPlane), else null */
+  readonly nativeCore: NativeCore | null;
 
   /** the pool for a node and a login (created on first use) */
   pool(node: NodeStatus, login: BackendLogin): BackendPool;
