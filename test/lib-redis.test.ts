@@ -228,8 +228,11 @@ describe('rwsplit/redis: an ioredis client that splits reads and writes in the p
     const text = await lib.metrics.metrics();
     assert.equal(after_.replicas - before_.replicas, 200, 'eventual: every read on a replica');
     assert.equal(count(text, 'read') - count(text0, 'read'), 200);
-    assert.match(text, /^rwsplit_node_up\{node="s1-primary",kind="redis",role="primary",state="up"\} 1$/m);
-    assert.match(text, /^rwsplit_replication_lag_bytes\{node="s2-replica1"\} \d+$/m);
+    assert.match(
+      text,
+      /^rwsplit_node_up\{node="redis-s1-primary",kind="redis",role="primary",state="up"\} 1$/m,
+    );
+    assert.match(text, /^rwsplit_replication_lag_bytes\{node="redis-s2-replica1"\} \d+$/m);
   });
 
   test('kill -9 of a replica under reads: 0 failed reads, and no read goes to it after', async () => {

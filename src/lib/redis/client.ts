@@ -105,14 +105,13 @@ export class RwsplitRedis extends Redis {
     if (shared) this.shared = shared as Shared;
     else {
       const clients = new Set<RwsplitRedis>();
-      let router!: RedisRouter;
       let metrics: Metrics | null = null;
       const stats = {
         routed: (node: string, read: boolean) => metrics?.redisStats().routed(node, read),
         retried: (node: string) => metrics?.redisStats().retried(node),
         lagSample: (node: string, ms: number) => metrics?.lagSample(node, ms),
       };
-      router = new RedisRouter(resolved.redis, stats, resolved.logger);
+      const router = new RedisRouter(resolved.redis, stats, resolved.logger);
       metrics = libraryMetrics(router.topologies, {
         kind: 'redis',
         get clientCount() {

@@ -24,7 +24,6 @@ import { positionFrom, WritePath } from '../../redis/routing/write-path.js';
 import { encodeCommand, encodeError } from '../../redis/resp/index.js';
 import type { SessionCausal } from '../../redis/session/session-causal.js';
 import { DEFAULT_PROFILE, ShardSet, type Shard } from '../../redis/sharding/shards.js';
-import type { ResolvedRedisOptions } from './options.js';
 
 /** What the router reports per command (the proxy's `RedisStats`: the same metrics). */
 export interface RouterStats {
@@ -53,6 +52,16 @@ export class RedisRouter {
   private readonly writes: WritePath;
   private readonly sentinels: SentinelFollower | null = null;
   private table: CommandTable | null = null;
+  /**
+   * Per client and shard: writes dispatched but not yet written on their link (waiting for a
+   * primary or for the link to open), and the reads queued behind them. A read must not
+   * overtake a write of its own client: once the write is on its link, the causal state
+   * routes the read (behind it on the same link, or by its position).
+   */
+  private readonly unsent = new WeakMap<
+    SessionCausal,
+    Map<number, { count: number; waiting: (() => void)[] }>
+  >();
   private readonly log: Logger;
   private closed = false;
 
@@ -253,6 +262,23 @@ export class RedisRouter {
     else link.then(use, fail);
   }
 
+  private holdReads(causal: SessionCausal, shard: number): () => void {
+    let byShard = this.unsent.get(causal);
+    if (!byShard) this.unsent.set(causal, (byShard = new Map()));
+    let entry = byShard.get(shard);
+    if (!entry) byShard.set(shard, (entry = { count: 0, waiting: [] }));
+    entry.count++;
+    const e = entry;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--e.count > 0) return;
+      byShard.delete(shard);
+      for (const run of e.waiting) run();
+    };
+  }
+
   /**
    * A command for the shard's primary. `mayWrite`: it may change data, so it gets WAIT
    * (`waitReplicas`) and the causal position behind it (the proxy's write path).
@@ -266,16 +292,22 @@ export class RedisRouter {
     cb: RawCallback,
     since = Date.now(),
   ): void {
-    this.withPrimary(shard, since, cb, (node) => {
+    const release = this.holdReads(causal, shard);
+    const fail = (raw: Buffer): void => {
+      release();
+      cb(raw);
+    };
+    this.withPrimary(shard, since, fail, (node) => {
       this.stats.routed(node.spec.id, false);
       this.withLink(
         node,
         affinity,
-        (err) => cb(linkFailure(err)),
+        (err) => fail(linkFailure(err)),
         (link) => {
           const deliver = (r: Buffer | null): void =>
             cb(r ?? encodeError(lostConnectionMessage(this.shard(shard), node, this.config.failover)));
           link.send(encode(link), mayWrite ? this.writes.track(link, shard, node, causal, deliver) : deliver);
+          release();
         },
       );
     });
@@ -293,7 +325,9 @@ export class RedisRouter {
     cbs: RawCallback[],
     since = Date.now(),
   ): void {
+    const release = this.holdReads(causal, shard);
     const failAll = (raw: Buffer): void => {
+      release();
       for (const cb of cbs) cb(raw);
     };
     this.withPrimary(shard, since, failAll, (node) => {
@@ -350,6 +384,11 @@ export class RedisRouter {
     failed: Set<string> | null = null,
     since = Date.now(),
   ): void {
+    const unsent = this.unsent.get(causal)?.get(shard);
+    if (unsent) {
+      unsent.waiting.push(() => this.read(shard, causal, affinity, encode, cb, failed, since));
+      return;
+    }
     const level = causal.level;
     const pin = level === 'read-your-writes' ? causal.pin(shard) : null;
     if (pin !== null) {
