@@ -64,7 +64,21 @@ describe('rwsplit/pg read-your-writes at volume', () => {
 
   test(`${PAIRS} write-then-read pairs: >= 90% of reads on replicas while caught up, 0 stale reads with a replica's replay paused half of the time`, async () => {
     const caughtUp = { pairs: 0, stale: [] as string[], onReplica: 0 };
+    const metricsBefore = await pool.metrics.metrics();
     await run(PAIRS / 2, caughtUp);
+    const metricsAfter = await pool.metrics.metrics();
+    // The pool's metrics (the proxy's names) count what the results say.
+    const replicaIds = new Set(stack.cluster.replicas.map((r) => r.id));
+    const replicaReads = (text: string): number => {
+      let sum = 0;
+      for (const m of text.matchAll(
+        /^rwsplit_pg_queries_by_kind_total\{node="([^"]+)",kind="read"\} (\d+)$/gm,
+      ))
+        if (replicaIds.has(m[1]!)) sum += Number(m[2]);
+      return sum;
+    };
+    assert.equal(replicaReads(metricsAfter) - replicaReads(metricsBefore), caughtUp.onReplica);
+    assert.match(metricsAfter, /^rwsplit_pg_route_decisions_total\{reason="write"\} \d+$/m);
     const share = caughtUp.onReplica / caughtUp.pairs;
     console.log(
       `rwsplit/pg read-your-writes: ${(share * 100).toFixed(1)}% of ${caughtUp.pairs} reads on replicas while caught up`,
