@@ -8,6 +8,9 @@ import type pg from 'pg';
 import { formatPgToken, parsePgToken, type CausalToken } from '../../core/causal.js';
 import { nodeState, type TopologyEvent } from '../../core/topology.js';
 import type { NodeState } from '../../core/types.js';
+import type { Registry } from 'prom-client';
+import type { Metrics } from '../../admin/metrics.js';
+import { libraryMetrics } from '../metrics.js';
 import { RoutingClient } from './client.js';
 import { resolveOptions, type PoolOptions } from './options.js';
 import { PgRouter, SHARD } from './router.js';
@@ -45,6 +48,7 @@ const ENDED = 'Cannot use a pool after calling end on the pool';
 export class RwsplitPool extends EventEmitter implements Queryable {
   private readonly router: PgRouter;
   private readonly clients = new Set<RoutingClient>();
+  private readonly stats: Metrics;
   ending = false;
   ended = false;
 
@@ -61,6 +65,26 @@ export class RwsplitPool extends EventEmitter implements Queryable {
       if (this.listenerCount('error') > 0) this.emit('error', ...args);
     });
     this.router.topology.on('event', (e: TopologyEvent) => this.emit('node', e));
+    const clients = this.clients;
+    const router = this.router;
+    this.stats = libraryMetrics([router.topology], {
+      kind: 'postgres',
+      get clientCount() {
+        return clients.size;
+      },
+      poolStats: () => {
+        const out = new Map<string, { idle: number; active: number; waiting: number }>();
+        for (const [id, p] of router.poolsById)
+          out.set(id, { idle: p.idleCount, active: p.totalCount - p.idleCount, waiting: p.waitingCount });
+        return out;
+      },
+    });
+    router.stats = this.stats;
+  }
+
+  /** A prom-client registry with the proxy's metric names (docs/LIBRARY.md): serve it or merge it with the app's. */
+  get metrics(): Registry {
+    return this.stats.registry;
   }
 
   /** Resolves once the monitor has seen every node once (roles known); queries wait for it anyway. */

@@ -17,6 +17,7 @@ import { COMMIT_POSITION_SQL, REPLAY_POSITION_SQL } from '../../pg/routing/causa
 import { Classifier } from '../../pg/classifier/classify.js';
 import { PgMonitor } from '../../pg/ha/monitor.js';
 import { routeFromFacts, type RouteDecision } from '../../pg/routing/route-decision.js';
+import type { Metrics } from '../../admin/metrics.js';
 import type { ResolvedOptions } from './options.js';
 
 /** The shard of an unsharded cluster (the proxy's name for it, so tokens cross). */
@@ -69,6 +70,8 @@ export class PgRouter extends EventEmitter {
   /** the last write's position could not be read: reads go to the primary until the next one */
   tokenUnknown = false;
   readonly ready: Promise<void>;
+  /** the pool's metrics (the proxy's names; set by the pool) */
+  stats: Metrics | null = null;
   private readonly pools = new Map<string, pg.Pool>();
   private readonly log: Logger;
 
@@ -119,6 +122,7 @@ export class PgRouter extends EventEmitter {
         user: m.user ?? login.user ?? 'postgres',
         ...(m.password === undefined ? {} : { password: m.password }),
         failoverMode: config.failover.mode,
+        onLag: (node, ms) => this.stats?.lagSample(node, ms),
       },
       this.log,
     );
@@ -138,6 +142,11 @@ export class PgRouter extends EventEmitter {
       if (this.listenerCount('error') > 0) this.emit('error', err, client);
     });
     return pool;
+  }
+
+  /** The node pools by node id, for the metrics. */
+  get poolsById(): ReadonlyMap<string, pg.Pool> {
+    return this.pools;
   }
 
   /** The node pools, for counts. */

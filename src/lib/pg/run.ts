@@ -91,6 +91,7 @@ export async function runStatement(
 ): Promise<pg.QueryResult> {
   const { causalToken, ...pgConfig } = config;
   const d = router.decide(pgConfig.text);
+  router.stats?.routed(d.reason);
   if (d.target === 'primary') {
     const lease = await router.leasePrimary();
     return runOn(router, lease, pgConfig, d, scope);
@@ -108,6 +109,7 @@ export async function runStatement(
       const retry = router.config.routing.retryReads && d.retryable && isConnectionError(err);
       if (!retry || node === undefined || failed.has(node)) throw err;
       failed.add(node);
+      router.stats?.retried(node);
     }
   }
 }
@@ -122,6 +124,7 @@ async function runOn(
   let result: pg.QueryResult;
   let position: bigint | null = null;
   try {
+    router.stats?.dispatched(lease.node.spec.id, d.target === 'primary' ? 'write' : 'read');
     result = await lease.client.query(config);
     // A text that left a transaction open (pg.Pool hands such a connection back as it is)
     // or session state is not given to the next statement: the connection is closed.

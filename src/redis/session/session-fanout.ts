@@ -9,7 +9,7 @@ import { encodeCommand, encodeError } from '../resp/index.js';
 import { CROSSSLOT } from './session-transactions.js';
 
 /** Multi-key commands split by shard and merged back. */
-const SPLIT: Record<string, { merge: 'sum' | 'ok' | 'mget'; pairs: boolean }> = {
+export const SPLIT: Record<string, { merge: 'sum' | 'ok' | 'mget'; pairs: boolean }> = {
   mget: { merge: 'mget', pairs: false },
   del: { merge: 'sum', pairs: false },
   unlink: { merge: 'sum', pairs: false },
