@@ -12,6 +12,8 @@
  */
 import type net from 'node:net';
 import type { NodeStatus } from '../../core/topology.js';
+import type { ConsistencyLevel } from '../../config/schema.js';
+import type { CausalPosition } from '../routing/causal-token.js';
 import { AuthRefused, type RedisLink } from '../backend/backend-link.js';
 import type { ReplyCallback } from '../backend/backend-link.js';
 import type { ClientHandle, ClientView } from './client-command.js';
@@ -478,15 +480,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       return;
     }
     const want = causal.token.forShard(shard);
-    let node = this.tickPicks.get(shard);
-    if (
-      node === undefined ||
-      !node.reachable ||
-      node.lagging ||
-      node.fenced ||
-      level === 'strong' ||
-      (level === 'read-your-writes' && !this.ctx.planner.holds(node, want))
-    ) {
+    let node = this.sticky(shard, level, want);
+    if (node === undefined) {
       const choice = this.ctx.planner.plan(shard, level, want, undefined, this.arrivedAt);
       if (choice instanceof Promise) {
         const slot = this.slots.open();
@@ -869,23 +864,31 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       }
     }
     const want = this.causal.token.forShard(shard);
-    // The reads of one pipeline (one tick) share a replica: one write to one link instead of
-    // one per replica; the balancer still spreads pipelines and clients.
-    const sticky = failed ? undefined : this.tickPicks.get(shard);
-    if (
-      sticky &&
-      sticky.reachable &&
-      !sticky.lagging &&
-      !sticky.fenced &&
-      level !== 'strong' &&
-      (level !== 'read-your-writes' || this.ctx.planner.holds(sticky, want))
-    ) {
+    const sticky = failed ? undefined : this.sticky(shard, level, want);
+    if (sticky !== undefined) {
       this.sendRead(shard, sticky, raw, slot, failed, false);
       return;
     }
     const choice = this.ctx.planner.plan(shard, level, want, failed ?? undefined, this.arrivedAt);
     if (choice instanceof Promise) this.hold(choice.then((c) => this.routeRead(shard, c, raw, slot, failed)));
     else this.routeRead(shard, choice, raw, slot, failed);
+  }
+
+  /**
+   * The replica this tick's reads of `shard` went to, when this read may go there too: the
+   * reads of one pipeline (one tick) share a replica, so one write to one link instead of one
+   * per replica; the balancer still spreads pipelines and clients.
+   */
+  private sticky(
+    shard: number,
+    level: ConsistencyLevel,
+    want: readonly CausalPosition[],
+  ): NodeStatus | undefined {
+    const node = this.tickPicks.get(shard);
+    if (node === undefined || !node.reachable || node.lagging || node.fenced || level === 'strong')
+      return undefined;
+    if (level === 'read-your-writes' && !this.ctx.planner.holds(node, want)) return undefined;
+    return node;
   }
 
   private routeRead(
