@@ -228,7 +228,10 @@ export class ReplySlots implements Flushable {
       slots.length = 0;
       this.head = 0;
     }
-    if (this.out.length > 0 && !this.flushQueued) {
+    if (this.out.length === 0) {
+      // Nothing to write (muted replies): every reply so far is done all the same.
+      if (slots.length === 0 && !this.flushQueued) this.onIdle?.();
+    } else if (!this.flushQueued) {
       this.flushQueued = true;
       flushLater(this);
     }
