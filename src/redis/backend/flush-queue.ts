@@ -21,8 +21,17 @@ let scheduled = false;
 function flushAll(): void {
   scheduled = false;
   // Items added while flushing (none expected) are flushed in this pass too.
-  for (let i = 0; i < due.length; i++) due[i]!.flushOut();
-  due.length = 0;
+  let i = 0;
+  try {
+    for (; i < due.length; i++) due[i]!.flushOut();
+  } finally {
+    // A flushOut that threw (a bug) must not leave the others waiting for good: they go next turn.
+    due.splice(0, Math.min(i + 1, due.length));
+    if (due.length > 0 && !scheduled) {
+      scheduled = true;
+      setImmediate(flushAll);
+    }
+  }
 }
 
 /** Asks for `f.flushOut()` at the end of this event-loop turn. The caller registers once per turn. */
