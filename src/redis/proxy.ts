@@ -328,6 +328,7 @@ export class RedisProxy implements ConnectionStatsSource {
       // A malformed or oversized request: tell this client why and close it; nobody else notices.
       const message = err instanceof RespError ? redisProtocolText(err) : `internal error: ${err.message}`;
       this.log.info({ err: message }, 'closing a Redis client after a protocol error');
+      session.slots.flushOut(); // the replies to the commands before it go first
       socket.end(encodeError(`Protocol error: ${message}`));
       session.onClose();
     };

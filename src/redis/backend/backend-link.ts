@@ -7,6 +7,7 @@
  */
 import { dataActivity } from '../../core/liveness.js';
 import net from 'node:net';
+import { flushLater, type Flushable } from './flush-queue.js';
 import { encodeCommand, mapGet, parseReply, ReplyReader, type ReplyInfo } from '../resp/index.js';
 
 export interface LinkTarget {
@@ -71,8 +72,47 @@ export class AuthRefused extends LinkError {
   }
 }
 
-export class RedisLink {
-  private readonly callbacks: ReplyCallback[] = [];
+/** Gets the reply to one command (`raw` null: the link died first). */
+export interface ReplySink {
+  linkReply(raw: Buffer | null, info: ReplyInfo | null): void;
+}
+
+/** Gets a trailer's reply, decoded once for all who share it (see RedisLink.trailerTo). */
+export interface DecodedListener {
+  decodedReply(value: unknown): void;
+}
+
+class CallbackListener implements DecodedListener {
+  constructor(private readonly cb: (value: unknown) => void) {}
+  decodedReply(value: unknown): void {
+    this.cb(value);
+  }
+}
+
+/** A plain callback as a sink (commands off the hot path). */
+class CallbackSink implements ReplySink {
+  constructor(private readonly cb: ReplyCallback) {}
+  linkReply(raw: Buffer | null, info: ReplyInfo | null): void {
+    this.cb(raw, info);
+  }
+}
+
+/** Everyone waiting for one trailer's reply: raw callbacks, and callbacks of its decoded value (decoded once). */
+class Trailer implements ReplySink {
+  readonly raw: ReplyCallback[] = [];
+  readonly decoded: DecodedListener[] = [];
+  constructor(public decode: ((reply: Buffer | null) => unknown) | null) {}
+  linkReply(reply: Buffer | null, info: ReplyInfo | null): void {
+    for (const cb of this.raw) cb(reply, info);
+    if (this.decoded.length === 0 || this.decode === null) return;
+    const value = this.decode(reply);
+    for (const l of this.decoded) l.decodedReply(value);
+  }
+}
+
+export class RedisLink implements Flushable {
+  /** who gets each reply, in the order the commands were written (entries before `head` are done) */
+  private readonly sinks: (ReplySink | null)[] = [];
   private head = 0;
   private readonly reader = new ReplyReader();
   closed = false;
@@ -165,98 +205,141 @@ export class RedisLink {
   }
 
   get pending(): number {
-    return this.callbacks.length - this.head;
+    return this.sinks.length - this.head;
   }
 
   /** Writes one command; its reply goes to `cb`. */
-  send(raw: Buffer, cb: ReplyCallback): boolean {
-    if (this.closed) {
-      cb(null, null);
-      return true;
-    }
-    this.callbacks.push(cb);
-    this.corkForTick();
-    return this.socket.write(raw);
+  send(raw: Buffer, cb: ReplyCallback): void {
+    this.sendTo(raw, new CallbackSink(cb));
   }
 
   /**
-   * Commands written in one event-loop tick (a client's pipeline, or many clients' commands
-   * read in one poll) leave in one system call: the socket is corked on the first write of
-   * the tick and uncorked on the next tick.
+   * Writes one command; its reply goes to `sink.linkReply` (no closure per command: the hot
+   * path passes the reply slot itself).
    */
-  private corkForTick(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(this.uncork);
-  }
-
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    if (this.trailers) this.writeTrailers();
-    this.socket.uncork();
-  };
-
-  /** commands to write once at the end of this tick, with everyone who asked for their reply */
-  private trailers: Map<Buffer, ReplyCallback[]> | null = null;
-
-  /**
-   * Asks for `raw` to be written once at the end of this tick, after every command written in
-   * it, in the same system call; every caller in the tick that passes the same `raw` Buffer
-   * shares its one reply. The write path uses it to follow a tick's writes with one `WAIT`
-   * and one `INFO replication`: Redis runs a connection's commands in order, so their answers
-   * cover every write before them on this link.
-   */
-  trailer(raw: Buffer, cb: ReplyCallback): void {
+  sendTo(raw: Buffer, sink: ReplySink): void {
     if (this.closed) {
-      cb(null, null);
+      sink.linkReply(null, null);
       return;
     }
-    this.corkForTick();
+    this.sinks.push(sink);
+    this.queueOut(raw);
+  }
+
+  /**
+   * Collects `raw` for this turn's one write (flush-queue.ts): commands sent in one
+   * event-loop turn (a client's pipeline, or many clients' commands read in one poll) leave
+   * in one buffer, in the order they were sent.
+   */
+  private queueOut(raw: Buffer): void {
+    this.out.push(raw);
+    this.outBytes += raw.length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      flushLater(this);
+    }
+  }
+
+  /** bytes collected for this turn's write */
+  private readonly out: Buffer[] = [];
+  private outBytes = 0;
+  private flushQueued = false;
+
+  /** Writes what this turn collected, its trailers last. */
+  flushOut(): void {
+    this.flushQueued = false;
+    if (this.trailers) this.writeTrailers();
+    const out = this.out;
+    if (out.length === 0 || this.closed) {
+      out.length = 0;
+      this.outBytes = 0;
+      return;
+    }
+    const bytes = out.length === 1 ? out[0]! : Buffer.concat(out, this.outBytes);
+    out.length = 0;
+    this.outBytes = 0;
+    this.socket.write(bytes);
+  }
+
+  /** commands to write once at the end of this turn, with everyone who asked for their reply */
+  private trailers: Map<Buffer, Trailer> | null = null;
+
+  /**
+   * Asks for `raw` to be written once at the end of this turn, after every command sent in
+   * it, in the same write; every caller in the turn that passes the same `raw` Buffer shares
+   * its one reply. The write path uses it to follow a turn's writes with one `WAIT` and one
+   * `INFO replication`: Redis runs a connection's commands in order, so their answers cover
+   * every write before them on this link.
+   */
+  trailer(raw: Buffer, cb: ReplyCallback): void {
+    const t = this.trailerFor(raw, null);
+    if (t === null) cb(null, null);
+    else t.raw.push(cb);
+  }
+
+  /**
+   * Like {@link RedisLink.trailer}, with the shared reply decoded once by `decode` for every
+   * caller of the turn (pass the same `decode` for the same `raw`).
+   */
+  trailerDecoded<T>(raw: Buffer, decode: (reply: Buffer | null) => T, cb: (value: T) => void): void {
+    this.trailerTo(raw, decode, new CallbackListener(cb as (value: unknown) => void));
+  }
+
+  /** Like {@link RedisLink.trailerDecoded}, the decoded reply going to `listener` (no closure). */
+  trailerTo(raw: Buffer, decode: (reply: Buffer | null) => unknown, listener: DecodedListener): void {
+    const t = this.trailerFor(raw, decode);
+    if (t === null) listener.decodedReply(decode(null));
+    else t.decoded.push(listener);
+  }
+
+  private trailerFor(raw: Buffer, decode: ((reply: Buffer | null) => unknown) | null): Trailer | null {
+    if (this.closed) return null;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      flushLater(this);
+    }
     this.trailers ??= new Map();
-    const waiting = this.trailers.get(raw);
-    if (waiting) waiting.push(cb);
-    else this.trailers.set(raw, [cb]);
+    let t = this.trailers.get(raw);
+    if (t === undefined) {
+      t = new Trailer(decode);
+      this.trailers.set(raw, t);
+    } else if (decode !== null) t.decode = decode;
+    return t;
   }
 
   private writeTrailers(): void {
     const trailers = this.trailers!;
     this.trailers = null;
-    for (const [raw, cbs] of trailers) {
-      this.callbacks.push(
-        cbs.length === 1
-          ? cbs[0]!
-          : (reply, info) => {
-              for (const cb of cbs) cb(reply, info);
-            },
-      );
-      this.socket.write(raw);
+    for (const [raw, t] of trailers) {
+      this.sinks.push(t);
+      this.out.push(raw);
+      this.outBytes += raw.length;
     }
   }
 
   /** Writes several commands in one write, with their callbacks in order. */
-  sendMany(raw: Buffer, cbs: ReplyCallback[]): boolean {
+  sendMany(raw: Buffer, cbs: ReplyCallback[]): void {
     if (this.closed) {
       for (const cb of cbs) cb(null, null);
-      return true;
+      return;
     }
-    for (const cb of cbs) this.callbacks.push(cb);
-    this.corkForTick();
-    return this.socket.write(raw);
+    for (const cb of cbs) this.sinks.push(new CallbackSink(cb));
+    this.queueOut(raw);
   }
 
   destroy(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.socket.destroy();
-    const pending = this.callbacks.slice(this.head);
-    this.callbacks.length = 0;
+    const pending = this.sinks.slice(this.head);
+    this.sinks.length = 0;
     this.head = 0;
+    this.out.length = 0;
+    this.outBytes = 0;
     const trailers = this.trailers;
     this.trailers = null;
-    for (const cb of pending) cb(null, null);
-    if (trailers) for (const cbs of trailers.values()) for (const cb of cbs) cb(null, null);
+    for (const sink of pending) sink?.linkReply(null, null);
+    if (trailers) for (const t of trailers.values()) t.linkReply(null, null);
     this.onClose?.(this, reason);
   }
 
@@ -266,16 +349,17 @@ export class RedisLink {
       return;
     }
     if (info.isPush) return; // out-of-band data on a shared link (none is expected)
-    const cb = this.callbacks[this.head];
-    if (!cb) return;
-    this.callbacks[this.head++] = undefined as unknown as ReplyCallback;
-    if (this.head === this.callbacks.length) {
-      this.callbacks.length = 0;
+    const sinks = this.sinks;
+    const sink = sinks[this.head];
+    if (sink === undefined || sink === null) return;
+    sinks[this.head++] = null;
+    if (this.head === sinks.length) {
+      sinks.length = 0;
       this.head = 0;
     } else if (this.head > 4096) {
-      this.callbacks.splice(0, this.head);
+      sinks.splice(0, this.head);
       this.head = 0;
     }
-    cb(raw, info);
+    sink.linkReply(raw, info);
   };
 }

@@ -37,6 +37,9 @@ export class CausalTokenError extends Error {
 
 /** Version prefix of the text form: a later format gets another prefix. */
 export const TOKEN_PREFIX = 'r1:';
+/** The positions of a shard the token says nothing about (shared: read-only). */
+const NO_POSITIONS: readonly CausalPosition[] = Object.freeze([]);
+
 /** Positions kept per shard: a bound on what adopted tokens can pile up. */
 export const MAX_POSITIONS_PER_SHARD = 4;
 const ENTRY = /^([A-Za-z0-9_.:-]+)=(\d{1,19})@([0-9a-f]{40})$/;
@@ -63,7 +66,7 @@ export class CausalToken {
 
   /** Positions a read of `shard` must have applied (empty: no constraint). */
   forShard(shard: number): readonly CausalPosition[] {
-    return this.byShard.get(shard) ?? [];
+    return this.byShard.get(shard) ?? NO_POSITIONS;
   }
 
   get empty(): boolean {

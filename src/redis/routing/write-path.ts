@@ -6,8 +6,8 @@
  * - `INFO replication` when the session keeps a causal token: the primary's history id and
  *   offset right after the write (see causal-token.ts).
  *
- * Both are link trailers (backend-link.ts): one of each per link per event-loop tick, after
- * every command of the tick, in the same system call. Redis answers a connection in order,
+ * Both are link trailers (backend-link.ts): one of each per link per event-loop turn, after
+ * every command of the turn, in the same system call. Redis answers a connection in order,
  * so one `WAIT` covers every write before it on the link (it waits for the connection's
  * last write offset) and one `INFO replication` gives a position at or past each of them.
  * `INFO replication` rather than `ROLE`: ROLE gives the offset but not the history id, and
@@ -17,7 +17,7 @@
  * session-causal.ts).
  */
 import type { NodeStatus } from '../../core/topology.js';
-import type { ReplyCallback, RedisLink } from '../backend/backend-link.js';
+import type { DecodedListener, ReplyCallback, RedisLink } from '../backend/backend-link.js';
 import { INFO_REPLICATION } from './position-book.js';
 import { replicationInfoFromReply, type ReplicationInfo } from '../ha/replication-info.js';
 import { encodeCommand, encodeError, parseReply } from '../resp/index.js';
@@ -53,6 +53,29 @@ export class WritePath {
   }
 
   /**
+   * Registers the position trailer for one write of the hot path about to be sent on `link`
+   * (its reply goes to the write itself, see TrackedWrite). Not when {@link WritePath.waits}.
+   */
+  trackHot(
+    link: RedisLink,
+    shard: number,
+    node: NodeStatus,
+    causal: SessionCausal,
+    write: TrackedWrite,
+  ): void {
+    causal.beginWrite(shard, node);
+    if (causal.tracking) {
+      write.refs++;
+      link.trailerTo(INFO_REPLICATION, positionFrom, write);
+    }
+  }
+
+  /** Whether writes wait for replicas (`redis.waitReplicas`): they take {@link WritePath.track}. */
+  get waits(): boolean {
+    return this.waitCommand !== null;
+  }
+
+  /**
    * Registers the trailers for one write about to be sent on `link` and returns the callback
    * for the write's reply. `deliver` gets what the client must see (null: the link died
    * before the reply).
@@ -85,13 +108,23 @@ export class WritePath {
     }
     causal.beginWrite(shard, node);
     if (causal.tracking) {
-      link.trailer(INFO_REPLICATION, (raw) => causal.endWrite(shard, positionFrom(raw), reply != null));
+      link.trailerDecoded(INFO_REPLICATION, positionFrom, (info) =>
+        causal.endWrite(shard, info, reply != null),
+      );
     }
     return (raw) => {
       reply = raw;
       if (raw === null || !this.waitCommand || isErrorReply(raw)) finish(raw);
     };
   }
+}
+
+/**
+ * A write of the hot path (client-session.ts): its reply goes to the slot itself; its
+ * position, when the session keeps one, to `position` (the slot again), without a closure.
+ */
+export interface TrackedWrite extends DecodedListener {
+  refs: number;
 }
 
 function notConfirmed(node: NodeStatus, wait: WaitReplicas, what: string): string {

@@ -12,6 +12,8 @@
  */
 import type net from 'node:net';
 import type { NodeStatus } from '../../core/topology.js';
+import type { ConsistencyLevel } from '../../config/schema.js';
+import type { CausalPosition } from '../routing/causal-token.js';
 import { AuthRefused, type RedisLink } from '../backend/backend-link.js';
 import type { ReplyCallback } from '../backend/backend-link.js';
 import type { ClientHandle, ClientView } from './client-command.js';
@@ -28,7 +30,9 @@ import { INFO_REPLICATION } from '../routing/position-book.js';
 import { PubSub } from './pubsub.js';
 import { ReadGate } from './read-gate.js';
 import type { ReadChoice } from '../routing/read-planner.js';
-import { ReplySlots, type Slot } from './reply-slots.js';
+import { ReplySlots, SlotKind, type Slot, type SlotHost } from './reply-slots.js';
+import { HotKind, hotCommands } from './hot-path.js';
+import type { ReplicationInfo } from '../ha/replication-info.js';
 import {
   encodeArrayHeader,
   encodeBulk,
@@ -66,7 +70,7 @@ const NOT_QUEUED = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'
 /** Commands a MONITOR client may still run; others touch the keyspace and are refused, as in Redis. */
 const KEYSPACE_ERROR = "Replica can't interact with the keyspace";
 
-export class RedisSession implements LocalContext, ClientHandle, WaitHost, SessionHelperHost {
+export class RedisSession implements LocalContext, ClientHandle, WaitHost, SessionHelperHost, SlotHost {
   resp3 = false;
   authenticated: boolean;
   name: string | null = null;
@@ -292,7 +296,10 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (this.closed) return;
     this.onClose(); // no command of it runs from now on
     // The socket ends after this tick: a client that kills itself gets its reply first.
-    setImmediate(() => this.socket.end());
+    setImmediate(() => {
+      this.slots.flushOut();
+      this.socket.end();
+    });
   }
   checkPassword(user: string | null, password: string): boolean {
     return this.ctx.checkPassword(user, password);
@@ -312,6 +319,17 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   }
 
   private dispatch(args: Buffer[], raw: Buffer): void {
+    if (args.length >= 2 && this.onHotPath()) {
+      const hot = hotCommands(this.ctx.commands).lookup(args[0]!);
+      if (hot !== null) {
+        this.lastCommandAt = this.arrivedAt;
+        this.lastCommand = hot.name;
+        this.tracking.beginCommand(false);
+        this.hotCommand(hot.kind, args[1]!, raw);
+        this.tracking.endCommand();
+        return;
+      }
+    }
     const name = args[0]!.toString('latin1').toLowerCase();
     this.lastCommandAt = Date.now();
     this.lastCommand =
@@ -398,6 +416,131 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       return;
     }
     this.routeKeyed(name, info, args, raw);
+  }
+
+  // ---- the hot path ------------------------------------------------------------------------
+
+  /**
+   * Whether the connection is in its plain state, where a one-key command needs nothing but
+   * its route (hot-path.ts): logged in, no MULTI, WATCH, subscription, MONITOR, tracking or
+   * CLIENT REPLY in force.
+   */
+  private onHotPath(): boolean {
+    return (
+      this.authenticated &&
+      this.pubsub === null &&
+      this.monitorLinks === null &&
+      !this.replyOff &&
+      !this.skipNext &&
+      !this.tx.inMulti &&
+      !this.tx.watching &&
+      !this.tracking.on
+    );
+  }
+
+  /**
+   * A one-key command in the plain state: what routeKeyed, read and write do for it, with a
+   * reused reply slot as the link's reply sink (slotReply) and no closure. Anything unusual
+   * (a failover under way, a link still connecting, a read that must wait or follow a write)
+   * goes to the general code with a plain slot.
+   */
+  private hotCommand(kind: HotKind, key: Buffer, raw: Buffer): void {
+    const shards = this.ctx.shards;
+    const shard = shards.shards.length === 1 ? 0 : shards.shardOf(key);
+    if (kind !== HotKind.Read) {
+      this.hotWrite(shard, raw, kind === HotKind.Write);
+      return;
+    }
+    const streams = this.ctx.streamReads();
+    if (streams !== null) {
+      const gate = streams.read(key, this.causal.pgToken);
+      if (gate?.wait) {
+        // The connection holds a PostgreSQL token: read once the stream applied it, on the primary it writes to.
+        const waiting = this.slots.open();
+        gate.wait.then(
+          () => this.write(shard, raw, waiting, false),
+          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+        );
+        return;
+      }
+    }
+    this.hotRead(shard, raw);
+  }
+
+  private hotWrite(shard: number, raw: Buffer, mayWrite: boolean): void {
+    const s = this.ctx.shards.shards[shard]!;
+    const node = mayWrite && this.ctx.writes.waits ? undefined : s.topology.writablePrimary(s.name);
+    const link = node === undefined ? null : this.ctx.shards.link(node, this.id, this.profile);
+    if (node === undefined || link === null || link instanceof Promise) {
+      this.write(shard, raw, this.slots.open(), mayWrite);
+      return;
+    }
+    if (mayWrite) this.writtenShards.add(shard);
+    this.ctx.stats.routed(node.spec.id, false);
+    const slot = this.slots.openFor(this, mayWrite ? SlotKind.Write : SlotKind.Primary, shard, node, raw);
+    if (mayWrite) {
+      slot.causal = this.causal;
+      this.ctx.writes.trackHot(link, shard, node, this.causal, slot);
+    }
+    slot.refs++;
+    link.sendTo(raw, slot);
+  }
+
+  private hotRead(shard: number, raw: Buffer): void {
+    const causal = this.causal;
+    const level = causal.level;
+    if (level === 'read-your-writes' && causal.pin(shard) !== null) {
+      this.read(shard, raw, this.slots.open(), null);
+      return;
+    }
+    const want = causal.token.forShard(shard);
+    let node = this.sticky(shard, level, want);
+    if (node === undefined) {
+      const choice = this.ctx.planner.plan(shard, level, want, undefined, this.arrivedAt);
+      if (choice instanceof Promise) {
+        const slot = this.slots.open();
+        this.hold(choice.then((c) => this.routeRead(shard, c, raw, slot, null)));
+        return;
+      }
+      if (choice.error !== undefined) {
+        this.routeRead(shard, choice, raw, this.slots.open(), null);
+        return;
+      }
+      node = choice.node;
+      if (node.role === 'replica') this.rememberForTick(shard, node);
+    }
+    const link = this.ctx.shards.link(node, this.id, this.profile);
+    if (link instanceof Promise) {
+      this.sendRead(shard, node, raw, this.slots.open(), null, false);
+      return;
+    }
+    this.ctx.stats.routed(node.spec.id, true);
+    const slot = this.slots.openFor(this, SlotKind.Read, shard, node, raw);
+    slot.refs++;
+    link.sendTo(raw, slot);
+  }
+
+  /** The reply to a command of the hot path (SlotHost). */
+  slotReply(slot: Slot, raw: Buffer | null): void {
+    if (raw !== null) {
+      if (slot.kind === SlotKind.Write) slot.acked = true;
+      this.slots.fill(slot, raw);
+      return;
+    }
+    const node = slot.node!;
+    if (slot.kind === SlotKind.Read) {
+      // The node died before answering: a read is safe to run elsewhere.
+      this.ctx.stats.retried(node.spec.id);
+      this.read(slot.shard, slot.command!, slot, new Set([node.spec.id]));
+      return;
+    }
+    this.slots.fill(slot, encodeError(this.lostMessage(slot.shard, node)));
+  }
+
+  /** The position behind a write of the hot path (SlotHost; see WritePath.trackHot). */
+  slotPosition(slot: Slot, position: unknown): void {
+    slot.causal!.endWrite(slot.shard, position as ReplicationInfo | null, slot.acked);
+    this.slots.release(slot);
   }
 
   /** PING/ECHO of a client logged in as its own user (passthrough): answered by the server. */
@@ -735,23 +878,31 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       }
     }
     const want = this.causal.token.forShard(shard);
-    // The reads of one pipeline (one tick) share a replica: one write to one link instead of
-    // one per replica; the balancer still spreads pipelines and clients.
-    const sticky = failed ? undefined : this.tickPicks.get(shard);
-    if (
-      sticky &&
-      sticky.reachable &&
-      !sticky.lagging &&
-      !sticky.fenced &&
-      level !== 'strong' &&
-      (level !== 'read-your-writes' || this.ctx.planner.holds(sticky, want))
-    ) {
+    const sticky = failed ? undefined : this.sticky(shard, level, want);
+    if (sticky !== undefined) {
       this.sendRead(shard, sticky, raw, slot, failed, false);
       return;
     }
     const choice = this.ctx.planner.plan(shard, level, want, failed ?? undefined, this.arrivedAt);
     if (choice instanceof Promise) this.hold(choice.then((c) => this.routeRead(shard, c, raw, slot, failed)));
     else this.routeRead(shard, choice, raw, slot, failed);
+  }
+
+  /**
+   * The replica this tick's reads of `shard` went to, when this read may go there too: the
+   * reads of one pipeline (one tick) share a replica, so one write to one link instead of one
+   * per replica; the balancer still spreads pipelines and clients.
+   */
+  private sticky(
+    shard: number,
+    level: ConsistencyLevel,
+    want: readonly CausalPosition[],
+  ): NodeStatus | undefined {
+    const node = this.tickPicks.get(shard);
+    if (node === undefined || !node.reachable || node.lagging || node.fenced || level === 'strong')
+      return undefined;
+    if (level === 'read-your-writes' && !this.ctx.planner.holds(node, want)) return undefined;
+    return node;
   }
 
   private routeRead(
@@ -792,8 +943,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         this.read(shard, raw, slot, tried);
       });
       if (resolvePosition) {
-        link.trailer(INFO_REPLICATION, (r) => {
-          const info = positionFrom(r);
+        link.trailerDecoded(INFO_REPLICATION, positionFrom, (info) => {
           if (info) this.causal.resolve(shard, info);
         });
       }
@@ -1085,6 +1235,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
 
   quit(): void {
     this.slots.answer(encodeSimple('OK'));
+    this.slots.flushOut();
     this.socket.end();
     this.onClose();
   }
