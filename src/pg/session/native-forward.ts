@@ -68,8 +68,10 @@ export class NativeForward {
     if (!plain || ready === 0 || conn.target.tls || this.socket instanceof tls.TLSSocket) return;
     // Nothing may be queued before the answer: not for the client, not from the server.
     if (this.socket.writableLength > 0 || this.socket.destroyed) return;
+    // A socket reading through `onread` (plain TCP backends) is never "flowing"; one paused
+    // for backpressure says false, and its handle is not reading.
     const backendSocket = conn.socket;
-    if (backendSocket.readableLength > 0 || backendSocket.readableFlowing !== true || !conn.atFrameBoundary)
+    if (backendSocket.readableLength > 0 || backendSocket.readableFlowing === false || !conn.atFrameBoundary)
       return;
     const bh = handleOf(backendSocket);
     if (bh === null || !bh.reading) return;
