@@ -9,7 +9,6 @@ import { ClientGuard } from '../core/client-guard.js';
 import type { ReadRouter } from '../core/read-router.js';
 import type { Topology } from '../core/topology.js';
 import type { RedisConfig } from '../config/schema.js';
-import { createRing } from '../sharding/ring.js';
 import { RedisLink, type LinkOptions } from './backend/backend-link.js';
 import { CommandTable } from './routing/command-table.js';
 import { PositionBook } from './routing/position-book.js';
@@ -18,7 +17,8 @@ import { ReadPlanner } from './routing/read-planner.js';
 import { RedisSession } from './session/client-session.js';
 import type { RedisSessionContext } from './session/session-context.js';
 import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
-import { ShardSet, type Shard } from './sharding/shards.js';
+import type { ShardSet } from './sharding/shards.js';
+import { shardRouting } from './sharding/shard-routing.js';
 import { WritePath } from './routing/write-path.js';
 import type { StreamReadGate } from '../stream/stream-reads.js';
 import { listenServer } from '../util/listen.js';
@@ -82,41 +82,11 @@ export class RedisProxy implements ConnectionStatsSource {
     /** the instance's buffer budget and record of clients cut off */
     readonly guard: ClientGuard = new ClientGuard(0),
   ) {
-    const shards: Shard[] = topologies.map((t, index) => ({
-      index,
-      name: config.shards[index]!.name,
-      topology: t.topology,
-      readRouter: t.readRouter,
-    }));
-    const ring = createRing(
-      config.hash.distribution,
-      config.shards.map((s) => ({ name: s.name, weight: s.weight })),
-      { hash: config.hash.function },
-    );
-    this.shards = new ShardSet(
-      shards,
-      ring,
-      config.hash.tag,
-      () => this.linkOptions(),
-      config.pool.size,
-      (nodeId, reason) => {
-        for (const s of shards) s.topology.markDown(nodeId, reason);
-      },
-    );
-    for (const s of shards) {
-      s.topology.on('event', (e: { type: string; node: string }) => {
-        // A fenced node (a primary being replaced) loses its links at once: commands in
-        // flight there get an error that names the failover, none is sent there again.
-        if (e.type === 'down' || e.type === 'fenced') this.shards.dropNode(e.node);
-      });
-    }
-    this.book = new PositionBook(() => this.linkOptions(), config.monitor.timeoutMs);
-    this.planner = new ReadPlanner(shards, this.book, {
-      readFrom: config.readFrom,
-      balance: config.balance,
-      causalWaitMs: config.causalWaitMs,
-    });
-    this.writes = new WritePath(config.waitReplicas);
+    const routing = shardRouting(config, topologies, () => this.linkOptions());
+    this.shards = routing.shards;
+    this.book = routing.book;
+    this.planner = routing.planner;
+    this.writes = routing.writes;
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 

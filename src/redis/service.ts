@@ -13,9 +13,9 @@ import { ReadRouter } from '../core/read-router.js';
 import { StalenessTracker } from '../core/staleness.js';
 import { Topology } from '../core/topology.js';
 import type { RedisConfig } from '../config/schema.js';
-import { PrimaryAuthority } from './ha/primary-authority.js';
 import { RedisFailover } from './ha/failover.js';
 import { RedisMonitor, type MonitoredShard } from './ha/monitor.js';
+import { shardNodes } from './sharding/shard-routing.js';
 import { RedisProxy, type RedisStats } from './proxy.js';
 import { SentinelFollower, type SentinelShard } from './ha/sentinel-follower.js';
 
@@ -148,29 +148,7 @@ export function redisShards(
   view: ClusterView,
   log: Logger,
 ): (MonitoredShard & { readRouter: ReadRouter })[] {
-  return config.shards.map((s) => {
-    const topology = new Topology(
-      s.nodes.map((n) => ({
-        id: n.id,
-        kind: 'redis',
-        shard: s.name,
-        host: n.host,
-        port: n.port,
-        weight: n.weight,
-      })),
-      config.monitor.upAfter,
-    );
-    topology.on('event', (e) => log.info(e, `node ${e.node} ${e.type}`));
-    view.addTopology(topology);
-    const readRouter = new ReadRouter(topology, {
-      balance: config.balance,
-      primaryReads: config.readFrom === 'replica' ? 'never' : 'fallback',
-      whenAllLagging: config.staleness.whenAllLagging,
-    });
-    const authority = new PrimaryAuthority(
-      s.nodes.map((n) => n.id),
-      config.failover.mode,
-    );
-    return { topology, readRouter, authority };
-  });
+  const shards = shardNodes(config, log);
+  for (const s of shards) view.addTopology(s.topology);
+  return shards;
 }

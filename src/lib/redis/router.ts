@@ -7,15 +7,12 @@
  */
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { ReadRouter } from '../../core/read-router.js';
 import { StalenessTracker } from '../../core/staleness.js';
 import { Topology, type NodeStatus } from '../../core/topology.js';
 import type { RedisConfig } from '../../config/schema.js';
-import { createRing } from '../../sharding/ring.js';
 import { AuthRefused, RedisLink, type LinkOptions } from '../../redis/backend/backend-link.js';
 import { lostConnectionMessage, noPrimaryError } from '../../redis/ha/failover-errors.js';
 import { RedisMonitor } from '../../redis/ha/monitor.js';
-import { PrimaryAuthority } from '../../redis/ha/primary-authority.js';
 import { SentinelFollower, type SentinelShard } from '../../redis/ha/sentinel-follower.js';
 import { CommandTable } from '../../redis/routing/command-table.js';
 import { INFO_REPLICATION, PositionBook } from '../../redis/routing/position-book.js';
@@ -24,6 +21,7 @@ import { positionFrom, WritePath } from '../../redis/routing/write-path.js';
 import { encodeCommand, encodeError } from '../../redis/resp/index.js';
 import type { SessionCausal } from '../../redis/session/session-causal.js';
 import { DEFAULT_PROFILE, ShardSet, type Shard } from '../../redis/sharding/shards.js';
+import { shardNodes, shardRouting } from '../../redis/sharding/shard-routing.js';
 
 /** What the router reports per command (the proxy's `RedisStats`: the same metrics). */
 export interface RouterStats {
@@ -78,65 +76,14 @@ export class RedisRouter {
       samplesToReturn: config.staleness.samplesToReturn,
       returnRatio: config.staleness.returnRatio,
     });
-    const monitored = config.shards.map((s) => {
-      const topology = new Topology(
-        s.nodes.map((n) => ({
-          id: n.id,
-          kind: 'redis',
-          shard: s.name,
-          host: n.host,
-          port: n.port,
-          weight: n.weight,
-        })),
-        config.monitor.upAfter,
-      );
-      topology.on('event', (e) => this.log.info(e, `node ${e.node} ${e.type}`));
-      const readRouter = new ReadRouter(topology, {
-        balance: config.balance,
-        primaryReads: config.readFrom === 'replica' ? 'never' : 'fallback',
-        whenAllLagging: config.staleness.whenAllLagging,
-      });
-      const authority = new PrimaryAuthority(
-        s.nodes.map((n) => n.id),
-        config.failover.mode,
-      );
-      return { topology, readRouter, authority };
-    });
+    const monitored = shardNodes(config, this.log);
     this.topologies = monitored.map((m) => m.topology);
     this.shardNames = config.shards.map((s) => s.name);
-    const shards: Shard[] = monitored.map((m, index) => ({
-      index,
-      name: config.shards[index]!.name,
-      topology: m.topology,
-      readRouter: m.readRouter,
-    }));
-    const ring = createRing(
-      config.hash.distribution,
-      config.shards.map((s) => ({ name: s.name, weight: s.weight })),
-      { hash: config.hash.function },
-    );
-    this.shards = new ShardSet(
-      shards,
-      ring,
-      config.hash.tag,
-      () => this.linkOptions(),
-      config.pool.size,
-      (nodeId, reason) => {
-        for (const s of shards) s.topology.markDown(nodeId, reason);
-      },
-    );
-    for (const s of shards) {
-      s.topology.on('event', (e: { type: string; node: string }) => {
-        if (e.type === 'down' || e.type === 'fenced') this.shards.dropNode(e.node);
-      });
-    }
-    this.book = new PositionBook(() => this.linkOptions(), config.monitor.timeoutMs);
-    this.planner = new ReadPlanner(shards, this.book, {
-      readFrom: config.readFrom,
-      balance: config.balance,
-      causalWaitMs: config.causalWaitMs,
-    });
-    this.writes = new WritePath(config.waitReplicas);
+    const routing = shardRouting(config, monitored, () => this.linkOptions());
+    this.shards = routing.shards;
+    this.book = routing.book;
+    this.planner = routing.planner;
+    this.writes = routing.writes;
     const credentials = this.credentials();
     this.monitor = new RedisMonitor(
       monitored,
