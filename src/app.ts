@@ -382,13 +382,7 @@ function assemblePostgres(
   staleness: StalenessTracker;
   sharding: ReturnType<typeof setUpSharding>;
 } {
-  const staleness = new StalenessTracker({
-    maxLagBytes: pgc.staleness.maxLagBytes,
-    maxLagMs: pgc.staleness.maxLagMs,
-    breachesToLeave: pgc.staleness.breachesToLeave,
-    samplesToReturn: pgc.staleness.samplesToReturn,
-    returnRatio: pgc.staleness.returnRatio,
-  });
+  const staleness = new StalenessTracker(pgc.staleness);
   const { proxy, sharding, backendTls, monitorLogin } = pgDataPlane(
     pgc,
     topology,

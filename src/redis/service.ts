@@ -44,13 +44,7 @@ export class RedisService {
     /** called once everything is built, before the proxy listens (the data-plane workers take over its listener) */
     beforeListen?: (service: RedisService) => void,
   ): Promise<RedisService> {
-    const staleness = new StalenessTracker({
-      maxLagBytes: config.staleness.maxLagBytes,
-      maxLagMs: config.staleness.maxLagMs,
-      breachesToLeave: config.staleness.breachesToLeave,
-      samplesToReturn: config.staleness.samplesToReturn,
-      returnRatio: config.staleness.returnRatio,
-    });
+    const staleness = new StalenessTracker(config.staleness);
     const shards = redisShards(config, view, log);
     const proxy = new RedisProxy(config, shards, stats, log, guard);
     view.addConnections(proxy);

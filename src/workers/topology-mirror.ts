@@ -8,22 +8,22 @@
  * connections at once, a held write waits in `whenWritable`).
  */
 import type { FailoverState, NodeStatus, Topology } from '../core/topology.js';
-import type { NodeRole } from '../core/types.js';
 
-export interface NodeSnapshot {
-  id: string;
-  role: NodeRole;
-  roleKnown: boolean;
-  reachable: boolean;
-  lagging: boolean;
-  fenced: boolean;
-  lagBytes: number | null;
-  lagMs: number | null;
-  position: string | null;
-  timeline: number | null;
-  lastError: string | null;
-  lastProbeAt: number | null;
-}
+/** What a worker mirrors of a node's status (the controller's monitor measures it). */
+export type NodeSnapshot = { id: string } & Pick<
+  NodeStatus,
+  | 'role'
+  | 'roleKnown'
+  | 'reachable'
+  | 'lagging'
+  | 'fenced'
+  | 'lagBytes'
+  | 'lagMs'
+  | 'position'
+  | 'timeline'
+  | 'lastError'
+  | 'lastProbeAt'
+>;
 
 export interface TopologySnapshot {
   nodes: NodeSnapshot[];

@@ -95,13 +95,7 @@ export class PgRouter extends EventEmitter {
       config.monitor.upAfter,
     );
     this.topology.on('event', (e) => this.log.info(e, `node ${e.node} ${e.type}`));
-    const staleness = new StalenessTracker({
-      maxLagBytes: config.staleness.maxLagBytes,
-      maxLagMs: config.staleness.maxLagMs,
-      breachesToLeave: config.staleness.breachesToLeave,
-      samplesToReturn: config.staleness.samplesToReturn,
-      returnRatio: config.staleness.returnRatio,
-    });
+    const staleness = new StalenessTracker(config.staleness);
     this.readRouter = new ReadRouter(this.topology, {
       balance: config.routing.balance,
       primaryReads: config.routing.primaryReads,

@@ -69,13 +69,7 @@ export class RedisRouter {
     logger: Logger | undefined,
   ) {
     this.log = logger ?? pino({ level: 'silent' });
-    const staleness = new StalenessTracker({
-      maxLagBytes: config.staleness.maxLagBytes,
-      maxLagMs: config.staleness.maxLagMs,
-      breachesToLeave: config.staleness.breachesToLeave,
-      samplesToReturn: config.staleness.samplesToReturn,
-      returnRatio: config.staleness.returnRatio,
-    });
+    const staleness = new StalenessTracker(config.staleness);
     const monitored = shardNodes(config, this.log);
     this.topologies = monitored.map((m) => m.topology);
     this.shardNames = config.shards.map((s) => s.name);
