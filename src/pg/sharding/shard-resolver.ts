@@ -24,7 +24,7 @@
  * @module
  */
 import { GenerationalCache } from '../classifier/cache.js';
-import { lex } from '../classifier/lexer.js';
+import { lex, type Token } from '../classifier/lexer.js';
 import { RwsplitPgError, SqlState } from '../errors.js';
 import { findShardHints, type ShardHints } from './shard-hints.js';
 import {
@@ -204,6 +204,11 @@ export class ShardResolver {
   /** Whether a rule covers the table (name parts, normalised). */
   isSharded(parts: readonly string[]): boolean {
     return this.rules.covers(parts);
+  }
+
+  /** Whether a SELECT joins its sharded table only with reference tables and sharded tables on their keys. */
+  placedJoins(tokens: readonly Token[]): boolean {
+    return this.rules.placedJoins(tokens);
   }
 
   /** The shard key column (normalised) of a sharded table, or null. */
