@@ -9,7 +9,7 @@
  * - `UPDATE`/`DELETE` of a sharded table without its key, and writes of a reference table, run
  *   on every shard in one two-phase transaction;
  * - reads of a sharded table without its key run on every shard, merged (shard-merge.ts), also
- *   when it is joined only with reference tables and with sharded tables on their keys.
+ *   when it is a co-located join (sharded tables joined on their keys, see shard-rules.ts).
  *
  * @module
  */

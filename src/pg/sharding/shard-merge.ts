@@ -3,8 +3,8 @@
  * are merged here, so the client gets the answer one server holding all rows would give. What
  * is merged (see docs/CONFIG.md, "Reads without a key"):
  *
- * - one table (a `postgres.sharding.tables` table), no join (but those of reference tables and
- *   co-located joins on the shard keys), no subquery, no `WITH`, no set
+ * - one table (a `postgres.sharding.tables` table), no join (but a co-located join of sharded
+ *   tables on their keys), no subquery, no `WITH`, no set
  *   operation, no window function, no `HAVING`, no locking clause;
  * - plain rows: concatenated; `DISTINCT`: duplicates dropped across shards;
  * - `count(…)`, `sum(…)`, `min(…)`, `max(…)` as whole select items, with or without
@@ -178,8 +178,8 @@ function selectItem(item: Token[]): SelectItem | string {
 
 /**
  * The merge plan of a keyless SELECT on a sharded table (`tokens`: its one statement), or the
- * reason it cannot be merged. `placedJoins`: its joins keep each result row on one shard
- * (`TableRules.placedJoins`), so they run on the shards as written.
+ * reason it cannot be merged. `placedJoins`: a co-located join, whose joins keep each result
+ * row on one shard (`TableRules.placedJoins`), so they run on the shards as written.
  */
 export function planMerge(
   tokens: readonly Token[],

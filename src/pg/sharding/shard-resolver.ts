@@ -206,7 +206,7 @@ export class ShardResolver {
     return this.rules.covers(parts);
   }
 
-  /** Whether a SELECT joins its sharded table only with reference tables and sharded tables on their keys. */
+  /** Whether a SELECT is a co-located join: sharded tables joined on their keys (and reference tables). */
   placedJoins(tokens: readonly Token[]): boolean {
     return this.rules.placedJoins(tokens);
   }

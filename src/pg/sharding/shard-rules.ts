@@ -237,9 +237,10 @@ export class TableRules {
   }
 
   /**
-   * Whether a SELECT reads a sharded table joined only with reference tables and with sharded
-   * tables on their keys (see `joins`): run on every shard, the union of the shards' rows is
-   * the answer one server holding all rows would give, so such a read without a key may be merged.
+   * Whether a SELECT is a co-located join: a sharded table joined with at least one sharded
+   * table on their keys, and otherwise only reference tables (see `joins`). Run on every shard,
+   * the union of the shards' rows is the answer one server holding all rows would give, so such
+   * a read without a key may be merged.
    */
   placedJoins(tokens: readonly Token[]): boolean {
     if (wordAt(tokens, 0) !== 'select' || hasSubquery(tokens)) return false;
@@ -248,7 +249,8 @@ export class TableRules {
       if (tokens[i]?.depth === 0 && wordAt(tokens, i) === 'from') from = i;
     const target =
       from < 0 ? null : this.target(tokens, wordAt(tokens, from + 1) === 'only' ? from + 2 : from + 1);
-    return target !== null && this.joins(tokens, target) !== null;
+    // Joins of reference tables alone stay refused without a key, as before this rule.
+    return target !== null && (this.joins(tokens, target)?.targets.length ?? 0) > 1;
   }
 
   /** Whether a rule covers the table (its name parts, normalised). */
