@@ -132,6 +132,16 @@ describe('reads of a sharded table by its key, joined with reference tables', ()
       assert.equal(kind(sql), 'refused', sql);
     // a reference table first: no place, as before (the unknown-shard error)
     assert.equal(kind('SELECT * FROM plans p JOIN customers c ON c.plan = p.code'), undefined);
-    assert.equal(resolver.placedJoins(lex('SELECT * FROM customers').statements[0]!), false);
+    const placed = (sql: string): boolean => resolver.placedJoins(lex(sql).statements[0]!);
+    assert.equal(placed('SELECT * FROM customers'), false);
+    // a keyword as a column name after a dot does not end the ON: its OR is seen
+    assert.equal(
+      placed('SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id AND o.window > 0'),
+      true,
+    );
+    assert.equal(
+      placed('SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id AND o.window > 0 OR true'),
+      false,
+    );
   });
 });

@@ -205,9 +205,9 @@ export class TableRules {
       i += asWord + 1;
     }
     const targets = [first];
-    /** the end of the FROM clause: the statement's end, WHERE, or a clause after it */
+    /** the end of the FROM clause: the statement's end, WHERE, or a clause after it (not `t.order`, a column) */
     const ends = (j: number): boolean => {
-      const w = tokens[j]?.depth === 0 ? wordAt(tokens, j) : undefined;
+      const w = tokens[j]?.depth === 0 && !punctAt(tokens, j - 1, '.') ? wordAt(tokens, j) : undefined;
       return j >= tokens.length || w === 'where' || (w !== undefined && WHERE_END.has(w));
     };
     for (let joins = 0; ; joins++) {
