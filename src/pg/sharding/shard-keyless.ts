@@ -8,7 +8,8 @@
  *   turn;
  * - `UPDATE`/`DELETE` of a sharded table without its key, and writes of a reference table, run
  *   on every shard in one two-phase transaction;
- * - reads of a sharded table without its key run on every shard, merged (shard-merge.ts).
+ * - reads of a sharded table without its key run on every shard, merged (shard-merge.ts), also
+ *   when it is a co-located join (sharded tables joined on their keys, see shard-rules.ts).
  *
  * @module
  */
@@ -117,7 +118,7 @@ export function classifyKeyless(
     return { kind: 'every-shard', atomic: true, replicated: reference };
   }
   if (first === 'select' && sharded) {
-    const plan = planMerge(tokens, sql, params);
+    const plan = planMerge(tokens, sql, params, resolver.placedJoins(tokens));
     return typeof plan === 'string'
       ? { kind: 'refused', error: mergeRefusal(plan) }
       : { kind: 'merge', plan };

@@ -3,7 +3,8 @@
  * are merged here, so the client gets the answer one server holding all rows would give. What
  * is merged (see docs/CONFIG.md, "Reads without a key"):
  *
- * - one table (a `postgres.sharding.tables` table), no join, no subquery, no `WITH`, no set
+ * - one table (a `postgres.sharding.tables` table), no join (but a co-located join of sharded
+ *   tables on their keys), no subquery, no `WITH`, no set
  *   operation, no window function, no `HAVING`, no locking clause;
  * - plain rows: concatenated; `DISTINCT`: duplicates dropped across shards;
  * - `count(…)`, `sum(…)`, `min(…)`, `max(…)` as whole select items, with or without
@@ -177,16 +178,19 @@ function selectItem(item: Token[]): SelectItem | string {
 
 /**
  * The merge plan of a keyless SELECT on a sharded table (`tokens`: its one statement), or the
- * reason it cannot be merged.
+ * reason it cannot be merged. `placedJoins`: a co-located join, whose joins keep each result
+ * row on one shard (`TableRules.placedJoins`), so they run on the shards as written.
  */
 export function planMerge(
   tokens: readonly Token[],
   sql: string,
   params?: readonly (string | null)[],
+  placedJoins = false,
 ): MergePlan | string {
   for (let i = 1; i < tokens.length; i++) {
     const w = word(tokens, i);
     if (w === 'select') return 'a subquery';
+    if (w === 'join' && placedJoins) continue;
     if (w !== undefined && REFUSED_WORDS.has(w)) return REFUSED_WORDS.get(w)!;
     if (tokens[i]!.kind === 'string' && tokens[i]!.text.includes('\\'))
       return 'a string with backslash escapes';

@@ -24,7 +24,7 @@
  * @module
  */
 import { GenerationalCache } from '../classifier/cache.js';
-import { lex } from '../classifier/lexer.js';
+import { lex, type Token } from '../classifier/lexer.js';
 import { RwsplitPgError, SqlState } from '../errors.js';
 import { findShardHints, type ShardHints } from './shard-hints.js';
 import {
@@ -204,6 +204,11 @@ export class ShardResolver {
   /** Whether a rule covers the table (name parts, normalised). */
   isSharded(parts: readonly string[]): boolean {
     return this.rules.covers(parts);
+  }
+
+  /** Whether a SELECT is a co-located join: sharded tables joined on their keys (and reference tables). */
+  placedJoins(tokens: readonly Token[]): boolean {
+    return this.rules.placedJoins(tokens);
   }
 
   /** The shard key column (normalised) of a sharded table, or null. */

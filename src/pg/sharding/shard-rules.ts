@@ -8,8 +8,10 @@
  * - `SELECT … FROM [ONLY] t [[AS] a] WHERE … col = X …` (then GROUP BY, ORDER BY, LIMIT, FOR UPDATE… may follow)
  *
  * X is a number, a `'string'` or a parameter `$n`, optionally cast (`$1::bigint`); `col` may be
- * qualified by the table or its alias; `X = col` works too. The condition must be a
- * conjunction at the top level: an `OR` there, a join (`,`, `JOIN`, `USING`, `UPDATE … FROM`),
+ * qualified by the table or its alias; `X = col` works too. A SELECT may INNER/LEFT JOIN reference
+ * tables, and sharded tables on their keys (`JOIN b ON b.kb = a.ka`, a co-located join: the key
+ * of either places it). The condition must be a
+ * conjunction at the top level: an `OR` there, another join (`,`, `USING`, `UPDATE … FROM`),
  * a subquery anywhere, `WITH`, set operations (`UNION`…) make the statement unknown: a rule
  * never guesses. The key is the value's text as written or as bound (`42` and `'42'` are the
  * same key; `042` is another).
@@ -173,47 +175,82 @@ export class TableRules {
     if (target === null) return null;
     const where = aliasThen(tokens, target.next, 'where');
     if (where !== null) return whereKeys(tokens, where.next, { ...target, alias: where.alias });
-    const joined = this.referenceJoins(tokens, target.next);
-    return joined === null ? null : whereKeys(tokens, joined.next, { ...target, alias: joined.alias });
+    const joined = this.joins(tokens, target);
+    if (joined === null || joined.where < 0) return null;
+    // A key term on any of the joined sharded tables places the statement (they agree or it is unknown).
+    const keys: KeyRef[] = [];
+    for (const t of joined.targets) {
+      const found = whereKeys(tokens, joined.where, t);
+      if (Array.isArray(found)) keys.push(...(found as readonly KeyRef[]));
+    }
+    return keys.length > 0 ? keys : null;
   }
 
   /**
-   * `[[AS] alias] {[INNER | LEFT [OUTER]] JOIN reference_table [[AS] alias] ON …} WHERE` at
-   * `i`: joins of reference tables only, which every shard holds in full, so the sharded
-   * table's key still places the statement. The target's alias and the index after WHERE, or
-   * null for anything else.
+   * `[[AS] alias] {[INNER | LEFT [OUTER]] JOIN table [[AS] alias] ON …}` at the target's end,
+   * then WHERE or the end of the FROM clause: joins that keep every result row on one shard. A
+   * reference table (every shard holds it in full) may be joined on anything; a sharded table
+   * only when its ON is an AND chain with a term `x.ka = y.kb` equating its key column with the
+   * key column of a sharded table before it (a co-located join): rows with equal keys hash to
+   * the same shard. The sharded tables (aliases set) and the index after WHERE (or -1: none),
+   * or null for anything else.
    */
-  private referenceJoins(
-    tokens: readonly Token[],
-    i: number,
-  ): { alias: string | undefined; next: number } | null {
-    let alias: string | undefined;
+  private joins(tokens: readonly Token[], target: Target): { targets: Target[]; where: number } | null {
+    let i = target.next;
+    const first = { ...target };
     const asWord = wordAt(tokens, i) === 'as' ? 1 : 0;
     if (!JOIN_START.has(wordAt(tokens, i + asWord) ?? '')) {
-      alias = identAt(tokens, i + asWord);
-      if (alias === undefined) return null;
+      first.alias = identAt(tokens, i + asWord);
+      if (first.alias === undefined) return null;
       i += asWord + 1;
     }
-    let joins = 0;
-    while (wordAt(tokens, i) !== 'where') {
-      if (wordAt(tokens, i) === 'inner') i++;
-      else if (wordAt(tokens, i) === 'left') i += wordAt(tokens, i + 1) === 'outer' ? 2 : 1;
+    const targets = [first];
+    /** the end of the FROM clause: the statement's end, WHERE, or a clause after it (not `t.order`, a column) */
+    const ends = (j: number): boolean => {
+      const w = tokens[j]?.depth === 0 && !punctAt(tokens, j - 1, '.') ? wordAt(tokens, j) : undefined;
+      return j >= tokens.length || w === 'where' || (w !== undefined && WHERE_END.has(w));
+    };
+    for (let joins = 0; ; joins++) {
+      const w = wordAt(tokens, i);
+      if (ends(i)) return joins > 0 ? { targets, where: w === 'where' ? i + 1 : -1 } : null;
+      if (w === 'inner') i++;
+      else if (w === 'left') i += wordAt(tokens, i + 1) === 'outer' ? 2 : 1;
       if (wordAt(tokens, i) !== 'join') return null;
       const name = readName(tokens, i + 1);
-      if (name === null || !this.isReference(name.parts)) return null;
+      if (name === null) return null;
+      const joined = this.target(tokens, i + 1);
+      if (joined === null && !this.isReference(name.parts)) return null;
       const on = aliasThen(tokens, name.next, 'on');
       if (on === null) return null;
       i = on.next;
-      while (i < tokens.length) {
+      for (; i < tokens.length; i++) {
         const w = tokens[i]?.depth === 0 ? wordAt(tokens, i) : undefined;
-        if (w === 'where' || (w !== undefined && JOIN_START.has(w))) break;
+        if (ends(i) || (w !== undefined && JOIN_START.has(w))) break;
         if (w === 'using' || punctAt(tokens, i, ',')) return null;
-        i++;
       }
-      if (i >= tokens.length) return null;
-      joins++;
+      if (joined !== null) {
+        joined.alias = on.alias;
+        if (!targets.some((t) => keysEquated(tokens, on.next, i, t, joined))) return null;
+        targets.push(joined);
+      }
     }
-    return joins > 0 ? { alias, next: i + 1 } : null;
+  }
+
+  /**
+   * Whether a SELECT is a co-located join: a sharded table joined with at least one sharded
+   * table on their keys, and otherwise only reference tables (see `joins`). Run on every shard,
+   * the union of the shards' rows is the answer one server holding all rows would give, so such
+   * a read without a key may be merged.
+   */
+  placedJoins(tokens: readonly Token[]): boolean {
+    if (wordAt(tokens, 0) !== 'select' || hasSubquery(tokens)) return false;
+    let from = -1;
+    for (let i = 1; i < tokens.length && from < 0; i++)
+      if (tokens[i]?.depth === 0 && wordAt(tokens, i) === 'from') from = i;
+    const target =
+      from < 0 ? null : this.target(tokens, wordAt(tokens, from + 1) === 'only' ? from + 2 : from + 1);
+    // Joins of reference tables alone stay refused without a key, as before this rule.
+    return target !== null && (this.joins(tokens, target)?.targets.length ?? 0) > 1;
   }
 
   /** Whether a rule covers the table (its name parts, normalised). */
@@ -491,6 +528,35 @@ function termKey(tokens: readonly Token[], from: number, to: number, target: Tar
   const value = valueAt(tokens, from);
   if (value === null || !punctAt(tokens, value.next, '=')) return null;
   return columnAt(tokens, value.next + 1, target) === to ? value.ref : null;
+}
+
+/** Whether [from, to) (a join's ON) is an AND chain with a term `a.ka = b.kb` or `b.kb = a.ka`, both qualified. */
+function keysEquated(tokens: readonly Token[], from: number, to: number, a: Target, b: Target): boolean {
+  const qualified = (i: number, t: Target): number | null => {
+    const name = readName(tokens, i);
+    return name?.parts.length === 2 && name.parts[0] === (t.alias ?? t.table) && name.parts[1] === t.column
+      ? name.next
+      : null;
+  };
+  let found = false;
+  let inBetween = false;
+  let termStart = from;
+  for (let i = from; i <= to; i++) {
+    const w = i < to && tokens[i]?.depth === 0 ? wordAt(tokens, i) : undefined;
+    if (w === 'or') return false;
+    if (w === 'between') inBetween = true;
+    if (w === 'and' && inBetween) inBetween = false;
+    else if (w === 'and' || i === to) {
+      const end = i;
+      const check = (x: Target, y: Target): boolean => {
+        const left = qualified(termStart, x);
+        return left !== null && punctAt(tokens, left, '=') && qualified(left + 1, y) === end;
+      };
+      if (check(a, b) || check(b, a)) found = true;
+      termStart = i + 1;
+    }
+  }
+  return found;
 }
 
 /** If the rule's column (bare, or qualified by the table or its alias) is at `i`, the index after it. */
