@@ -51,6 +51,18 @@ describe('reads of a sharded table by its key, joined with reference tables', ()
       assert.deepEqual(resolver.resolve(sql), { kind: 'unknown' }, sql);
   });
 
+  test('a keyword after a dot is a name: an OR after `t.window` still makes the WHERE unknown', () => {
+    assert.deepEqual(
+      resolver.resolve('SELECT * FROM customers WHERE id = 5 AND customers.window = 1 OR true'),
+      { kind: 'unknown' },
+    );
+    assert.deepEqual(resolver.resolve('SELECT * FROM customers c WHERE c.id = 5 AND c.window = 1'), {
+      kind: 'shard',
+      shard: resolver.shardForKey('5'),
+      via: 'table-rule',
+    });
+  });
+
   const on = (key: string): unknown => ({
     kind: 'shard',
     shard: resolver.shardForKey(key),

@@ -498,7 +498,8 @@ function whereKeys(tokens: readonly Token[], start: number, target: Target): Sta
   let i = start;
   for (; i <= tokens.length; i++) {
     const t = tokens[i];
-    const w = t?.depth === 0 ? wordAt(tokens, i) : undefined;
+    // A word after a dot is a column or table name (`t.window`), not a keyword ending the WHERE.
+    const w = t?.depth === 0 && !punctAt(tokens, i - 1, '.') ? wordAt(tokens, i) : undefined;
     if (w === 'or' || (w !== undefined && SET_OPERATIONS.has(w))) return null;
     if (w === 'between') inBetween = true;
     const ends = t === undefined || (w !== undefined && WHERE_END.has(w));
