@@ -59,12 +59,12 @@ export class RedisWriters {
   private async loop(c: Redis, writer: number): Promise<void> {
     for (let n = 0; this.running; n++) {
       const key = `${this.prefix}:${writer}:${n}`;
-      const sentAt = Date.now();
+      const sentAt = performance.now();
       try {
         const r = await c.set(key, String(n));
-        if (r === 'OK') this.acked.push({ key, value: String(n), sentAt, at: Date.now() });
+        if (r === 'OK') this.acked.push({ key, value: String(n), sentAt, at: performance.now() });
       } catch (err) {
-        this.errors.push({ at: Date.now(), message: (err as Error).message });
+        this.errors.push({ at: performance.now(), message: (err as Error).message });
         await new Promise((r) => setTimeout(r, 20));
       }
     }
