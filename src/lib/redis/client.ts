@@ -16,6 +16,7 @@ import type { NodeState } from '../../core/types.js';
 import type { RedisLink } from '../../redis/backend/backend-link.js';
 import { CausalTokenError, parseCausalToken } from '../../redis/routing/causal-token.js';
 import { CommandTable } from '../../redis/routing/command-table.js';
+import { READ_ONLY_SCRIPTS, refusedByReplica } from '../../redis/routing/read-only-scripts.js';
 import { encodeCommand } from '../../redis/resp/index.js';
 import { SPLIT } from '../../redis/session/session-fanout.js';
 import { SessionCausal } from '../../redis/session/session-causal.js';
@@ -307,8 +308,31 @@ export class RwsplitRedis extends Redis {
     const shard = shards.size === 1 ? [...shards][0]! : 0;
     if (info.blocking) router.blocking(shard, this.causal, encode, CommandTable.mayWrite(info), done);
     else if (info.readonly && !info.write && container.name !== 'object')
-      router.read(shard, this.causal, this.affinity, encode, done);
+      router.read(
+        shard,
+        this.causal,
+        this.affinity,
+        encode,
+        READ_ONLY_SCRIPTS.has(name) ? this.primaryOnReadonly(shard, encode, done) : done,
+      );
     else router.write(shard, this.causal, this.affinity, encode, CommandTable.mayWrite(info), done);
+  }
+
+  /**
+   * A read-only script (FCALL_RO, EVAL_RO, EVALSHA_RO) that a replica refused because it is
+   * flagged for writes: asked of the primary, whose own error is what a direct client sees
+   * (the proxy does the same; see read-only-scripts.ts).
+   */
+  private primaryOnReadonly(
+    shard: number,
+    encode: Encode,
+    done: (raw: Buffer) => void,
+  ): (raw: Buffer) => void {
+    return (raw) => {
+      if (refusedByReplica(raw))
+        this.shared.router.write(shard, this.causal, this.affinity, encode, false, done);
+      else done(raw);
+    };
   }
 
   /** MULTI, its commands and EXEC of one pipeline: together on the primary of their keys' shard. */

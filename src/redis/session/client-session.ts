@@ -51,9 +51,7 @@ import { Transactions } from './session-transactions.js';
 import type { RedisSessionContext, SessionHelperHost } from './session-context.js';
 import { DEFAULT_PROFILE, type LinkProfile } from '../sharding/shards.js';
 import { positionFrom } from '../routing/write-path.js';
-
-/** Scripts that run on replicas; see primaryOnReadonly. */
-const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
+import { READ_ONLY_SCRIPTS, refusedByReplica } from '../routing/read-only-scripts.js';
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
@@ -763,7 +761,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   private primaryOnReadonly(shard: number, raw: Buffer, slot: Slot): Slot {
     return this.slots.detached((bytes) => {
-      if (bytes.subarray(0, 9).toString('latin1') === '-READONLY') this.write(shard, raw, slot, false);
+      if (refusedByReplica(bytes)) this.write(shard, raw, slot, false);
       else this.slots.fill(slot, bytes);
     });
   }
