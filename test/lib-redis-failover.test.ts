@@ -187,6 +187,44 @@ describe('rwsplit/redis follows a failover made by hand', () => {
       return promoted.id;
     });
   });
+
+  test('REPLICAOF NO ONE on a replica while the primary still runs, then kill -9 of the primary: the library follows it', async () => {
+    // After the first test: its promoted node is the primary, one replica follows it.
+    const s1 = cluster.shard('s1');
+    const current = s1.primary;
+    const next = s1.replicas.find((r) => r.pid !== undefined)!;
+    const lib2 = createRedis({
+      nodes: shardNodes(cluster),
+      monitor: { intervalMs: INTERVAL_MS, timeoutMs: 800 },
+      failover: { mode: 'follow', bufferMs: 20_000 },
+    });
+    try {
+      await lib2.connect();
+      assert.equal(libPrimary(lib2), current.id);
+      assert.equal(await lib2.set('early:before', '1'), 'OK');
+      await cluster.waitForReplication();
+      await cluster.command(next.id, 'REPLICAOF', 'NO', 'ONE');
+      // Two masters: the one that was primary stays so; the other is fenced meanwhile.
+      await waitFor(
+        `${next.id} fenced`,
+        () => lib2.nodes().find((n) => n.id === next.id)?.state === 'fenced',
+      );
+      assert.equal(libPrimary(lib2), current.id);
+      await cluster.kill(current.id);
+      const killedAt = Date.now();
+      await waitFor(`the library to name ${next.id} primary`, () => libPrimary(lib2) === next.id);
+      console.log(
+        `lib redis failover (promoted first): the library followed ≤ ${Date.now() - killedAt} ms after kill -9 (monitor interval ${INTERVAL_MS} ms)`,
+      );
+      cluster.adoptPrimary(next.id);
+      assert.equal(await lib2.set('early:after', '2'), 'OK');
+      assert.equal(await cluster.command(next.id, 'GET', 'early:after'), '2');
+      assert.equal(await cluster.command(next.id, 'GET', 'early:before'), '1');
+      assert.equal(await lib2.get('early:before'), '1');
+    } finally {
+      lib2.disconnect();
+    }
+  });
 });
 
 describe('rwsplit/redis follows a failover made by the proxy', () => {
