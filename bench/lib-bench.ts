@@ -6,11 +6,14 @@
  * Workloads: select-only by primary key, and a read/write mix (1 UPDATE per 4 SELECTs).
  * CPU per query is this process's user+system time over the queries it ran (the load
  * generator included, the same for every contender), so the library's own cost is its
- * figure minus the plain pool's. Writes bench/results/lib-bench.md. Usage:
+ * figure minus the plain pool's. Then the same for Redis (lib-redis-bench.ts). Writes
+ * bench/results/lib-bench.md: one section per part; a run of one part (`--part pg|redis`)
+ * rewrites its own section and keeps the other's. `--note` adds a line under each section
+ * written (e.g. that the box was loaded). Usage:
  *
- *   node dist/bench/lib-bench.js [--seconds 3] [--rounds 3]
+ *   node dist/bench/lib-bench.js [--seconds 3] [--rounds 3] [--part all|pg|redis] [--note text]
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,9 +21,10 @@ import pg from 'pg';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
 import { createPool } from '../src/lib/pg/index.js';
 import os from 'node:os';
+import { redisLibBench } from './lib-redis-bench.js';
 import { baseMachineInfo } from './machine.js';
 import { startRwsplit } from './peers.js';
-import { Cleanup, installSignalHandlers, log, reportFailure } from './run-control.js';
+import { Cleanup, installSignalHandlers, log, reportFailure, UsageError } from './run-control.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LOOPS = 16;
@@ -28,6 +32,8 @@ const ROWS = 100_000;
 const abort = new AbortController();
 type Workload = 'select-only' | 'read-write';
 const WORKLOADS: Workload[] = ['select-only', 'read-write'];
+const USAGE = 'node dist/bench/lib-bench.js [--seconds 3] [--rounds 3] [--part all|pg|redis] [--note text]';
+const RESULTS = path.join(REPO_ROOT, 'bench', 'results', 'lib-bench.md');
 
 /** Something with pg.Pool's query: each contender is one. */
 interface Target {
@@ -63,15 +69,55 @@ async function drive(target: Target, workload: Workload, seconds: number): Promi
   return { queries, seconds: (performance.now() - t0) / 1000, cpuMicros: cpu.user + cpu.system };
 }
 
+/**
+ * The results file with `sections` (each starting with its `# ` title line) put in place of
+ * the sections of the same title, the others kept.
+ */
+function mergeSections(sections: string[][]): string {
+  const old = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '';
+  const kept = new Map<string, string>();
+  for (const part of old.split(/^(?=# )/m)) {
+    const title = part.split('\n', 1)[0]!;
+    if (title.startsWith('# ')) kept.set(title, part.trimEnd());
+  }
+  for (const lines of sections) kept.set(lines[0]!, lines.join('\n'));
+  return [...kept.values()].join('\n\n') + '\n';
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' } },
+    options: {
+      seconds: { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '3' },
+      part: { type: 'string', default: 'all' },
+      note: { type: 'string' },
+    },
   });
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
+  const part = values.part;
+  if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1)
+    throw new UsageError('--seconds must be a positive number and --rounds a positive integer');
+  if (part !== 'all' && part !== 'pg' && part !== 'redis')
+    throw new UsageError(`--part is all, pg or redis, not ${part}`);
   const cleanup = new Cleanup();
   installSignalHandlers(abort);
+  const sections: string[][] = [];
+  const noted = (lines: string[]): string[] =>
+    values.note ? [lines[0]!, '', `**${values.note}**`, ...lines.slice(1)] : lines;
   try {
+    if (part !== 'redis') sections.push(noted(await pgLibBench(seconds, rounds, cleanup)));
+    if (part !== 'pg') sections.push(noted(await redisLibBench(REPO_ROOT, seconds, rounds, cleanup)));
+    for (const lines of sections) console.log(lines.join('\n'));
+    writeFileSync(RESULTS, mergeSections(sections));
+    log(`written ${RESULTS}`);
+  } finally {
+    await cleanup.stopAll();
+  }
+}
+
+async function pgLibBench(seconds: number, rounds: number, cleanup: Cleanup): Promise<string[]> {
+  {
     log('starting PostgreSQL: primary + 2 replicas');
     const cluster = await PgCluster.start({ replicas: 2, settings: { max_connections: '300' } });
     cleanup.add('cluster', () => cluster.stop());
@@ -142,16 +188,9 @@ async function main(): Promise<void> {
         );
       }
     }
-    const out = path.join(REPO_ROOT, 'bench', 'results', 'lib-bench.md');
-    writeFileSync(out, lines.join('\n') + '\n');
-    console.log(lines.join('\n'));
-    log(`written ${out}`);
     await Promise.all([primary.end(), viaProxy.end(), lib.end(), ...replicaPools.map((p) => p.end())]);
-  } finally {
-    await cleanup.stopAll();
+    return lines;
   }
 }
 
-main().catch((err: unknown) =>
-  reportFailure(err, abort, 'node dist/bench/lib-bench.js [--seconds 3] [--rounds 3]'),
-);
+main().catch((err: unknown) => reportFailure(err, abort, USAGE));

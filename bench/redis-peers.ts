@@ -48,14 +48,14 @@ function shardsOf(
 
 /**
  * rwsplit from `bin/rwsplit.js start --config` with a Redis section over every node of
- * `redisNodes` (defaults otherwise: reads prefer replicas, round-robin) and the PostgreSQL
- * section its config requires (`pgNodes`), log level warn. Ready once PING through its Redis
+ * `redisNodes` (defaults otherwise: reads prefer replicas, round-robin) and a PostgreSQL
+ * section over `pgNodes` (null: Redis only), log level warn. Ready once PING through its Redis
  * port answers PONG and its monitor reports every Redis node up (else the first seconds of the
  * first run would send every read to the primary). The returned `port` is the Redis port.
  */
 export async function startRwsplitRedis(
   repoRoot: string,
-  pgNodes: PgNodeHandle[],
+  pgNodes: PgNodeHandle[] | null,
   redisNodes: RedisNodeHandle[],
   /** `workers`: data-plane processes (their CPU is then read over the process tree) */
   workers = 1,
@@ -68,7 +68,9 @@ export async function startRwsplitRedis(
       http: { host: '127.0.0.1', port: httpPort },
       redis: { host: '127.0.0.1', port: redisPort },
     },
-    postgres: { nodes: pgNodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
+    ...(pgNodes
+      ? { postgres: { nodes: pgNodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) } }
+      : {}),
     redis: { shards: shardsOf(redisNodes) },
     logging: { level: 'warn' },
     workers,

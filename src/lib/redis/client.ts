@@ -15,7 +15,9 @@ import { nodeState } from '../../core/topology.js';
 import type { NodeState } from '../../core/types.js';
 import type { RedisLink } from '../../redis/backend/backend-link.js';
 import { CausalTokenError, parseCausalToken } from '../../redis/routing/causal-token.js';
-import { CommandTable } from '../../redis/routing/command-table.js';
+import { CommandTable, type CommandInfo } from '../../redis/routing/command-table.js';
+import { READ_ONLY_SCRIPTS, refusedByReplica } from '../../redis/routing/read-only-scripts.js';
+import { TickPicks } from '../../redis/routing/tick-picks.js';
 import { encodeCommand } from '../../redis/resp/index.js';
 import { SPLIT } from '../../redis/session/session-fanout.js';
 import { SessionCausal } from '../../redis/session/session-causal.js';
@@ -64,6 +66,17 @@ const NOT_HERE: Record<string, string> = {
 
 let nextAffinity = 0;
 
+/**
+ * A command whose only key is its first argument and that needs nothing but its key's shard
+ * (no subcommand, no key count in its arguments, not blocking): most commands an application
+ * sends. OBJECT, the scripts, PUBLISH, KEYS and the others routed otherwise fail this test.
+ */
+function oneKey(info: CommandInfo): boolean {
+  return (
+    info.firstKey === 1 && info.lastKey === 1 && !info.movableKeys && !info.subcommands && !info.blocking
+  );
+}
+
 function asBuffer(a: unknown): Buffer {
   return Buffer.isBuffer(a) ? a : Buffer.from(String(a));
 }
@@ -89,6 +102,8 @@ export class RwsplitRedis extends Redis {
   private readonly causal: SessionCausal;
   private readonly shared: Shared;
   private readonly affinity = nextAffinity++;
+  /** the replica this client's reads of each shard went to in this tick, as per proxy session */
+  private readonly picks = new TickPicks();
   /** MULTI … EXEC of a pipeline being collected, by the pipeline's stream */
   private readonly groups = new Map<object, Command[]>();
   private subscriptions: LibPubSub | null = null;
@@ -256,9 +271,18 @@ export class RwsplitRedis extends Redis {
       return;
     }
     const router = this.shared.router;
-    const args = [Buffer.from(name), ...command.args.map(asBuffer)];
     const done = settleWith(command);
     const encode = encodeFor(command);
+    const simple = router.commands.get(name);
+    if (simple !== undefined && oneKey(simple) && command.args.length >= 1) {
+      // GET, SET, HGET, INCR, …: the key is the first argument; no argument list to build.
+      const shard = router.shards.shards.length > 1 ? router.shards.shardOf(asBuffer(command.args[0])) : 0;
+      if (simple.readonly && !simple.write)
+        router.read(shard, this.causal, this.picks, this.affinity, encode, done);
+      else router.write(shard, this.causal, this.affinity, encode, CommandTable.mayWrite(simple), done);
+      return;
+    }
+    const args = [Buffer.from(name), ...command.args.map(asBuffer)];
     if (name === 'rwsplit') {
       const action = rwsplitCommand(args, this.causal, router.shardNames);
       if ('reply' in action) done(action.reply);
@@ -307,8 +331,32 @@ export class RwsplitRedis extends Redis {
     const shard = shards.size === 1 ? [...shards][0]! : 0;
     if (info.blocking) router.blocking(shard, this.causal, encode, CommandTable.mayWrite(info), done);
     else if (info.readonly && !info.write && container.name !== 'object')
-      router.read(shard, this.causal, this.affinity, encode, done);
+      router.read(
+        shard,
+        this.causal,
+        this.picks,
+        this.affinity,
+        encode,
+        READ_ONLY_SCRIPTS.has(name) ? this.primaryOnReadonly(shard, encode, done) : done,
+      );
     else router.write(shard, this.causal, this.affinity, encode, CommandTable.mayWrite(info), done);
+  }
+
+  /**
+   * A read-only script (FCALL_RO, EVAL_RO, EVALSHA_RO) that a replica refused because it is
+   * flagged for writes: asked of the primary, whose own error is what a direct client sees
+   * (the proxy does the same; see read-only-scripts.ts).
+   */
+  private primaryOnReadonly(
+    shard: number,
+    encode: Encode,
+    done: (raw: Buffer) => void,
+  ): (raw: Buffer) => void {
+    return (raw) => {
+      if (refusedByReplica(raw))
+        this.shared.router.write(shard, this.causal, this.affinity, encode, false, done);
+      else done(raw);
+    };
   }
 
   /** MULTI, its commands and EXEC of one pipeline: together on the primary of their keys' shard. */
@@ -371,7 +419,7 @@ export class RwsplitRedis extends Redis {
         else if (spec.merge === 'ok') command.resolve(Buffer.from('OK'));
         else command.resolve(placement.map(([s, i]) => (parts.get(s) as IoredisValue[])[i]!));
       };
-      if (info.readonly) router.read(shard, this.causal, this.affinity, () => raw, done);
+      if (info.readonly) router.read(shard, this.causal, this.picks, this.affinity, () => raw, done);
       else router.write(shard, this.causal, this.affinity, () => raw, CommandTable.mayWrite(info), done);
     }
   }

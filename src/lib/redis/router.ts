@@ -19,6 +19,7 @@ import { INFO_REPLICATION, PositionBook } from '../../redis/routing/position-boo
 import { ReadPlanner, type ReadChoice } from '../../redis/routing/read-planner.js';
 import { positionFrom, WritePath } from '../../redis/routing/write-path.js';
 import { encodeCommand, encodeError } from '../../redis/resp/index.js';
+import type { TickPicks } from '../../redis/routing/tick-picks.js';
 import type { SessionCausal } from '../../redis/session/session-causal.js';
 import { DEFAULT_PROFILE, ShardSet, type Shard } from '../../redis/sharding/shards.js';
 import { shardNodes, shardRouting } from '../../redis/sharding/shard-routing.js';
@@ -319,6 +320,7 @@ export class RedisRouter {
   read(
     shard: number,
     causal: SessionCausal,
+    picks: TickPicks,
     affinity: number,
     encode: Encode,
     cb: RawCallback,
@@ -327,7 +329,7 @@ export class RedisRouter {
   ): void {
     const unsent = this.unsent.get(causal)?.get(shard);
     if (unsent) {
-      unsent.waiting.push(() => this.read(shard, causal, affinity, encode, cb, failed, since));
+      unsent.waiting.push(() => this.read(shard, causal, picks, affinity, encode, cb, failed, since));
       return;
     }
     const level = causal.level;
@@ -336,15 +338,24 @@ export class RedisRouter {
       const s = this.shard(shard);
       const node = pin === 'primary' ? s.topology.primary() : pin.node;
       if (node && node.reachable && !node.fenced && !failed?.has(node.spec.id)) {
-        this.sendRead(shard, causal, affinity, node, encode, cb, failed, pin === 'primary', since);
+        this.sendRead(shard, causal, picks, affinity, node, encode, cb, failed, pin === 'primary', since);
         return;
       }
     }
     const want = causal.token.forShard(shard);
+    const sticky = failed ? undefined : picks.sticky(shard, level, want, this.planner);
+    if (sticky !== undefined) {
+      this.sendRead(shard, causal, picks, affinity, sticky, encode, cb, failed, false, since);
+      return;
+    }
     const choice = this.planner.plan(shard, level, want, failed ?? undefined, since);
     const route = (c: ReadChoice): void => {
-      if (c.error !== undefined) cb(encodeError(c.error, 'CLUSTERDOWN'));
-      else this.sendRead(shard, causal, affinity, c.node, encode, cb, failed, false, since);
+      if (c.error !== undefined) {
+        cb(encodeError(c.error, 'CLUSTERDOWN'));
+        return;
+      }
+      if (c.node.role === 'replica') picks.remember(shard, c.node);
+      this.sendRead(shard, causal, picks, affinity, c.node, encode, cb, failed, false, since);
     };
     if (choice instanceof Promise) void choice.then(route);
     else route(choice);
@@ -353,6 +364,7 @@ export class RedisRouter {
   private sendRead(
     shard: number,
     causal: SessionCausal,
+    picks: TickPicks,
     affinity: number,
     node: NodeStatus,
     encode: Encode,
@@ -367,7 +379,7 @@ export class RedisRouter {
       const tried = failed ?? new Set<string>();
       tried.add(node.spec.id);
       this.stats.retried(node.spec.id);
-      this.read(shard, causal, affinity, encode, cb, tried, since);
+      this.read(shard, causal, picks, affinity, encode, cb, tried, since);
     };
     this.withLink(
       node,

@@ -106,6 +106,44 @@ describe('PrimaryAuthority (follow)', () => {
   });
 });
 
+describe('PrimaryAuthority (follow): a replica promoted before the primary stopped', () => {
+  /** p as given, r1 a master with `r1Info`, r2 following r1. */
+  const probes = (p: ReplicationInfo | null, r1Info: ReplicationInfo): NodeProbe[] => [
+    { id: 'p', host: 'localhost', port: PORTS.p!, info: p },
+    { id: 'r1', host: 'localhost', port: PORTS.r1!, info: r1Info },
+    { id: 'r2', host: 'localhost', port: PORTS.r2!, info: replicaOf('r1') },
+  ];
+
+  test('fenced while the primary answers, it takes over once the primary is down: its history continues the primary one', () => {
+    const a = new PrimaryAuthority(IDS, 'follow');
+    a.decide(round({ p: 'master', r1: 'p', r2: 'p' }), new Set());
+    // REPLICAOF NO ONE on r1: a new history, the primary's id kept as replid2.
+    const promoted = { ...master(), replid: 'b'.repeat(40), replid2: 'a'.repeat(40), secondOffset: 101 };
+    const d1 = a.decide(probes(master(), promoted), new Set());
+    assert.equal(d1.primary, 'p');
+    assert.deepEqual(
+      d1.fence.map((f) => f.id),
+      ['r1'],
+    );
+    const d2 = a.decide(probes(null, promoted), new Set(['r1']));
+    assert.equal(d2.primary, 'r1');
+    assert.deepEqual(
+      d2.unfence.map((f) => f.id),
+      ['r1'],
+    );
+  });
+
+  test('a fenced master of another history (a node back empty) does not take over', () => {
+    const a = new PrimaryAuthority(IDS, 'follow');
+    a.decide(round({ p: 'master', r1: 'p', r2: 'p' }), new Set());
+    const unrelated = { ...master(), replid: 'c'.repeat(40) };
+    a.decide(probes(master(), unrelated), new Set());
+    const d = a.decide(probes(null, unrelated), new Set(['r1']));
+    assert.equal(d.primary, 'p');
+    assert.deepEqual(d.unfence, []);
+  });
+});
+
 describe('PrimaryAuthority with an authority', () => {
   test('Sentinel (strict) names the primary: other masters are fenced, even promoted ones', () => {
     const a = new PrimaryAuthority(IDS, 'follow');

@@ -12,8 +12,12 @@
  * The primary is, in order: the node the authority names (Sentinel, or the controller right
  * after a promotion); else the current primary while it still reports master; else, when the
  * current one is down or turned replica, a master that was promoted meanwhile (a failover
- * made elsewhere is followed); else, at start, the master most replicas follow (ties: config
- * order). `failover.mode: off` skips all of this: the first configured node is the primary.
+ * made elsewhere is followed) — including one fenced because it was promoted while the
+ * current one still answered, if its history continues the current one's (`master_replid2`
+ * is the id the current primary last reported: `REPLICAOF NO ONE` on its replica, then the
+ * old primary stopped, is a failover made by hand in the order operators often use); else,
+ * at start, the master most replicas follow (ties: config order). `failover.mode: off` skips
+ * all of this: the first configured node is the primary.
  */
 import type { ReplicationInfo } from './replication-info.js';
 
@@ -46,6 +50,8 @@ export class PrimaryAuthority {
   private readonly fencedByUs = new Set<string>();
   private why = 'observed';
   private strict = false;
+  /** the history id the current primary last reported as master (see choose) */
+  private currentReplid: string | null = null;
 
   constructor(
     private readonly nodeIds: readonly string[],
@@ -96,6 +102,8 @@ export class PrimaryAuthority {
     for (const p of probes) if (p.info) roles.set(p.id, p.info.role === 'master' ? 'primary' : 'replica');
     this.choose(probes);
     out.primary = this.current;
+    const chosen = probes.find((p) => p.id === this.current)?.info;
+    if (chosen?.role === 'master') this.currentReplid = chosen.replid;
     for (const p of probes) {
       if (!p.info) continue;
       if (p.info.role === 'master' && p.id !== this.current) {
@@ -124,7 +132,16 @@ export class PrimaryAuthority {
     // The authority named a node that answers but is not a master yet (Sentinel between
     // REPLICAOF NO ONE and our probe seeing it): keep it, writes wait for it.
     if (this.current !== null && this.why !== 'observed' && cur?.info) return;
-    const masters = probes.filter((p) => p.info?.role === 'master' && !this.fencedByUs.has(p.id));
+    let masters = probes.filter((p) => p.info?.role === 'master' && !this.fencedByUs.has(p.id));
+    if (masters.length === 0 && this.current !== null && !cur?.info && this.currentReplid !== null) {
+      // The current primary is down, and a master fenced as a stray was promoted from its
+      // history (a replica given REPLICAOF NO ONE before the primary was stopped): it takes over.
+      const heirs = probes.filter(
+        (p) =>
+          p.info?.role === 'master' && this.fencedByUs.has(p.id) && p.info.replid2 === this.currentReplid,
+      );
+      if (heirs.length > 0) masters = heirs;
+    }
     if (masters.length === 0) {
       // Nothing seen yet: the first configured node is assumed (as the Topology does), so a
       // primary already down at start is detected and replaced like any other.

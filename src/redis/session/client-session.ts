@@ -51,9 +51,8 @@ import { Transactions } from './session-transactions.js';
 import type { RedisSessionContext, SessionHelperHost } from './session-context.js';
 import { DEFAULT_PROFILE, type LinkProfile } from '../sharding/shards.js';
 import { positionFrom } from '../routing/write-path.js';
-
-/** Scripts that run on replicas; see primaryOnReadonly. */
-const READ_ONLY_SCRIPTS = new Set(['fcall_ro', 'eval_ro', 'evalsha_ro']);
+import { READ_ONLY_SCRIPTS, refusedByReplica } from '../routing/read-only-scripts.js';
+import { TickPicks } from '../routing/tick-picks.js';
 
 /** Commands queued behind a waiting one before the client's socket is paused (backpressure). */
 const MAX_QUEUED = 1024;
@@ -97,7 +96,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   readonly writtenShards = new Set<number>();
   private readonly tracking: SessionTracking;
   /** the replica chosen per shard in this tick (see read) */
-  private readonly tickPicks = new Map<number, NodeStatus>();
+  private readonly tickPicks = new TickPicks();
   /** commands waiting behind a write that waits for a primary or a read that waits for a replica */
   private held = 0;
   private queue: [Buffer[], Buffer, number][] = [];
@@ -763,7 +762,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   private primaryOnReadonly(shard: number, raw: Buffer, slot: Slot): Slot {
     return this.slots.detached((bytes) => {
-      if (bytes.subarray(0, 9).toString('latin1') === '-READONLY') this.write(shard, raw, slot, false);
+      if (refusedByReplica(bytes)) this.write(shard, raw, slot, false);
       else this.slots.fill(slot, bytes);
     });
   }
@@ -898,11 +897,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     level: ConsistencyLevel,
     want: readonly CausalPosition[],
   ): NodeStatus | undefined {
-    const node = this.tickPicks.get(shard);
-    if (node === undefined || !node.reachable || node.lagging || node.fenced || level === 'strong')
-      return undefined;
-    if (level === 'read-your-writes' && !this.ctx.planner.holds(node, want)) return undefined;
-    return node;
+    return this.tickPicks.sticky(shard, level, want, this.ctx.planner);
   }
 
   private routeRead(
@@ -951,8 +946,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   }
 
   private rememberForTick(shard: number, node: NodeStatus): void {
-    if (this.tickPicks.size === 0) process.nextTick(() => this.tickPicks.clear());
-    this.tickPicks.set(shard, node);
+    this.tickPicks.remember(shard, node);
   }
 
   /**
