@@ -31,7 +31,7 @@ import { PubSub } from './pubsub.js';
 import { ReadGate } from './read-gate.js';
 import type { ReadChoice } from '../routing/read-planner.js';
 import { ReplySlots, SlotKind, type Slot, type SlotHost } from './reply-slots.js';
-import { HotKind, hotCommands } from './hot-path.js';
+import { HotKind, hotCommands, type HotCommand } from './hot-path.js';
 import type { ReplicationInfo } from '../ha/replication-info.js';
 import {
   encodeArrayHeader,
@@ -40,6 +40,7 @@ import {
   encodeError,
   encodeInteger,
   encodeSimple,
+  type CommandView,
 } from '../resp/index.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
@@ -318,15 +319,31 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
+  /**
+   * A command as the reader hands it over (valid during this call only): a command of the
+   * hot path is routed from its bytes in place, with no Buffer per argument; any other gets
+   * its arguments as Buffers and goes through onCommand.
+   */
+  onRead(cmd: CommandView): void {
+    if (!this.closed && this.held === 0 && cmd.argCount >= 2 && !cmd.inline && this.onHotPath()) {
+      const bytes = cmd.bytes;
+      const hot = hotCommands(this.ctx.commands).lookupIn(bytes, cmd.argStart(0), cmd.argEnd(0));
+      if (hot !== null) {
+        this.arrivedAt = Date.now();
+        this.runHot(hot, bytes, cmd.argStart(1), cmd.argEnd(1), cmd.raw());
+        if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
+        return;
+      }
+    }
+    this.onCommand(cmd.args(), cmd.raw());
+  }
+
   private dispatch(args: Buffer[], raw: Buffer): void {
     if (args.length >= 2 && this.onHotPath()) {
       const hot = hotCommands(this.ctx.commands).lookup(args[0]!);
       if (hot !== null) {
-        this.lastCommandAt = this.arrivedAt;
-        this.lastCommand = hot.name;
-        this.tracking.beginCommand(false);
-        this.hotCommand(hot.kind, args[1]!, raw);
-        this.tracking.endCommand();
+        const key = args[1]!;
+        this.runHot(hot, key, 0, key.length, raw);
         return;
       }
     }
@@ -444,16 +461,25 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    * (a failover under way, a link still connecting, a read that must wait or follow a write)
    * goes to the general code with a plain slot.
    */
-  private hotCommand(kind: HotKind, key: Buffer, raw: Buffer): void {
+  private runHot(hot: HotCommand, bytes: Buffer, keyStart: number, keyEnd: number, raw: Buffer): void {
+    this.lastCommandAt = this.arrivedAt;
+    this.lastCommand = hot.name;
+    this.tracking.beginCommand(false);
+    this.hotCommand(hot.kind, bytes, keyStart, keyEnd, raw);
+    this.tracking.endCommand();
+  }
+
+  /** The command's key is `bytes[keyStart, keyEnd)` (a Buffer is made of it only when needed). */
+  private hotCommand(kind: HotKind, bytes: Buffer, keyStart: number, keyEnd: number, raw: Buffer): void {
     const shards = this.ctx.shards;
-    const shard = shards.shards.length === 1 ? 0 : shards.shardOf(key);
+    const shard = shards.shards.length === 1 ? 0 : shards.shardOf(bytes.subarray(keyStart, keyEnd));
     if (kind !== HotKind.Read) {
       this.hotWrite(shard, raw, kind === HotKind.Write);
       return;
     }
     const streams = this.ctx.streamReads();
     if (streams !== null) {
-      const gate = streams.read(key, this.causal.pgToken);
+      const gate = streams.read(bytes.subarray(keyStart, keyEnd), this.causal.pgToken);
       if (gate?.wait) {
         // The connection holds a PostgreSQL token: read once the stream applied it, on the primary it writes to.
         const waiting = this.slots.open();
