@@ -17,6 +17,7 @@ import { ReadPlanner } from './routing/read-planner.js';
 import { RedisSession } from './session/client-session.js';
 import type { RedisSessionContext } from './session/session-context.js';
 import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
+import type { CommandView } from './resp/index.js';
 import type { ShardSet } from './sharding/shards.js';
 import { shardRouting } from './sharding/shard-routing.js';
 import { WritePath } from './routing/write-path.js';
@@ -290,9 +291,9 @@ export class RedisProxy implements ConnectionStatsSource {
     const check = this.draining;
     if (check) session.slots.onIdle = () => queueMicrotask(() => check(session, true));
     if (check) this.lastCommandAt.set(session, Date.now());
-    const onCommand = (args: Buffer[], raw: Buffer): void => {
+    const onCommand = (cmd: CommandView): void => {
       if (this.draining !== null) this.lastCommandAt.set(session, Date.now());
-      session.onCommand(args, raw);
+      session.onRead(cmd);
     };
     const protocolError = (err: Error): void => {
       // A malformed or oversized request: tell this client why and close it; nobody else notices.
@@ -310,7 +311,7 @@ export class RedisProxy implements ConnectionStatsSource {
     this.watchLogin(socket, session);
     const onData = (chunk: Buffer): void => {
       try {
-        reader.push(chunk, onCommand);
+        reader.read(chunk, onCommand);
       } catch (err) {
         protocolError(err as Error);
       }

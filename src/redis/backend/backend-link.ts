@@ -227,11 +227,47 @@ export class RedisLink implements Flushable {
   }
 
   /**
+   * Writes the command `bytes[start, end)`; its reply goes to `sink.linkReply`. Commands that
+   * follow each other in the same buffer (a client's pipeline, read in one chunk) are
+   * collected as one range: one Buffer per run, not per command. `bytes` must not change
+   * until this turn's write.
+   */
+  sendRangeTo(bytes: Buffer, start: number, end: number, sink: ReplySink): void {
+    if (this.closed) {
+      sink.linkReply(null, null);
+      return;
+    }
+    this.sinks.push(sink);
+    this.outBytes += end - start;
+    if (this.runBytes === bytes && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.endRun();
+    this.runBytes = bytes;
+    this.runStart = start;
+    this.runEnd = end;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      flushLater(this);
+    }
+  }
+
+  /** The range collected by sendRangeTo, if any, goes to `out` (before anything queued after it). */
+  private endRun(): void {
+    const bytes = this.runBytes;
+    if (bytes === null) return;
+    this.runBytes = null;
+    this.out.push(bytes.subarray(this.runStart, this.runEnd));
+  }
+
+  /**
    * Collects `raw` for this turn's one write (flush-queue.ts): commands sent in one
    * event-loop turn (a client's pipeline, or many clients' commands read in one poll) leave
    * in one buffer, in the order they were sent.
    */
   private queueOut(raw: Buffer): void {
+    this.endRun();
     this.out.push(raw);
     this.outBytes += raw.length;
     if (!this.flushQueued) {
@@ -240,14 +276,18 @@ export class RedisLink implements Flushable {
     }
   }
 
-  /** bytes collected for this turn's write */
+  /** bytes collected for this turn's write (the last run of sendRangeTo not yet in `out`; outBytes counts it) */
   private readonly out: Buffer[] = [];
   private outBytes = 0;
   private flushQueued = false;
+  private runBytes: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
 
   /** Writes what this turn collected, its trailers last. */
   flushOut(): void {
     this.flushQueued = false;
+    this.endRun();
     if (this.trailers) this.writeTrailers();
     const out = this.out;
     if (out.length === 0 || this.closed) {
@@ -336,6 +376,7 @@ export class RedisLink implements Flushable {
     this.head = 0;
     this.out.length = 0;
     this.outBytes = 0;
+    this.runBytes = null;
     const trailers = this.trailers;
     this.trailers = null;
     for (const sink of pending) sink?.linkReply(null, null);

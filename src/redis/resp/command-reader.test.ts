@@ -79,6 +79,44 @@ describe('CommandReader splitting', () => {
   });
 });
 
+describe('CommandReader views (read)', () => {
+  test('every chunking: the view gives the same arguments and bytes as push, arguments in place', () => {
+    const stream = Buffer.concat(commands.map(([raw]) => crlf(raw)));
+    for (const chunks of chunkings(stream, false)) {
+      const reader = new CommandReader();
+      const seen: DeliveredCommand[] = [];
+      for (const chunk of chunks) {
+        reader.read(Buffer.from(chunk), (cmd) => {
+          const args = cmd.args();
+          assert.equal(args.length, cmd.argCount);
+          if (!cmd.inline) {
+            for (let i = 0; i < cmd.argCount; i++) {
+              const inPlace = cmd.bytes.subarray(cmd.argStart(i), cmd.argEnd(i));
+              assert.equal(inPlace.toString('latin1'), args[i]!.toString('latin1'));
+            }
+          }
+          assert.equal(
+            cmd.bytes.subarray(cmd.start, cmd.end).toString('latin1'),
+            cmd.raw().toString('latin1'),
+          );
+          seen.push({ args: args.map((a) => a.toString('latin1')), raw: cmd.raw().toString('latin1') });
+        });
+      }
+      assert.deepEqual(seen, expected(commands));
+    }
+  });
+
+  test('a pipeline in one chunk: each view points into the chunk, no copy', () => {
+    const chunk = unpooled(crlf('*2\n$3\nGET\n$1\na\n*3\n$3\nSET\n$1\nb\n$2\nxy\n'));
+    const starts: number[] = [];
+    new CommandReader().read(chunk, (cmd) => {
+      assert.equal(cmd.bytes, chunk);
+      starts.push(cmd.start, cmd.argStart(1));
+    });
+    assert.deepEqual(starts, [0, 17, 20, 37]);
+  });
+});
+
 describe('CommandReader memory', () => {
   test('a command inside one chunk: raw and args are subarrays of that chunk', () => {
     const first = crlf('*2\n$3\nGET\n$3\nkey\n');

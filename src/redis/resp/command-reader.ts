@@ -21,6 +21,34 @@ import { splitInlineArgs } from './inline-args.js';
  */
 export type CommandHandler = (args: Buffer[], raw: Buffer) => void;
 
+/**
+ * One command as offsets into a buffer, for a reader of {@link CommandReader.read} that needs
+ * only some of it (the routing hot path reads the name and the key in place, forwards the
+ * bytes, and makes no Buffer per argument). Valid only during the handler's call: the same
+ * object describes the next command.
+ */
+export interface CommandView {
+  /** number of arguments, the name included */
+  readonly argCount: number;
+  /** the buffer the offsets below refer to (the chunk read, or the pieces of a command that spanned chunks, joined) */
+  readonly bytes: Buffer;
+  /** the command's exact bytes are `bytes[start, end)` */
+  readonly start: number;
+  readonly end: number;
+  /** an inline command: its arguments may not be slices of `bytes` (quoting); use args() */
+  readonly inline: boolean;
+  /** where argument `i` starts and ends in `bytes` (multibulk commands only) */
+  argStart(i: number): number;
+  argEnd(i: number): number;
+  /** the arguments as Buffers (subarrays of `bytes` for a multibulk command) */
+  args(): Buffer[];
+  /** the command's exact bytes */
+  raw(): Buffer;
+}
+
+/** Receives one command as a {@link CommandView}. */
+export type CommandViewHandler = (command: CommandView) => void;
+
 /** Limits of a {@link CommandReader}; each is checked as soon as the header declaring it is read. */
 export interface CommandReaderOptions {
   /** Largest bulk string (one argument), in bytes. Default 512 MiB, redis' `proto-max-bulk-len`. */
@@ -44,6 +72,10 @@ export const COMMAND_READER_DEFAULTS: Readonly<Required<CommandReaderOptions>> =
 const ASTERISK = 0x2a;
 const DOLLAR = 0x24;
 const NUL = 0x00;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+/** Longer counts and lengths (a billion and more, or leading zeros) are left to the state machine. */
+const MAX_FAST_DIGITS = 9;
 
 const enum State {
   Start,
@@ -61,18 +93,27 @@ const enum State {
  *
  * Chunks passed to `push` must not be mutated afterwards: delivered commands refer to them.
  */
-export class CommandReader extends ChunkStream {
+export class CommandReader extends ChunkStream implements CommandView {
   private readonly maxBulkBytes: number;
   private readonly maxArrayLength: number;
   private readonly maxInlineBytes: number;
   private readonly maxCommandBytes: number;
 
   private handler: CommandHandler | null = null;
+  private viewHandler: CommandViewHandler | null = null;
   private state = State.Start;
   /** Bulk strings still to read in the current command. */
   private argsLeft = 0;
   /** Start and length of each argument read so far, as offsets in the command's bytes. */
   private argBounds: number[] = [];
+
+  // The command being delivered (CommandView).
+  argCount = 0;
+  bytes: Buffer = Buffer.alloc(0);
+  start = 0;
+  end = 0;
+  inline = false;
+  private inlineArgs: Buffer[] | null = null;
   /** Bytes of the current inline line seen so far (before its `\n`). */
   private inlineBytes = 0;
 
@@ -91,13 +132,45 @@ export class CommandReader extends ChunkStream {
    */
   push(chunk: Buffer, onCommand: CommandHandler): void {
     this.handler = onCommand;
+    this.viewHandler = null;
     this.feed(chunk);
+  }
+
+  /**
+   * Like {@link CommandReader.push}, each command handed over as a {@link CommandView} (the
+   * reader itself, describing the command only while `onCommand` runs).
+   */
+  read(chunk: Buffer, onCommand: CommandViewHandler): void {
+    this.viewHandler = onCommand;
+    this.handler = null;
+    this.feed(chunk);
+  }
+
+  argStart(i: number): number {
+    return this.start + this.argBounds[2 * i]!;
+  }
+
+  argEnd(i: number): number {
+    return this.start + this.argBounds[2 * i]! + this.argBounds[2 * i + 1]!;
+  }
+
+  args(): Buffer[] {
+    if (this.inlineArgs !== null) return this.inlineArgs;
+    const args = new Array<Buffer>(this.argCount);
+    for (let i = 0; i < args.length; i++) args[i] = this.bytes.subarray(this.argStart(i), this.argEnd(i));
+    return args;
+  }
+
+  raw(): Buffer {
+    const bytes = this.bytes;
+    return this.start === 0 && this.end === bytes.length ? bytes : bytes.subarray(this.start, this.end);
   }
 
   protected parse(): void {
     while (this.pos < this.buf.length) {
       switch (this.state) {
         case State.Start:
+          if (this.buf[this.pos] === ASTERISK && this.wholeMultibulk()) return;
           this.startCommand();
           break;
         case State.ArrayLength:
@@ -124,6 +197,67 @@ export class CommandReader extends ChunkStream {
           break;
       }
     }
+  }
+
+  /**
+   * The common case in one pass: a well-formed multibulk command that lies entirely in the
+   * chunk from `pos`, within every limit. Delivers it and returns true; returns false having
+   * consumed nothing in any other case (incomplete, oversized, malformed, `*0`), and the state
+   * machine below reads the command and reports what is wrong with it, as before.
+   */
+  private wholeMultibulk(): boolean {
+    const buf = this.buf;
+    const len = buf.length;
+    const start = this.pos;
+    let p = start + 1;
+    let count = 0;
+    let c = 0;
+    let digits = 0;
+    while (p < len && (c = buf[p]!) >= DIGIT_0 && c <= DIGIT_9) {
+      count = count * 10 + (c - DIGIT_0);
+      p++;
+      if (++digits > MAX_FAST_DIGITS) return false;
+    }
+    if (digits === 0 || count === 0 || count > this.maxArrayLength) return false;
+    if (p + 1 >= len || buf[p] !== CR || buf[p + 1] !== LF) return false;
+    p += 2;
+    const bounds = this.argBounds;
+    bounds.length = 0;
+    for (let i = 0; i < count; i++) {
+      if (p >= len || buf[p] !== DOLLAR) return false;
+      p++;
+      let n = 0;
+      digits = 0;
+      while (p < len && (c = buf[p]!) >= DIGIT_0 && c <= DIGIT_9) {
+        n = n * 10 + (c - DIGIT_0);
+        p++;
+        if (++digits > MAX_FAST_DIGITS) return false;
+      }
+      if (digits === 0 || n > this.maxBulkBytes) return false;
+      if (p + 1 >= len || buf[p] !== CR || buf[p + 1] !== LF) return false;
+      p += 2;
+      const end = p + n;
+      if (end + 2 > len || buf[end] !== CR || buf[end + 1] !== LF) return false;
+      bounds.push(p - start, n);
+      p = end + 2;
+    }
+    // The size only grows argument by argument: within the limit at the end, within it all along.
+    if (p - start > this.maxCommandBytes) return false;
+    this.pos = p;
+    this.deliver(buf, start, p, count);
+    return true;
+  }
+
+  /** Hands the command in `bytes[start, end)` (argument bounds in argBounds) to the handler. */
+  private deliver(bytes: Buffer, start: number, end: number, count: number): void {
+    this.bytes = bytes;
+    this.start = start;
+    this.end = end;
+    this.argCount = count;
+    this.inline = false;
+    this.inlineArgs = null;
+    if (this.viewHandler !== null) this.viewHandler(this);
+    else (this.handler as CommandHandler)(this.args(), this.raw());
   }
 
   /** First byte of a command: `*` starts an array, anything else an inline line. */
@@ -179,14 +313,7 @@ export class CommandReader extends ChunkStream {
   private deliverMultibulk(): void {
     this.state = State.Start;
     const raw = this.finishUnit(this.pos);
-    const bounds = this.argBounds;
-    const args = new Array<Buffer>(bounds.length / 2);
-    for (let i = 0; i < args.length; i++) {
-      const start = bounds[2 * i]!;
-      args[i] = raw.subarray(start, start + bounds[2 * i + 1]!);
-    }
-    bounds.length = 0;
-    (this.handler as CommandHandler)(args, raw);
+    this.deliver(raw, 0, raw.length, this.argBounds.length / 2);
   }
 
   /**
@@ -222,7 +349,14 @@ export class CommandReader extends ChunkStream {
     const args = splitInlineArgs(raw.subarray(0, contentEnd));
     if (args === null) this.fail(new RespProtocolError('unbalanced quotes in inline command'));
     if (args.length === 0) return false; // an empty line: skipped, as redis does
-    (this.handler as CommandHandler)(args, raw);
+    this.bytes = raw;
+    this.start = 0;
+    this.end = raw.length;
+    this.argCount = args.length;
+    this.inline = true;
+    this.inlineArgs = args;
+    if (this.viewHandler !== null) this.viewHandler(this);
+    else (this.handler as CommandHandler)(args, raw);
     return true;
   }
 }

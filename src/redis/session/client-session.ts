@@ -31,7 +31,7 @@ import { PubSub } from './pubsub.js';
 import { ReadGate } from './read-gate.js';
 import type { ReadChoice } from '../routing/read-planner.js';
 import { ReplySlots, SlotKind, type Slot, type SlotHost } from './reply-slots.js';
-import { HotKind, hotCommands } from './hot-path.js';
+import { HotKind, hotCommands, type HotCommand } from './hot-path.js';
 import type { ReplicationInfo } from '../ha/replication-info.js';
 import {
   encodeArrayHeader,
@@ -40,6 +40,7 @@ import {
   encodeError,
   encodeInteger,
   encodeSimple,
+  type CommandView,
 } from '../resp/index.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
@@ -317,15 +318,31 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
   }
 
+  /**
+   * A command as the reader hands it over (valid during this call only): a command of the
+   * hot path is routed from its bytes in place, with no Buffer per argument; any other gets
+   * its arguments as Buffers and goes through onCommand.
+   */
+  onRead(cmd: CommandView): void {
+    if (!this.closed && this.held === 0 && cmd.argCount >= 2 && !cmd.inline && this.onHotPath()) {
+      const bytes = cmd.bytes;
+      const hot = hotCommands(this.ctx.commands).lookupIn(bytes, cmd.argStart(0), cmd.argEnd(0));
+      if (hot !== null) {
+        this.arrivedAt = Date.now();
+        this.runHot(hot, bytes, cmd.argStart(1), cmd.argEnd(1), bytes, cmd.start, cmd.end);
+        if (this.slots.pending >= MAX_IN_FLIGHT) this.gate.stop('in-flight');
+        return;
+      }
+    }
+    this.onCommand(cmd.args(), cmd.raw());
+  }
+
   private dispatch(args: Buffer[], raw: Buffer): void {
     if (args.length >= 2 && this.onHotPath()) {
       const hot = hotCommands(this.ctx.commands).lookup(args[0]!);
       if (hot !== null) {
-        this.lastCommandAt = this.arrivedAt;
-        this.lastCommand = hot.name;
-        this.tracking.beginCommand(false);
-        this.hotCommand(hot.kind, args[1]!, raw);
-        this.tracking.endCommand();
+        const key = args[1]!;
+        this.runHot(hot, key, 0, key.length, raw, 0, raw.length);
         return;
       }
     }
@@ -443,53 +460,82 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    * (a failover under way, a link still connecting, a read that must wait or follow a write)
    * goes to the general code with a plain slot.
    */
-  private hotCommand(kind: HotKind, key: Buffer, raw: Buffer): void {
+  private runHot(
+    hot: HotCommand,
+    keyBytes: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+  ): void {
+    this.lastCommandAt = this.arrivedAt;
+    this.lastCommand = hot.name;
+    this.tracking.beginCommand(false);
+    this.hotCommand(hot.kind, keyBytes, keyStart, keyEnd, bytes, start, end);
+    this.tracking.endCommand();
+  }
+
+  /**
+   * The command is `bytes[start, end)`, its key `keyBytes[keyStart, keyEnd)`: Buffers are made
+   * of them only off the hot path (a link sends the range, see RedisLink.sendRangeTo).
+   */
+  private hotCommand(
+    kind: HotKind,
+    keyBytes: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+  ): void {
     const shards = this.ctx.shards;
-    const shard = shards.shards.length === 1 ? 0 : shards.shardOf(key);
+    const shard = shards.shards.length === 1 ? 0 : shards.shardOf(keyBytes.subarray(keyStart, keyEnd));
     if (kind !== HotKind.Read) {
-      this.hotWrite(shard, raw, kind === HotKind.Write);
+      this.hotWrite(shard, bytes, start, end, kind === HotKind.Write);
       return;
     }
     const streams = this.ctx.streamReads();
     if (streams !== null) {
-      const gate = streams.read(key, this.causal.pgToken);
+      const gate = streams.read(keyBytes.subarray(keyStart, keyEnd), this.causal.pgToken);
       if (gate?.wait) {
         // The connection holds a PostgreSQL token: read once the stream applied it, on the primary it writes to.
         const waiting = this.slots.open();
         gate.wait.then(
-          () => this.write(shard, raw, waiting, false),
+          () => this.write(shard, bytes.subarray(start, end), waiting, false),
           (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
         );
         return;
       }
     }
-    this.hotRead(shard, raw);
+    this.hotRead(shard, bytes, start, end);
   }
 
-  private hotWrite(shard: number, raw: Buffer, mayWrite: boolean): void {
+  private hotWrite(shard: number, bytes: Buffer, start: number, end: number, mayWrite: boolean): void {
     const s = this.ctx.shards.shards[shard]!;
     const node = mayWrite && this.ctx.writes.waits ? undefined : s.topology.writablePrimary(s.name);
     const link = node === undefined ? null : this.ctx.shards.link(node, this.id, this.profile);
     if (node === undefined || link === null || link instanceof Promise) {
-      this.write(shard, raw, this.slots.open(), mayWrite);
+      this.write(shard, bytes.subarray(start, end), this.slots.open(), mayWrite);
       return;
     }
     if (mayWrite) this.writtenShards.add(shard);
     this.ctx.stats.routed(node.spec.id, false);
-    const slot = this.slots.openFor(this, mayWrite ? SlotKind.Write : SlotKind.Primary, shard, node, raw);
+    const kind = mayWrite ? SlotKind.Write : SlotKind.Primary;
+    const slot = this.slots.openFor(this, kind, shard, node, bytes, start, end);
     if (mayWrite) {
       slot.causal = this.causal;
       this.ctx.writes.trackHot(link, shard, node, this.causal, slot);
     }
     slot.refs++;
-    link.sendTo(raw, slot);
+    link.sendRangeTo(bytes, start, end, slot);
   }
 
-  private hotRead(shard: number, raw: Buffer): void {
+  private hotRead(shard: number, bytes: Buffer, start: number, end: number): void {
     const causal = this.causal;
     const level = causal.level;
     if (level === 'read-your-writes' && causal.pin(shard) !== null) {
-      this.read(shard, raw, this.slots.open(), null);
+      this.read(shard, bytes.subarray(start, end), this.slots.open(), null);
       return;
     }
     const want = causal.token.forShard(shard);
@@ -498,11 +544,12 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       const choice = this.ctx.planner.plan(shard, level, want, undefined, this.arrivedAt);
       if (choice instanceof Promise) {
         const slot = this.slots.open();
+        const raw = bytes.subarray(start, end);
         this.hold(choice.then((c) => this.routeRead(shard, c, raw, slot, null)));
         return;
       }
       if (choice.error !== undefined) {
-        this.routeRead(shard, choice, raw, this.slots.open(), null);
+        this.routeRead(shard, choice, bytes.subarray(start, end), this.slots.open(), null);
         return;
       }
       node = choice.node;
@@ -510,13 +557,13 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     }
     const link = this.ctx.shards.link(node, this.id, this.profile);
     if (link instanceof Promise) {
-      this.sendRead(shard, node, raw, this.slots.open(), null, false);
+      this.sendRead(shard, node, bytes.subarray(start, end), this.slots.open(), null, false);
       return;
     }
     this.ctx.stats.routed(node.spec.id, true);
-    const slot = this.slots.openFor(this, SlotKind.Read, shard, node, raw);
+    const slot = this.slots.openFor(this, SlotKind.Read, shard, node, bytes, start, end);
     slot.refs++;
-    link.sendTo(raw, slot);
+    link.sendRangeTo(bytes, start, end, slot);
   }
 
   /** The reply to a command of the hot path (SlotHost). */
@@ -530,7 +577,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (slot.kind === SlotKind.Read) {
       // The node died before answering: a read is safe to run elsewhere.
       this.ctx.stats.retried(node.spec.id);
-      this.read(slot.shard, slot.command!, slot, new Set([node.spec.id]));
+      this.read(slot.shard, slot.commandBytes(), slot, new Set([node.spec.id]));
       return;
     }
     this.slots.fill(slot, encodeError(this.lostMessage(slot.shard, node)));

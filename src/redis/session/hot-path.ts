@@ -94,17 +94,22 @@ export class HotCommands {
 
   /** The hot-path entry of the command named by `name` (the client's bytes), or null. */
   lookup(name: Buffer): HotCommand | null {
-    const n = name.length;
+    return this.lookupIn(name, 0, name.length);
+  }
+
+  /** The hot-path entry of the command named by `bytes[start, end)`, or null. */
+  lookupIn(bytes: Buffer, start: number, end: number): HotCommand | null {
+    const n = end - start;
     if (n === 0 || n > MAX_PACKED) return null;
     let key = n;
-    for (let i = 0; i < n; i++) {
-      let c = name[i]!;
+    for (let i = start; i < end; i++) {
+      let c = bytes[i]!;
       if (c >= 0x41 && c <= 0x5a) c |= 0x20;
       key = key * 256 + c;
     }
     const hit = this.byKey.get(key);
     if (hit !== undefined) return hit;
-    const lower = name.toString('latin1').toLowerCase();
+    const lower = bytes.toString('latin1', start, end).toLowerCase();
     const info = this.table.get(lower);
     // Only names of the table are remembered: garbage names must not grow the map.
     if (info === undefined) return null;

@@ -65,8 +65,10 @@ export class Slot implements ReplySink, DecodedListener {
   host: SlotHost | null = null;
   shard = 0;
   node: NodeStatus | null = null;
-  /** the command's bytes (a read is sent again elsewhere when its link dies) */
+  /** the command's bytes are `command[commandStart, commandEnd)` (a read is sent again elsewhere when its link dies) */
   command: Buffer | null = null;
+  commandStart = 0;
+  commandEnd = 0;
   /** holders of this slot besides the reply queue (a link, a trailer); reused at 0 once written */
   refs = 0;
   /** true while the slot may go back to its queue's pool */
@@ -75,6 +77,11 @@ export class Slot implements ReplySink, DecodedListener {
   acked = false;
   /** a write: the connection's causal state when it was sent */
   causal: SessionCausal | null = null;
+
+  /** the command's bytes */
+  commandBytes(): Buffer {
+    return this.command!.subarray(this.commandStart, this.commandEnd);
+  }
 
   linkReply(raw: Buffer | null): void {
     this.refs--;
@@ -128,16 +135,26 @@ export class ReplySlots implements Flushable {
   private readonly pool: Slot[] = [];
 
   /**
-   * A slot for a command of the hot path whose reply comes to `host` (see Slot): reused from
+   * A slot for a command of the hot path (`command[start, end)`) whose reply comes to `host` (see Slot): reused from
    * the pool when one is free, so a pipeline allocates no slot per command.
    */
-  openFor(host: SlotHost, kind: SlotKind, shard: number, node: NodeStatus, command: Buffer): Slot {
+  openFor(
+    host: SlotHost,
+    kind: SlotKind,
+    shard: number,
+    node: NodeStatus,
+    command: Buffer,
+    start: number,
+    end: number,
+  ): Slot {
     const s = this.pool.pop() ?? new Slot();
     s.host = host;
     s.kind = kind;
     s.shard = shard;
     s.node = node;
     s.command = command;
+    s.commandStart = start;
+    s.commandEnd = end;
     s.refs = 0;
     s.pooled = true;
     s.acked = false;
