@@ -33,14 +33,20 @@ import type { ReadChoice } from '../routing/read-planner.js';
 import { ReplySlots, SlotKind, type Slot, type SlotHost } from './reply-slots.js';
 import { HotKind, hotCommands } from './hot-path.js';
 import type { ReplicationInfo } from '../ha/replication-info.js';
+import { encodeArrayHeader, encodeBulk, encodeCommand, encodeInteger, encodeSimple } from '../resp/index.js';
 import {
-  encodeArrayHeader,
-  encodeBulk,
-  encodeCommand,
-  encodeError,
-  encodeInteger,
-  encodeSimple,
-} from '../resp/index.js';
+  arityError,
+  cutOffError,
+  keysUnknownError,
+  lostConnectionError,
+  lostLinkText,
+  noAuthError,
+  notIntegerError,
+  notSupportedError,
+  tryAgainError,
+  unavailableError,
+  usageError,
+} from '../errors.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
@@ -240,10 +246,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     const slot = this.slots.open();
     const node = this.ctx.shards.shards[0]!.topology.primary();
     if (!node) {
-      this.slots.fill(
-        slot,
-        encodeError('cannot check credentials now: no primary is reachable', 'CLUSTERDOWN'),
-      );
+      this.slots.fill(slot, unavailableError('cannot check credentials now: no primary is reachable'));
       return;
     }
     const creds = { user, password };
@@ -259,7 +262,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
           this.creds = creds;
           this.slots.fill(slot, then());
         },
-        (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
+        (err: Error) => this.slots.fill(slot, unavailableError(err.message)),
       ),
     );
   }
@@ -351,14 +354,14 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   private dispatchOne(name: string, args: Buffer[], raw: Buffer): void {
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
       this.slots.answer(
-        encodeError(
+        usageError(
           `Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
         ),
       );
       return;
     }
     if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit' && name !== 'reset') {
-      this.slots.answer(encodeError('Authentication required.', 'NOAUTH'));
+      this.slots.answer(noAuthError());
       return;
     }
     if (name === 'ping' && this.pubsub?.active) {
@@ -377,7 +380,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (this.monitorLinks && name !== 'monitor') {
       const info = this.ctx.commands.get(name);
       if (info && (info.readonly || info.write || info.mayReplicate)) {
-        this.slots.answer(encodeError(KEYSPACE_ERROR));
+        this.slots.answer(usageError(KEYSPACE_ERROR));
         return;
       }
     }
@@ -386,7 +389,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       return;
     }
     if (CONNECTION_STATE[name] !== undefined) {
-      this.slots.answer(encodeError(CONNECTION_STATE[name]));
+      this.slots.answer(notSupportedError(CONNECTION_STATE[name]));
       return;
     }
     if (name === 'client' && this.connectionClient(args)) return;
@@ -402,7 +405,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     }
     const refused = proxyRefusal(name, args);
     if (refused !== null && !this.tx.inMulti) {
-      this.slots.answer(encodeError(refused));
+      this.slots.answer(notSupportedError(refused));
       return;
     }
     if (this.routeSpecial(name, args)) return;
@@ -459,7 +462,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const waiting = this.slots.open();
         gate.wait.then(
           () => this.write(shard, raw, waiting, false),
-          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+          (err: Error) => this.slots.fill(waiting, tryAgainError(err.message)),
         );
         return;
       }
@@ -534,7 +537,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.read(slot.shard, slot.command!, slot, new Set([node.spec.id]));
       return;
     }
-    this.slots.fill(slot, encodeError(this.lostMessage(slot.shard, node)));
+    this.slots.fill(slot, lostConnectionError(this.lostMessage(slot.shard, node)));
   }
 
   /** The position behind a write of the hot path (SlotHost; see WritePath.trackHot). */
@@ -622,7 +625,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   cutOff(message: string): void {
     if (this.socket.writableLength === 0 && this.slots.heldBytes === 0) {
-      this.socket.end(encodeError(message));
+      this.socket.end(cutOffError(message));
       setTimeout(() => this.socket.destroy(), 1000).unref();
     } else {
       this.socket.destroy();
@@ -674,7 +677,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const sub = args[1]?.toString().toLowerCase();
         if (name === 'script' && sub === 'debug') {
           this.slots.answer(
-            encodeError(
+            notSupportedError(
               'SCRIPT DEBUG is not supported through rwsplit: it turns a shared server connection into a debugging session; run it on a server',
             ),
           );
@@ -704,7 +707,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (positions === null) {
       // With one shard every key is there, wherever it is named.
       if (this.ctx.shards.shards.length > 1) {
-        this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
+        this.slots.answer(keysUnknownError(name));
         return;
       }
       positions = [];
@@ -734,7 +737,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const waiting = this.slots.open();
         gate.wait.then(
           () => this.write(shard, raw, waiting, false),
-          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+          (err: Error) => this.slots.fill(waiting, tryAgainError(err.message)),
         );
         return;
       }
@@ -785,7 +788,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     let failed: string | null = null;
     const done = (): void => {
       if (--left > 0) return;
-      if (failed) this.slots.fill(slot, encodeError(failed, 'CLUSTERDOWN'));
+      if (failed) this.slots.fill(slot, unavailableError(failed));
       else this.causal.whenSettled(() => this.slots.fill(slot, encodeBulk(this.causal.token.format(names))));
     };
     for (const shard of unknown) {
@@ -847,7 +850,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.ctx.stats.routed(node.spec.id, false);
       this.withLink(node, slot, (link) => {
         const deliver = (r: Buffer | null): void =>
-          this.slots.fill(slot, r ?? encodeError(this.lostMessage(shard, node)));
+          this.slots.fill(slot, r ?? lostConnectionError(this.lostMessage(shard, node)));
         link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
       });
     });
@@ -914,7 +917,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   ): void {
     if (this.closed) return;
     if (choice.error !== undefined) {
-      this.slots.fill(slot, encodeError(choice.error, 'CLUSTERDOWN'));
+      this.slots.fill(slot, unavailableError(choice.error));
       return;
     }
     if (choice.node.role === 'replica') this.rememberForTick(shard, choice.node);
@@ -983,7 +986,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
             return;
           }
           const deliver = (reply: Buffer | null): void => {
-            this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
+            this.slots.fill(slot, reply ?? lostConnectionError(this.lostMessage(shard, node)));
             this.ctx.shards.releaseDedicated(node, link, profile);
           };
           // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
@@ -1067,17 +1070,17 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   private unblock(args: Buffer[]): void {
     if (args.length !== 3 && args.length !== 4) {
-      this.slots.answer(encodeError("wrong number of arguments for 'client|unblock' command"));
+      this.slots.answer(arityError('client|unblock'));
       return;
     }
     const mode = args.length === 4 ? args[3]!.toString().toLowerCase() : 'timeout';
     if (mode !== 'timeout' && mode !== 'error') {
-      this.slots.answer(encodeError('CLIENT UNBLOCK reason should be TIMEOUT or ERROR'));
+      this.slots.answer(usageError('CLIENT UNBLOCK reason should be TIMEOUT or ERROR'));
       return;
     }
     const text = args[2]!.toString();
     if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-      this.slots.answer(encodeError('value is not an integer or out of range'));
+      this.slots.answer(notIntegerError());
       return;
     }
     const target = this.client(Number(text));
@@ -1100,9 +1103,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         node,
         (e) => this.slots.fill(slot, e),
         (l) =>
-          l.send(cmd, (r) =>
-            this.slots.fill(slot, r ?? encodeError(`lost the connection to ${node.spec.id}`)),
-          ),
+          l.send(cmd, (r) => this.slots.fill(slot, r ?? lostConnectionError(lostLinkText(node.spec.id)))),
       );
     });
   }
@@ -1134,7 +1135,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     };
     if (left === 0) {
       left = 1;
-      failure = encodeError('no node is reachable to monitor', 'CLUSTERDOWN');
+      failure = unavailableError('no node is reachable to monitor');
       done();
       return;
     }
@@ -1284,5 +1285,5 @@ const CONNECTION_STATE: Record<string, string> = {
 
 /** What a client is told when a link could not be opened: the server's own refusal, or why. */
 function linkFailure(err: Error): Buffer {
-  return err instanceof AuthRefused ? err.reply : encodeError(err.message, 'CLUSTERDOWN');
+  return err instanceof AuthRefused ? err.reply : unavailableError(err.message);
 }
