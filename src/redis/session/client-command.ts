@@ -39,7 +39,9 @@ export interface ClientHandle {
 
 export interface ClientContext {
   readonly id: number;
-  name: string | null;
+  readonly name: string | null;
+  /** CLIENT SETNAME (and HELLO SETNAME): an empty name clears it */
+  setName(name: Buffer): void;
   readonly resp3: boolean;
   /** CLIENT REPLY: ON answers, OFF answers nothing, SKIP skips the next command's reply */
   setReplyMode(mode: 'on' | 'off' | 'skip'): void;
@@ -79,7 +81,7 @@ export function clientCommand(s: ClientContext, args: Buffer[]): Buffer | null {
       if (args.length !== 3) return arityError('client|setname');
       const name = args[2]!;
       if (!validName(name)) return clientNameError();
-      s.name = name.length === 0 ? null : name.toString();
+      s.setName(name);
       return encodeSimple('OK');
     }
     case 'getname':

@@ -92,9 +92,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   private pubsub: PubSub | null = null;
   /** MONITOR: one link of this client's own per node, closed when it is done */
   private monitorLinks: RedisLink[] | null = null;
-  /** CLIENT REPLY OFF / SKIP */
-  private replyOff = false;
-  private skipNext = false;
+  /** CLIENT REPLY ON / OFF / SKIP (SKIP: the next command's replies only) */
+  private replyMode: 'on' | 'off' | 'skip' = 'on';
   private readonly startedAt = Date.now();
   private lastCommandAt = Date.now();
   private lastCommand = 'NULL';
@@ -233,12 +232,27 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
 
   /** CLIENT REPLY OFF or SKIP is in effect */
   get repliesMuted(): boolean {
-    return this.replyOff || this.skipNext;
+    return this.replyMode !== 'on';
+  }
+
+  select(db: number): void {
+    this.db = db;
+  }
+
+  loggedIn(): void {
+    this.authenticated = true;
+  }
+
+  useProtocol(version: 2 | 3): void {
+    this.resp3 = version === 3;
+  }
+
+  setName(name: Buffer): void {
+    this.name = name.length === 0 ? null : name.toString();
   }
 
   setReplyMode(mode: 'on' | 'off' | 'skip'): void {
-    this.replyOff = mode === 'off';
-    this.skipNext = mode === 'skip';
+    this.replyMode = mode;
     if (mode === 'on') this.slots.muteNew = false;
   }
 
@@ -338,8 +352,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     this.lastCommand =
       args.length > 1 && CONTAINERS.has(name) ? `${name}|${args[1]!.toString().toLowerCase()}` : name;
     // CLIENT REPLY OFF/SKIP: the replies of this command are written nowhere.
-    const mute = this.replyOff || this.skipNext;
-    this.skipNext = false;
+    const mute = this.replyMode !== 'on';
+    if (this.replyMode === 'skip') this.replyMode = 'on';
     this.slots.muteNew = mute;
     // CLIENT CACHING applies to the next command other than CLIENT …, as in Redis.
     this.tracking.beginCommand(name === 'client');
@@ -433,8 +447,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.authenticated &&
       this.pubsub === null &&
       this.monitorLinks === null &&
-      !this.replyOff &&
-      !this.skipNext &&
+      this.replyMode === 'on' &&
       !this.tx.inMulti &&
       !this.tx.watching &&
       !this.tracking.on
@@ -1191,8 +1204,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     this.creds = null;
     this.authenticated = !this.ctx.authRequired;
     this.causal = new SessionCausal(this.ctx.consistency);
-    this.replyOff = false;
-    this.skipNext = false;
+    this.replyMode = 'on';
     this.slots.muteNew = false;
     this.slots.answer(encodeSimple('RESET'));
   }

@@ -18,10 +18,16 @@ import {
 import { encodeArrayHeader, encodeBulk, encodeInteger, encodeSimple } from '../resp/index.js';
 
 export interface LocalContext extends ClientContext {
-  resp3: boolean;
-  authenticated: boolean;
+  readonly resp3: boolean;
+  readonly authenticated: boolean;
   /** the database SELECTed (one shard only) */
-  db: number;
+  readonly db: number;
+  /** SELECT: the database the client's later commands run in */
+  select(db: number): void;
+  /** AUTH (or HELLO AUTH) accepted */
+  loggedIn(): void;
+  /** HELLO 2 or 3: the protocol of the client's later replies */
+  useProtocol(version: 2 | 3): void;
   readonly serverVersion: string;
   /** how many databases the servers have (`databases`), and how many shards there are */
   readonly databases: number;
@@ -83,7 +89,7 @@ function select(s: LocalContext, args: Buffer[]): Buffer {
   if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) return notIntegerError();
   if (s.shardCount > 1 && n !== 0) return notInCluster(s, 'SELECT');
   if (n < 0 || n >= s.databases) return usageError('DB index is out of range');
-  s.db = n;
+  s.select(n);
   return encodeSimple('OK');
 }
 
@@ -102,7 +108,7 @@ function auth(s: LocalContext, args: Buffer[]): Buffer | null {
     );
   }
   if (s.checkPassword(user, password)) {
-    s.authenticated = true;
+    s.loggedIn();
     return encodeSimple('OK');
   }
   return wrongPassError();
@@ -136,8 +142,8 @@ function hello(s: LocalContext, args: Buffer[]): Buffer | null {
   // Nothing changes unless the login (when there is one) succeeds, as in Redis.
   const apply = (): Buffer => {
     if (!s.authenticated) return noAuthError();
-    if (version !== null) s.resp3 = version === 3;
-    if (setname) s.name = setname.length === 0 ? null : setname.toString();
+    if (version !== null) s.useProtocol(version);
+    if (setname) s.setName(setname);
     return helloReply(s);
   };
   if (login && s.passthrough) {
@@ -146,7 +152,7 @@ function hello(s: LocalContext, args: Buffer[]): Buffer | null {
   }
   if (login) {
     if (!s.checkPassword(login[0], login[1])) return wrongPassError();
-    s.authenticated = true;
+    s.loggedIn();
   }
   return apply();
 }
