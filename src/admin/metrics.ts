@@ -8,6 +8,7 @@ import type { ClusterView } from '../core/cluster-view.js';
 import { nodeState } from '../core/topology.js';
 import type { RouteReason } from '../pg/routing/route-decision.js';
 import type { CausalOutcome, PgStats } from '../pg/session/session-context.js';
+import { REDIS_ERROR_KINDS, redisErrorCounts, type RedisErrorKind } from '../redis/errors.js';
 import { CellCounter, CellHistogram, type HistogramCell } from './fast-metrics.js';
 
 /** Which side of the split a dispatched batch was routed to: `read` (a read route) or `write` (the primary's traffic). */
@@ -259,8 +260,9 @@ export class Metrics implements PgStats {
 
   /**
    * The Redis proxy's counters (`rwsplit_redis_commands_total{node,kind}`,
-   * `rwsplit_redis_read_retries_total{node}`), registered on first call so that they exist
-   * only in an instance with Redis; the admin API's per-node totals and rates include them.
+   * `rwsplit_redis_read_retries_total{node}`, `rwsplit_redis_client_errors_total{kind,prefix}`),
+   * registered on first call so that they exist only in an instance with Redis; the admin
+   * API's per-node totals and rates include them.
    */
   redisStats(): RedisStats {
     if (this.redis) return this.redis;
@@ -276,6 +278,19 @@ export class Metrics implements PgStats {
       'node',
       [this.registry],
     );
+    const made = redisErrorCounts();
+    new client.Counter({
+      name: 'rwsplit_redis_client_errors_total',
+      help: 'Errors rwsplit itself sent to Redis clients, by kind and RESP prefix',
+      labelNames: ['kind', 'prefix'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const kind of Object.keys(made) as RedisErrorKind[]) {
+          if (made[kind] > 0) this.inc({ kind, prefix: REDIS_ERROR_KINDS[kind] }, made[kind]);
+        }
+      },
+    });
     const cells = this.redisCells;
     this.redis = {
       routed(nodeId: string, read: boolean): void {

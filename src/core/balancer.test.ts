@@ -1,12 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  createBalancer,
-  NoCandidatesError,
-  readCandidates,
-  type Balancer,
-  type Candidate,
-} from './balancer.js';
+import { createBalancer, NoCandidatesError, type Balancer, type Candidate } from './balancer.js';
 import type { BalanceStrategy } from './types.js';
 
 function node(id: string, fields: Partial<Candidate> = {}): Candidate {
@@ -227,54 +221,5 @@ describe('lowest-latency (power of two choices)', () => {
     for (const r of [0, 0.49, 0.5, 0.999]) {
       assert.equal(createBalancer('lowest-latency', { random: () => r }).pick(two).id, 'b', `random ${r}`);
     }
-  });
-});
-
-describe('readCandidates', () => {
-  interface N {
-    id: string;
-    role: 'primary' | 'replica';
-    eligible: boolean;
-  }
-  const primary: N = { id: 'p', role: 'primary', eligible: true };
-  const r1: N = { id: 'r1', role: 'replica', eligible: true };
-  const r2: N = { id: 'r2', role: 'replica', eligible: false };
-  const r3: N = { id: 'r3', role: 'replica', eligible: true };
-  const ids = (nodes: readonly N[]): string[] => nodes.map((n) => n.id);
-
-  test("'never': eligible replicas only, empty when none is eligible", () => {
-    const some = readCandidates([primary, r1, r2, r3], 'never');
-    assert.deepEqual(ids(some.candidates), ['r1', 'r3']);
-    assert.equal(some.usedPrimary, false);
-    const none = readCandidates([primary, r2], 'never');
-    assert.deepEqual(none, { candidates: [], usedPrimary: false });
-  });
-
-  test("'fallback': the primary only when no replica is eligible", () => {
-    const some = readCandidates([primary, r1, r2], 'fallback');
-    assert.deepEqual(ids(some.candidates), ['r1']);
-    assert.equal(some.usedPrimary, false);
-    const none = readCandidates([primary, r2], 'fallback');
-    assert.deepEqual(ids(none.candidates), ['p']);
-    assert.equal(none.usedPrimary, true);
-    const deadPrimary = readCandidates([{ ...primary, eligible: false }, r2], 'fallback');
-    assert.deepEqual(deadPrimary, { candidates: [], usedPrimary: false });
-  });
-
-  test("'always': the primary is one more candidate when eligible", () => {
-    const all = readCandidates([r1, primary, r2, r3], 'always');
-    assert.deepEqual(ids(all.candidates), ['r1', 'p', 'r3']);
-    assert.equal(all.usedPrimary, true);
-    const deadPrimary = readCandidates([r1, { ...primary, eligible: false }], 'always');
-    assert.deepEqual(ids(deadPrimary.candidates), ['r1']);
-    assert.equal(deadPrimary.usedPrimary, false);
-    const onlyPrimary = readCandidates([primary, r2], 'always');
-    assert.deepEqual(ids(onlyPrimary.candidates), ['p']);
-    assert.equal(onlyPrimary.usedPrimary, true);
-  });
-
-  test('returns the caller’s own objects, with their extra fields', () => {
-    const rich = [{ ...r1, port: 5433 }];
-    assert.equal(readCandidates(rich, 'never').candidates[0], rich[0]);
   });
 });

@@ -3,7 +3,7 @@
  * router found eligible for a read. Pure: no sockets, no clocks; randomness is injected so
  * tests are deterministic.
  */
-import type { BalanceStrategy, PrimaryReads } from './types.js';
+import type { BalanceStrategy } from './types.js';
 
 /** What the balancer needs to know of one candidate node at decision time. */
 export interface Candidate {
@@ -207,24 +207,4 @@ class PowerOfTwoLatencyBalancer implements Balancer {
   private randomIndex(n: number): number {
     return Math.min(n - 1, Math.floor(this.random() * n));
   }
-}
-
-/**
- * Which nodes may serve a read (`primaryReads`): the eligible
- * replicas, plus the primary as `always` one more candidate, or as a `fallback` only when no
- * replica is eligible, or `never`. The list may come back empty; the caller then applies its
- * all-lagging policy (fallback to the primary or an error). Input order is kept.
- *
- * @returns the candidates, and `usedPrimary`: whether a primary is among them
- */
-export function readCandidates<T extends { id: string; role: 'primary' | 'replica'; eligible: boolean }>(
-  nodes: readonly T[],
-  primaryReads: PrimaryReads,
-): { candidates: T[]; usedPrimary: boolean } {
-  const replicas = nodes.filter((n) => n.role === 'replica' && n.eligible);
-  const wantPrimary = primaryReads === 'always' || (primaryReads === 'fallback' && replicas.length === 0);
-  if (!wantPrimary) return { candidates: replicas, usedPrimary: false };
-  const candidates = nodes.filter((n) => n.eligible);
-  const usedPrimary = candidates.some((n) => n.role === 'primary');
-  return { candidates, usedPrimary };
 }

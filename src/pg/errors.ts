@@ -60,4 +60,19 @@ export const SqlState = {
   FeatureNotSupported: '0A000',
   AdminShutdown: '57P01',
   OutOfMemory: '53200',
+  /** a NoticeResponse's code: a warning with no more precise class */
+  Warning: '01000',
+  NullValueNotAllowed: '22004',
+  InvalidParameterValue: '22023',
+  InFailedSqlTransaction: '25P02',
+  IdleInTransactionSessionTimeout: '25P03',
+  /** class 08, transaction_resolution_unknown: a COMMIT whose outcome rwsplit cannot know */
+  TransactionResolutionUnknown: '08007',
+  /** class 40, transaction_rollback: used when no participant gave a more precise SQLSTATE */
+  TransactionRollback: '40000',
+  /** class 40, serialization_failure: the code clients retry a transaction on */
+  SerializationFailure: '40001',
+  UndefinedObject: '42704',
+  /** a server's error that came without a code */
+  InternalError: 'XX000',
 } as const;

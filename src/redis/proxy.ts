@@ -16,7 +16,8 @@ import { ReadGate } from './session/read-gate.js';
 import { ReadPlanner } from './routing/read-planner.js';
 import { RedisSession } from './session/client-session.js';
 import type { RedisSessionContext } from './session/session-context.js';
-import { CommandReader, encodeCommand, encodeError, RespError, RespTooLargeError } from './resp/index.js';
+import { loginTimeoutError, maxClientsError, protocolViolationError } from './errors.js';
+import { CommandReader, encodeCommand, RespError, RespTooLargeError } from './resp/index.js';
 import type { CommandView } from './resp/index.js';
 import type { ShardSet } from './sharding/shards.js';
 import { shardRouting } from './sharding/shard-routing.js';
@@ -251,11 +252,7 @@ export class RedisProxy implements ConnectionStatsSource {
 
   private accept(socket: net.Socket, handed?: HandedRedisState): void {
     if (this.sockets.size >= this.config.limits.maxClients) {
-      socket.end(
-        encodeError(
-          `max number of clients reached (redis.limits.maxClients = ${this.config.limits.maxClients})`,
-        ),
-      );
+      socket.end(maxClientsError(this.config.limits.maxClients));
       return;
     }
     this.sockets.add(socket);
@@ -300,7 +297,7 @@ export class RedisProxy implements ConnectionStatsSource {
       const message = err instanceof RespError ? redisProtocolText(err) : `internal error: ${err.message}`;
       this.log.info({ err: message }, 'closing a Redis client after a protocol error');
       session.slots.flushOut(); // the replies to the commands before it go first
-      socket.end(encodeError(`Protocol error: ${message}`));
+      socket.end(protocolViolationError(message));
       session.onClose();
     };
     const leaveBudget = this.guard.add({
@@ -357,11 +354,7 @@ export class RedisProxy implements ConnectionStatsSource {
           clientClass: 'login',
           detail: `client ${session.id} did not authenticate within ${loginTimeoutMs} ms`,
         });
-        socket.end(
-          encodeError(
-            `authentication did not finish in time (redis.limits.loginTimeoutMs = ${loginTimeoutMs})`,
-          ),
-        );
+        socket.end(loginTimeoutError(loginTimeoutMs));
         setTimeout(() => socket.destroy(), 1000).unref();
         session.onClose();
       }, loginTimeoutMs);

@@ -89,11 +89,6 @@ export function crc16(key: Buffer): number {
   return crc;
 }
 
-/** The Redis Cluster hash slot (0..16383) of an already hash-tagged key. */
-export function clusterSlot(taggedKey: Buffer): number {
-  return crc16(taggedKey) & 0x3fff;
-}
-
 /**
  * Standard 64-bit FNV-1a (unsigned bytes, full 64-bit state), unlike twemproxy's
  * {@link fnv1a64}. Used where a ring needs 64 bits of key hash (jump, rendezvous).

@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import {
-  lcgStep,
-  fromBigInt,
-  mix64,
-  mul64,
-  toBigInt,
-  toOpenUnitInterval,
-  u64,
-  xorShift64,
-} from './uint64.js';
+import { lcgStep, fromBigInt, mix64, mul64, toBigInt, toOpenUnitInterval, u64 } from './uint64.js';
 
 const MASK = (1n << 64n) - 1n;
 
@@ -53,14 +44,6 @@ describe('uint64 pair arithmetic', () => {
     // 0xffffffff * 1 + 1: the +1 carries into the high word; MASK * 1 + 1 wraps to 0.
     assert.equal(toBigInt(lcgStep(u64(0, 0xffffffff), u64(0, 1))), 0x1_0000_0000n);
     assert.equal(toBigInt(lcgStep(u64(0xffffffff, 0xffffffff), u64(0, 1))), 0n);
-  });
-
-  test('xorShift64 crosses the word boundary', () => {
-    for (const v of samples()) {
-      for (const n of [1, 13, 27, 31]) {
-        assert.equal(toBigInt(xorShift64(fromBigInt(v), n)), v ^ (v >> BigInt(n)));
-      }
-    }
   });
 
   test('mix64 matches a BigInt SplitMix64 finalizer', () => {

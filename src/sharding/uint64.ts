@@ -66,11 +66,6 @@ export function shiftRight64(a: Uint64, n: number): Uint64 {
   return { hi: a.hi >>> n, lo: ((a.lo >>> n) | (a.hi << (32 - n))) >>> 0 };
 }
 
-/** `a ^ (a >>> n)` for 0 < n < 32: the xor-shift step of 64-bit finalizers. */
-export function xorShift64(a: Uint64, n: number): Uint64 {
-  return xor64(a, shiftRight64(a, n));
-}
-
 /** The value as a BigInt (tests and diagnostics; not for hot paths). */
 export function toBigInt(a: Uint64): bigint {
   return (BigInt(a.hi) << 32n) | BigInt(a.lo);

@@ -15,6 +15,7 @@ import { Topology, type NodeStatus } from '../../core/topology.js';
 import type { ConsistencyLevel, PgConfig } from '../../config/schema.js';
 import { COMMIT_POSITION_SQL, REPLAY_POSITION_SQL } from '../../pg/routing/causal-gate.js';
 import { Classifier } from '../../pg/classifier/classify.js';
+import { SqlState } from '../../pg/errors.js';
 import { PgMonitor } from '../../pg/ha/monitor.js';
 import { routeFromFacts, type RouteDecision } from '../../pg/routing/route-decision.js';
 import type { Metrics } from '../../admin/metrics.js';
@@ -163,7 +164,7 @@ export class PgRouter extends EventEmitter {
       if (!node)
         throw new RoutingError(
           `no writable primary within failover.bufferMs (${this.config.failover.bufferMs} ms): ${this.describeNodes()}`,
-          '57P03',
+          SqlState.CannotConnectNow,
           'Check the PostgreSQL servers given in nodes; with failover follow, writes resume once a primary answers.',
         );
       try {
@@ -186,7 +187,7 @@ export class PgRouter extends EventEmitter {
     if (level === 'strong') return this.leasePrimary();
     if (this.tokenUnknown && level === 'read-your-writes') return this.leasePrimary();
     const pick = this.readRouter.pick(exclude, { allowLagging: level === 'eventual' });
-    if (!pick.ok) throw new RoutingError(pick.message, '57P03', pick.hint);
+    if (!pick.ok) throw new RoutingError(pick.message, SqlState.CannotConnectNow, pick.hint);
     let node = pick.node;
     const t = token?.get(SHARD);
     if (t === undefined || node.role === 'primary') return this.lease(node);

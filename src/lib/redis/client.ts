@@ -21,7 +21,7 @@ import { TickPicks } from '../../redis/routing/tick-picks.js';
 import { encodeCommand } from '../../redis/resp/index.js';
 import { SPLIT } from '../../redis/session/session-fanout.js';
 import { SessionCausal } from '../../redis/session/session-causal.js';
-import { CROSSSLOT } from '../../redis/session/session-transactions.js';
+import { crossShardError } from '../../redis/errors.js';
 import { rwsplitCommand } from '../../redis/session/rwsplit-command.js';
 import { libraryMetrics } from '../metrics.js';
 import { resolveRedisOptions, type RedisOptions, type ResolvedRedisOptions } from './options.js';
@@ -371,7 +371,7 @@ export class RwsplitRedis extends Redis {
       if (Array.isArray(positions)) for (const p of positions) shards.add(router.shards.shardOf(args[p]!));
     }
     if (shards.size > 1) {
-      const refusal = CROSSSLOT('a transaction');
+      const refusal = crossShardError('a transaction');
       for (const c of group) settleWith(c)(refusal);
       return;
     }
@@ -388,7 +388,7 @@ export class RwsplitRedis extends Redis {
   private split(name: string, args: Buffer[], command: Command): void {
     const spec = SPLIT[name];
     if (!spec) {
-      settleWith(command)(CROSSSLOT(`'${name}'`));
+      settleWith(command)(crossShardError(`'${name}'`));
       return;
     }
     const router = this.shared.router;

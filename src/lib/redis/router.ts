@@ -18,7 +18,8 @@ import { CommandTable } from '../../redis/routing/command-table.js';
 import { INFO_REPLICATION, PositionBook } from '../../redis/routing/position-book.js';
 import { ReadPlanner, type ReadChoice } from '../../redis/routing/read-planner.js';
 import { positionFrom, WritePath } from '../../redis/routing/write-path.js';
-import { encodeCommand, encodeError } from '../../redis/resp/index.js';
+import { lostConnectionError, unavailableError } from '../../redis/errors.js';
+import { encodeCommand } from '../../redis/resp/index.js';
 import type { TickPicks } from '../../redis/routing/tick-picks.js';
 import type { SessionCausal } from '../../redis/session/session-causal.js';
 import { DEFAULT_PROFILE, ShardSet, type Shard } from '../../redis/sharding/shards.js';
@@ -37,7 +38,7 @@ export type RawCallback = (raw: Buffer) => void;
 export type Encode = (link: RedisLink) => Buffer;
 
 function linkFailure(err: Error): Buffer {
-  return err instanceof AuthRefused ? err.reply : encodeError(err.message, 'CLUSTERDOWN');
+  return err instanceof AuthRefused ? err.reply : unavailableError(err.message);
 }
 
 export class RedisRouter {
@@ -247,7 +248,9 @@ export class RedisRouter {
         (err) => fail(linkFailure(err)),
         (link) => {
           const deliver = (r: Buffer | null): void =>
-            cb(r ?? encodeError(lostConnectionMessage(this.shard(shard), node, this.config.failover)));
+            cb(
+              r ?? lostConnectionError(lostConnectionMessage(this.shard(shard), node, this.config.failover)),
+            );
           link.send(encode(link), mayWrite ? this.writes.track(link, shard, node, causal, deliver) : deliver);
           release();
         },
@@ -280,7 +283,7 @@ export class RedisRouter {
         (err) => failAll(linkFailure(err)),
         (link) => {
           const lost = (): Buffer =>
-            encodeError(lostConnectionMessage(this.shard(shard), node, this.config.failover));
+            lostConnectionError(lostConnectionMessage(this.shard(shard), node, this.config.failover));
           const last = encodes.length - 1;
           encodes.forEach((encode, i) => {
             const deliver = (r: Buffer | null): void => cbs[i]!(r ?? lost());
@@ -301,7 +304,9 @@ export class RedisRouter {
       this.shards.dedicated(node, DEFAULT_PROFILE).then(
         (link) => {
           const deliver = (r: Buffer | null): void => {
-            cb(r ?? encodeError(lostConnectionMessage(this.shard(shard), node, this.config.failover)));
+            cb(
+              r ?? lostConnectionError(lostConnectionMessage(this.shard(shard), node, this.config.failover)),
+            );
             this.shards.releaseDedicated(node, link, DEFAULT_PROFILE);
           };
           link.send(encode(link), mayWrite ? this.writes.track(link, shard, node, causal, deliver) : deliver);
@@ -351,7 +356,7 @@ export class RedisRouter {
     const choice = this.planner.plan(shard, level, want, failed ?? undefined, since);
     const route = (c: ReadChoice): void => {
       if (c.error !== undefined) {
-        cb(encodeError(c.error, 'CLUSTERDOWN'));
+        cb(unavailableError(c.error));
         return;
       }
       if (c.node.role === 'replica') picks.remember(shard, c.node);

@@ -18,7 +18,7 @@ import type { BackendPool } from './backend-pool.js';
 import type { Classification } from '../classifier/classify.js';
 import { lex } from '../classifier/lexer.js';
 import { readAllShards } from '../sharding/all-shards-read.js';
-import { RwsplitPgError } from '../errors.js';
+import { RwsplitPgError, SqlState } from '../errors.js';
 import { decodeQuery, encodeParse, encodeQuery, FrontendCode } from '../protocol/index.js';
 import type { ClientBatch } from '../session/client-batch.js';
 import { parseNote, queryNote } from '../session/frame-note.js';
@@ -45,7 +45,7 @@ export interface SignalCall {
 export function terminatedError(): RwsplitPgError {
   return new RwsplitPgError(
     'TERMINATED',
-    '57P01',
+    SqlState.AdminShutdown,
     'terminating connection due to administrator command',
     undefined,
     'FATAL',

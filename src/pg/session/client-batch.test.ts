@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Classifier } from '../classifier/classify.js';
 import { ClientBatch } from './client-batch.js';
-import { classificationOf, ParsedFrame } from './frame-note.js';
+import { ParsedFrame, queryNote } from './frame-note.js';
 import { encodeParse, encodeQuery, SYNC } from '../protocol/index.js';
 import { int16 } from '../protocol/test-support.js';
 import { ClientStatements } from './statement-registry.js';
@@ -15,7 +15,7 @@ describe('ClientBatch', () => {
     batch.push(encodeQuery('SELECT 1'));
     batch.push(encodeParse('s1', 'INSERT INTO t VALUES ($1)', int16(0)));
     batch.push(SYNC);
-    assert.equal(classificationOf(batch.notes[0]!)?.route, 'read');
+    assert.equal(queryNote(batch.notes[0]!).route, 'read');
     const parsed = batch.notes[1];
     assert.ok(parsed instanceof ParsedFrame);
     assert.equal(parsed.msg.statement, 's1');

@@ -28,11 +28,6 @@ export function noteFrame(classifier: Classifier, frame: Buffer): FrameNote {
   return null;
 }
 
-/** The classification of a Query or Parse frame's note, else null. */
-export function classificationOf(note: FrameNote): Classification | null {
-  return note instanceof ParsedFrame ? note.classification : note;
-}
-
 /** The note of a frame known to be a Query. */
 export function queryNote(note: FrameNote): Classification {
   return note as Classification;

@@ -8,7 +8,7 @@
  * frame, and ends a session between timeoutMs and timeoutMs plus one sweep interval after its
  * last message.
  */
-import { RwsplitPgError } from '../errors.js';
+import { RwsplitPgError, SqlState } from '../errors.js';
 
 /** What the sweep needs of a session (ClientSession implements it). */
 export interface IdleTransactionSubject {
@@ -24,7 +24,7 @@ export interface IdleTransactionSubject {
 export function idleInTransactionError(timeoutMs: number): RwsplitPgError {
   return new RwsplitPgError(
     'IDLE_IN_TRANSACTION_TIMEOUT',
-    '25P03',
+    SqlState.IdleInTransactionSessionTimeout,
     'terminating connection due to idle-in-transaction timeout',
     `rwsplit ends transactions left idle for ${timeoutMs} ms (postgres.pool.idleInTransactionTimeoutMs).`,
     'FATAL',

@@ -6,7 +6,7 @@
  */
 import { advanceToken, formatPgToken, parsePgToken, type CausalToken } from '../../core/causal.js';
 import { consistencyLevels, type ConsistencyLevel } from '../../config/schema.js';
-import { RwsplitPgError } from '../errors.js';
+import { RwsplitPgError, SqlState } from '../errors.js';
 import { encodeCommandComplete, encodeDataRow, encodeRowDescription } from '../protocol/index.js';
 
 export const SESSION_SETTINGS = ['causal_token', 'consistency', 'shard_key'] as const;
@@ -79,7 +79,7 @@ export function applySessionCommand(cmd: SessionCommand, s: SessionSettings, def
     return [
       new RwsplitPgError(
         'UNKNOWN_SETTING',
-        '42704',
+        SqlState.UndefinedObject,
         `unrecognized configuration parameter "rwsplit.${cmd.name}"`,
         `rwsplit's own settings are ${SESSION_SETTINGS.map((n) => `rwsplit.${n}`).join(', ')}.`,
       ).toFrame(),
@@ -125,7 +125,11 @@ function setSetting(
       try {
         handed = parsePgToken(value, defaultShard);
       } catch (err) {
-        throw new RwsplitPgError('CAUSAL_TOKEN_INVALID', '22023', (err as Error).message);
+        throw new RwsplitPgError(
+          'CAUSAL_TOKEN_INVALID',
+          SqlState.InvalidParameterValue,
+          (err as Error).message,
+        );
       }
       // A handed-over token adds to what this session has seen: it never moves backwards.
       for (const [shard, lsn] of handed) advanceToken(s.token, shard, lsn);
@@ -139,7 +143,7 @@ function setSetting(
       if (!(consistencyLevels as readonly string[]).includes(value)) {
         throw new RwsplitPgError(
           'INVALID_CONSISTENCY',
-          '22023',
+          SqlState.InvalidParameterValue,
           `invalid value for parameter "rwsplit.consistency": "${value}"`,
           `Available values: ${consistencyLevels.join(', ')}.`,
         );

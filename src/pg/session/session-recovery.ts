@@ -114,13 +114,13 @@ export class SessionRecovery {
     const err = commitInFlight
       ? new RwsplitPgError(
           'COMMIT_OUTCOME_UNKNOWN',
-          '08007',
+          SqlState.TransactionResolutionUnknown,
           `${cause}; the COMMIT was sent and its outcome is unknown`,
           'Check whether the transaction took effect before running it again.',
         )
       : new RwsplitPgError(
           'TRANSACTION_LOST',
-          '40001',
+          SqlState.SerializationFailure,
           `${cause}; the transaction was rolled back`,
           'Run the transaction again: new writes go to the new primary (they wait up to postgres.failover.bufferMs for one).',
         );
@@ -151,7 +151,7 @@ export class SessionRecovery {
       }
     }
     const err = s.abortedTx!;
-    if (err.sqlstate !== '25P02') s.abortTransaction(abortedError('Send ROLLBACK.'));
+    if (err.sqlstate !== SqlState.InFailedSqlTransaction) s.abortTransaction(abortedError('Send ROLLBACK.'));
     s.failBatch(err, TX_FAILED);
   }
 
@@ -173,7 +173,7 @@ export class SessionRecovery {
 function abortedError(hint: string): RwsplitPgError {
   return new RwsplitPgError(
     'IN_FAILED_TRANSACTION',
-    '25P02',
+    SqlState.InFailedSqlTransaction,
     'current transaction is aborted, commands ignored until end of transaction block',
     hint,
   );

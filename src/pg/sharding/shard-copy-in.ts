@@ -71,7 +71,11 @@ export class ShardCopyIn {
       parts = this.splitter.push(frame.subarray(5));
     } catch (err) {
       if (!(err instanceof CopyRowError)) throw err;
-      this.failure = new RwsplitPgError('SHARD_COPY_NULL_KEY', '22004', `rwsplit: ${err.message}`);
+      this.failure = new RwsplitPgError(
+        'SHARD_COPY_NULL_KEY',
+        SqlState.NullValueNotAllowed,
+        `rwsplit: ${err.message}`,
+      );
       return;
     }
     this.send(parts);
@@ -84,7 +88,11 @@ export class ShardCopyIn {
         this.send(this.splitter.finish());
       } catch (err) {
         if (!(err instanceof CopyRowError)) throw err;
-        this.failure = new RwsplitPgError('SHARD_COPY_NULL_KEY', '22004', `rwsplit: ${err.message}`);
+        this.failure = new RwsplitPgError(
+          'SHARD_COPY_NULL_KEY',
+          SqlState.NullValueNotAllowed,
+          `rwsplit: ${err.message}`,
+        );
       }
     }
     const last =

@@ -234,7 +234,7 @@ export function namedError(frame: Buffer, shard: string, detail?: string): Buffe
   const f = decodeErrorFields(frame);
   return encodeErrorResponse({
     severity: 'ERROR',
-    code: f.get('C') ?? 'XX000',
+    code: f.get('C') ?? SqlState.InternalError,
     message: `shard ${shard}: ${f.get('M') ?? 'error'}`,
     ...(f.get('D') !== undefined || detail !== undefined
       ? { detail: [f.get('D'), detail].filter((x) => x !== undefined).join(' ') }

@@ -23,7 +23,7 @@
  */
 import type { Token } from '../classifier/lexer.js';
 import { RwsplitPgError, SqlState } from '../errors.js';
-import { BackendCode, encodeCommandComplete, encodeDataRow } from '../protocol/index.js';
+import { encodeCommandComplete, encodeDataRow } from '../protocol/index.js';
 
 /** How one output column is combined across shards. */
 export type Combine = 'key' | 'count' | 'sum' | 'min' | 'max';
@@ -572,9 +572,4 @@ function combineColumn(
       return best;
     }
   }
-}
-
-/** Whether a frame is one of a shard's rows or its description (the rest of its answer is dropped). */
-export function isRowFrame(frame: Buffer): boolean {
-  return frame[0] === BackendCode.DataRow || frame[0] === BackendCode.RowDescription;
 }

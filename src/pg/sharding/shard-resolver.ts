@@ -84,9 +84,6 @@ const MAX_CACHED_CHARS = 8 * 1024 * 1024;
 const MAX_CACHED_KEY_CHARS = 1024 * 1024;
 const DEFAULT_CACHE_SIZE = 10_000;
 
-/** SQLSTATE 22023 invalid_parameter_value: a hint's value cannot be used. */
-const INVALID_PARAMETER_VALUE = '22023';
-
 const UNKNOWN: ShardResolution = Object.freeze({ kind: 'unknown' });
 const ALL_SHARDS: ShardResolution = Object.freeze({ kind: 'all-shards' });
 const ANYWHERE: ShardResolution = Object.freeze({ kind: 'anywhere' });
@@ -321,7 +318,12 @@ function addKey(key: KeyRef, shards: Set<number>, params: number[], locate: (tex
 function hintError(message: string, hint: string): ShardResolution {
   return Object.freeze({
     kind: 'error',
-    error: new RwsplitPgError('SHARD_HINT_INVALID', INVALID_PARAMETER_VALUE, `rwsplit: ${message}`, hint),
+    error: new RwsplitPgError(
+      'SHARD_HINT_INVALID',
+      SqlState.InvalidParameterValue,
+      `rwsplit: ${message}`,
+      hint,
+    ),
   });
 }
 

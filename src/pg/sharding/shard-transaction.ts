@@ -624,7 +624,7 @@ export class ShardTransaction {
       s.abortTransaction(
         new RwsplitPgError(
           'IN_FAILED_TRANSACTION',
-          '25P02',
+          SqlState.InFailedSqlTransaction,
           'current transaction is aborted, commands ignored until end of transaction block',
           'Send ROLLBACK.',
         ),
@@ -900,7 +900,7 @@ export class ShardTransaction {
       s.abortTransaction(
         new RwsplitPgError(
           'IN_FAILED_TRANSACTION',
-          '25P02',
+          SqlState.InFailedSqlTransaction,
           'current transaction is aborted, commands ignored until end of transaction block',
           'Send ROLLBACK.',
         ),
@@ -945,7 +945,7 @@ export class ShardTransaction {
         out.unshift(
           encodeNoticeResponse({
             severity: 'WARNING',
-            code: '01000',
+            code: SqlState.Warning,
             message: `committed; shards ${result.pending.join(', ')} finish the commit when they are back (transaction ${result.gid})`,
           }),
         );
@@ -955,7 +955,11 @@ export class ShardTransaction {
       const e =
         err instanceof RwsplitPgError
           ? err
-          : new RwsplitPgError('TWOPC_FAILED', '40000', `COMMIT failed: ${(err as Error).message}`);
+          : new RwsplitPgError(
+              'TWOPC_FAILED',
+              SqlState.TransactionRollback,
+              `COMMIT failed: ${(err as Error).message}`,
+            );
       this.ctx.stats.clientError(e.sqlstate);
       return [e.toFrame()];
     }

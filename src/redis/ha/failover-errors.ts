@@ -5,8 +5,8 @@
  * shard, the node and the failover, and the setting that governs it.
  */
 import type { NodeStatus } from '../../core/topology.js';
-import { encodeError } from '../resp/index.js';
 import type { Shard } from '../sharding/shards.js';
+import { redisError } from '../errors.js';
 
 /** `redis.failover` as the errors describe it. */
 export interface FailoverSettings {
@@ -22,7 +22,7 @@ export function noPrimaryError(s: Shard, waitedMs: number): Buffer {
     ? `a ${f.kind} of shard ${s.name} is replacing ${f.from}`
     : `shard ${s.name} has no reachable primary`;
   const waited = waitedMs > 0 ? `; waited ${waitedMs} ms (redis.failover.bufferMs)` : '';
-  return encodeError(`${why}${waited}`, 'CLUSTERDOWN');
+  return redisError('noPrimary', `${why}${waited}`);
 }
 
 /** The text of the error for a command whose link to `node` died before the reply. */

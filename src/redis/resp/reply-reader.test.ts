@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { RespProtocolError, RespTooLargeError } from './errors.js';
-import { ReplyReader, replyInfo, type ReplyHandler } from './reply-reader.js';
+import { ReplyReader, type ReplyHandler, type ReplyInfo } from './reply-reader.js';
 import { chunkings, crlf, readReplies, unpooled, type DeliveredReply } from './test-support.js';
 
 /** One reply of every type, as the server sends it, with the type of the reply proper. */
@@ -97,11 +97,13 @@ describe('ReplyReader splitting', () => {
     assert.equal(out[0]!.raw.length, 100_000 + 11);
   });
 
-  test('replyInfo objects are shared and frozen', () => {
-    const info = replyInfo(0x2d)!;
-    assert.deepEqual(info, { type: 0x2d, isError: true, isPush: false });
-    assert.ok(Object.isFrozen(info));
-    assert.equal(replyInfo(0x00), undefined);
+  test('the ReplyInfo handed out is shared per type and frozen', () => {
+    const infos: ReplyInfo[] = [];
+    new ReplyReader().push(crlf('-ERR a\n-ERR b\n'), (_raw, info) => infos.push(info));
+    assert.equal(infos.length, 2);
+    assert.deepEqual(infos[0], { type: 0x2d, isError: true, isPush: false });
+    assert.equal(infos[0], infos[1]);
+    assert.ok(Object.isFrozen(infos[0]));
   });
 });
 

@@ -88,11 +88,6 @@ for (const type of '+-:$*_,#!=(%~>|') {
   });
 }
 
-/** The shared {@link ReplyInfo} of a type byte; undefined for a byte that starts no reply. */
-export function replyInfo(type: number): ReplyInfo | undefined {
-  return INFOS[type];
-}
-
 /** Name of the length field of an aggregate or bulk type, for error messages. */
 function lengthName(type: number): string {
   switch (type) {

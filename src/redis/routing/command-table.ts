@@ -4,7 +4,8 @@
  * whether it blocks, and where its keys are.
  * https://redis.io/docs/latest/commands/command/
  */
-import { encodeError, parseReply, RespErrorValue, type RespValue } from '../resp/index.js';
+import { parseReply, RespErrorValue, type RespValue } from '../resp/index.js';
+import { redisError } from '../errors.js';
 
 /**
  * Where a key spec starts looking for keys (Redis 7 `begin_search`): at a fixed argument, or
@@ -352,7 +353,7 @@ export function unknownCommandError(args: readonly Buffer[]): Buffer {
     quoted += `'${truncate(args[i]!, 128 - quoted.length)}' `;
   }
   const message = `unknown command '${truncate(args[0]!, 128)}', with args beginning with: ${quoted}`;
-  return encodeError(message.replace(/[\r\n]/g, ' '), 'ERR', 'latin1');
+  return redisError('unknownCommand', message.replace(/[\r\n]/g, ' '), 'latin1');
 }
 
 /**

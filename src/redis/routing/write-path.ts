@@ -20,8 +20,9 @@ import type { NodeStatus } from '../../core/topology.js';
 import type { DecodedListener, ReplyCallback, RedisLink } from '../backend/backend-link.js';
 import { INFO_REPLICATION } from './position-book.js';
 import { replicationInfoFromReply, type ReplicationInfo } from '../ha/replication-info.js';
-import { encodeCommand, encodeError, parseReply } from '../resp/index.js';
+import { encodeCommand, parseReply } from '../resp/index.js';
 import type { SessionCausal } from '../session/session-causal.js';
+import { notReplicatedError } from '../errors.js';
 
 export interface WaitReplicas {
   numReplicas: number;
@@ -98,11 +99,11 @@ export class WritePath {
     if (wait && this.waitCommand) {
       link.trailer(this.waitCommand, (w) => {
         if (reply === undefined || reply === null) return;
-        if (w === null) finish(encodeError(notConfirmed(node, wait, 'the connection was lost during WAIT')));
+        if (w === null) finish(notReplicatedError(node.spec.id, wait, 'the connection was lost during WAIT'));
         else {
           const n = parseReply(w);
           const acked = typeof n === 'number' ? n : 0;
-          finish(acked >= wait.numReplicas ? reply : encodeError(notConfirmed(node, wait, `${acked} did`)));
+          finish(acked >= wait.numReplicas ? reply : notReplicatedError(node.spec.id, wait, `${acked} did`));
         }
       });
     }
@@ -125,11 +126,4 @@ export class WritePath {
  */
 export interface TrackedWrite extends DecodedListener {
   refs: number;
-}
-
-function notConfirmed(node: NodeStatus, wait: WaitReplicas, what: string): string {
-  return (
-    `the write was not confirmed by ${wait.numReplicas} replica(s) within ${wait.timeoutMs} ms ` +
-    `(redis.waitReplicas; ${what}); it may still exist on ${node.spec.id}`
-  );
 }

@@ -6,7 +6,8 @@
  * a shared server connection or on every client of a server are refused with the reason.
  * docs/REDIS-CONNECTIONS.md lists them.
  */
-import { encodeBulk, encodeError, encodeInteger, encodeSimple } from '../resp/index.js';
+import { arityError, clientNameError, notSupportedError, syntaxError, usageError } from '../errors.js';
+import { encodeBulk, encodeInteger, encodeSimple } from '../resp/index.js';
 
 /** What CLIENT LIST/INFO shows about one client of the proxy. */
 export interface ClientView {
@@ -38,7 +39,9 @@ export interface ClientHandle {
 
 export interface ClientContext {
   readonly id: number;
-  name: string | null;
+  readonly name: string | null;
+  /** CLIENT SETNAME (and HELLO SETNAME): an empty name clears it */
+  setName(name: Buffer): void;
   readonly resp3: boolean;
   /** CLIENT REPLY: ON answers, OFF answers nothing, SKIP skips the next command's reply */
   setReplyMode(mode: 'on' | 'off' | 'skip'): void;
@@ -68,26 +71,25 @@ const REFUSED: Record<string, string> = {
 /** The reply to `CLIENT <sub> …` (`args[0]` is CLIENT); null when nothing must be answered. */
 export function clientCommand(s: ClientContext, args: Buffer[]): Buffer | null {
   const sub = args[1]?.toString().toLowerCase();
-  if (sub === undefined) return arity('client');
+  if (sub === undefined) return arityError('client');
   const refused = REFUSED[sub];
-  if (refused !== undefined) return encodeError(refused);
+  if (refused !== undefined) return notSupportedError(refused);
   switch (sub) {
     case 'id':
-      return args.length === 2 ? encodeInteger(s.id) : arity('client|id');
+      return args.length === 2 ? encodeInteger(s.id) : arityError('client|id');
     case 'setname': {
-      if (args.length !== 3) return arity('client|setname');
+      if (args.length !== 3) return arityError('client|setname');
       const name = args[2]!;
-      if (!validName(name))
-        return encodeError('Client names cannot contain spaces, newlines or special characters.');
-      s.name = name.length === 0 ? null : name.toString();
+      if (!validName(name)) return clientNameError();
+      s.setName(name);
       return encodeSimple('OK');
     }
     case 'getname':
-      return args.length === 2 ? encodeBulk(s.name) : arity('client|getname');
+      return args.length === 2 ? encodeBulk(s.name) : arityError('client|getname');
     case 'setinfo':
       return setinfo(args);
     case 'info':
-      if (args.length !== 2) return arity('client|info');
+      if (args.length !== 2) return arityError('client|info');
       return verbatim(s.resp3, line(mine(s).view()));
     case 'list':
       return list(s, args);
@@ -95,26 +97,22 @@ export function clientCommand(s: ClientContext, args: Buffer[]): Buffer | null {
       return kill(s, args);
     case 'reply': {
       const mode = args.length === 3 ? args[2]!.toString().toLowerCase() : '';
-      if (mode !== 'on' && mode !== 'off' && mode !== 'skip') return encodeError('syntax error');
+      if (mode !== 'on' && mode !== 'off' && mode !== 'skip') return syntaxError();
       s.setReplyMode(mode);
       return mode === 'on' ? encodeSimple('OK') : null;
     }
     case 'no-evict': {
       // rwsplit's server connections are shared; the proxy itself never evicts a client.
       const v = args.length === 3 ? args[2]!.toString().toLowerCase() : '';
-      return v === 'on' || v === 'off' ? encodeSimple('OK') : encodeError('syntax error');
+      return v === 'on' || v === 'off' ? encodeSimple('OK') : syntaxError();
     }
     case 'getredir':
       return encodeInteger(s.getredir());
     case 'trackinginfo':
       return s.trackingInfo();
     default:
-      return encodeError(`unknown subcommand '${args[1]!.toString().slice(0, 128)}'. Try CLIENT HELP.`);
+      return usageError(`unknown subcommand '${args[1]!.toString().slice(0, 128)}'. Try CLIENT HELP.`);
   }
-}
-
-function arity(name: string): Buffer {
-  return encodeError(`wrong number of arguments for '${name}' command`);
 }
 
 /** Redis's rule for client names (and SETINFO values): printable ASCII, no space. */
@@ -124,12 +122,12 @@ function validName(b: Buffer): boolean {
 }
 
 function setinfo(args: Buffer[]): Buffer {
-  if (args.length !== 4) return arity('client|setinfo');
+  if (args.length !== 4) return arityError('client|setinfo');
   const attr = args[2]!.toString().toLowerCase();
   if (attr !== 'lib-name' && attr !== 'lib-ver')
-    return encodeError(`Unrecognized option '${args[2]!.toString()}'`);
+    return usageError(`Unrecognized option '${args[2]!.toString()}'`);
   if (!validName(args[3]!)) {
-    return encodeError(`${attr} cannot contain spaces, newlines or special characters.`);
+    return usageError(`${attr} cannot contain spaces, newlines or special characters.`);
   }
   return encodeSimple('OK');
 }
@@ -171,15 +169,15 @@ function list(s: ClientContext, args: Buffer[]): Buffer {
     const opt = args[2]!.toString().toLowerCase();
     if (opt === 'type' && args.length === 4) {
       type = args[3]!.toString().toLowerCase();
-      if (!TYPES.has(type)) return encodeError(`Unknown client type '${args[3]!.toString()}'`);
+      if (!TYPES.has(type)) return usageError(`Unknown client type '${args[3]!.toString()}'`);
     } else if (opt === 'id' && args.length >= 4) {
       ids = new Set();
       for (const a of args.slice(3)) {
         const n = Number(a.toString());
-        if (!Number.isSafeInteger(n) || n <= 0) return encodeError('Invalid client ID');
+        if (!Number.isSafeInteger(n) || n <= 0) return usageError('Invalid client ID');
         ids.add(n);
       }
-    } else return encodeError('syntax error');
+    } else return syntaxError();
   }
   let text = '';
   for (const c of s.clients()) {
@@ -201,9 +199,9 @@ function kill(s: ClientContext, args: Buffer[]): Buffer {
         return encodeSimple('OK');
       }
     }
-    return encodeError('No such client');
+    return usageError('No such client');
   }
-  if (args.length < 3 || args.length % 2 !== 0) return encodeError('syntax error');
+  if (args.length < 3 || args.length % 2 !== 0) return syntaxError();
   const tests: ((v: ClientView) => boolean)[] = [];
   let skipMe = true;
   for (let i = 2; i < args.length; i += 2) {
@@ -212,13 +210,13 @@ function kill(s: ClientContext, args: Buffer[]): Buffer {
     switch (key) {
       case 'id': {
         const n = Number(value);
-        if (!/^\d+$/.test(value) || n <= 0) return encodeError('client-id should be greater than 0');
+        if (!/^\d+$/.test(value) || n <= 0) return usageError('client-id should be greater than 0');
         tests.push((v) => v.id === n);
         break;
       }
       case 'type': {
         const t = value.toLowerCase();
-        if (!TYPES.has(t)) return encodeError(`Unknown client type '${value}'`);
+        if (!TYPES.has(t)) return usageError(`Unknown client type '${value}'`);
         tests.push((v) => typeMatches(v, t));
         break;
       }
@@ -233,12 +231,12 @@ function kill(s: ClientContext, args: Buffer[]): Buffer {
         break;
       case 'skipme': {
         const yes = value.toLowerCase();
-        if (yes !== 'yes' && yes !== 'no') return encodeError('syntax error');
+        if (yes !== 'yes' && yes !== 'no') return syntaxError();
         skipMe = yes === 'yes';
         break;
       }
       default:
-        return encodeError('syntax error');
+        return syntaxError();
     }
   }
   let killed = 0;

@@ -37,11 +37,23 @@ import {
   encodeArrayHeader,
   encodeBulk,
   encodeCommand,
-  encodeError,
   encodeInteger,
   encodeSimple,
   type CommandView,
 } from '../resp/index.js';
+import {
+  arityError,
+  cutOffError,
+  keysUnknownError,
+  lostConnectionError,
+  lostLinkText,
+  noAuthError,
+  notIntegerError,
+  notSupportedError,
+  tryAgainError,
+  unavailableError,
+  usageError,
+} from '../errors.js';
 import { rwsplitCommand } from './rwsplit-command.js';
 import { SessionCausal } from './session-causal.js';
 import { SessionFanout } from './session-fanout.js';
@@ -86,9 +98,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   private pubsub: PubSub | null = null;
   /** MONITOR: one link of this client's own per node, closed when it is done */
   private monitorLinks: RedisLink[] | null = null;
-  /** CLIENT REPLY OFF / SKIP */
-  private replyOff = false;
-  private skipNext = false;
+  /** CLIENT REPLY ON / OFF / SKIP (SKIP: the next command's replies only) */
+  private replyMode: 'on' | 'off' | 'skip' = 'on';
   private readonly startedAt = Date.now();
   private lastCommandAt = Date.now();
   private lastCommand = 'NULL';
@@ -227,12 +238,27 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
 
   /** CLIENT REPLY OFF or SKIP is in effect */
   get repliesMuted(): boolean {
-    return this.replyOff || this.skipNext;
+    return this.replyMode !== 'on';
+  }
+
+  select(db: number): void {
+    this.db = db;
+  }
+
+  loggedIn(): void {
+    this.authenticated = true;
+  }
+
+  useProtocol(version: 2 | 3): void {
+    this.resp3 = version === 3;
+  }
+
+  setName(name: Buffer): void {
+    this.name = name.length === 0 ? null : name.toString();
   }
 
   setReplyMode(mode: 'on' | 'off' | 'skip'): void {
-    this.replyOff = mode === 'off';
-    this.skipNext = mode === 'skip';
+    this.replyMode = mode;
     if (mode === 'on') this.slots.muteNew = false;
   }
 
@@ -240,10 +266,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     const slot = this.slots.open();
     const node = this.ctx.shards.shards[0]!.topology.primary();
     if (!node) {
-      this.slots.fill(
-        slot,
-        encodeError('cannot check credentials now: no primary is reachable', 'CLUSTERDOWN'),
-      );
+      this.slots.fill(slot, unavailableError('cannot check credentials now: no primary is reachable'));
       return;
     }
     const creds = { user, password };
@@ -259,7 +282,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
           this.creds = creds;
           this.slots.fill(slot, then());
         },
-        (err: Error) => this.slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
+        (err: Error) => this.slots.fill(slot, unavailableError(err.message)),
       ),
     );
   }
@@ -351,8 +374,8 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     this.lastCommand =
       args.length > 1 && CONTAINERS.has(name) ? `${name}|${args[1]!.toString().toLowerCase()}` : name;
     // CLIENT REPLY OFF/SKIP: the replies of this command are written nowhere.
-    const mute = this.replyOff || this.skipNext;
-    this.skipNext = false;
+    const mute = this.replyMode !== 'on';
+    if (this.replyMode === 'skip') this.replyMode = 'on';
     this.slots.muteNew = mute;
     // CLIENT CACHING applies to the next command other than CLIENT …, as in Redis.
     this.tracking.beginCommand(name === 'client');
@@ -367,14 +390,14 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   private dispatchOne(name: string, args: Buffer[], raw: Buffer): void {
     if (this.pubsub?.active && !PubSub.allowedWhileSubscribed(name)) {
       this.slots.answer(
-        encodeError(
+        usageError(
           `Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
         ),
       );
       return;
     }
     if (!this.authenticated && name !== 'auth' && name !== 'hello' && name !== 'quit' && name !== 'reset') {
-      this.slots.answer(encodeError('Authentication required.', 'NOAUTH'));
+      this.slots.answer(noAuthError());
       return;
     }
     if (name === 'ping' && this.pubsub?.active) {
@@ -393,7 +416,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (this.monitorLinks && name !== 'monitor') {
       const info = this.ctx.commands.get(name);
       if (info && (info.readonly || info.write || info.mayReplicate)) {
-        this.slots.answer(encodeError(KEYSPACE_ERROR));
+        this.slots.answer(usageError(KEYSPACE_ERROR));
         return;
       }
     }
@@ -402,7 +425,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       return;
     }
     if (CONNECTION_STATE[name] !== undefined) {
-      this.slots.answer(encodeError(CONNECTION_STATE[name]));
+      this.slots.answer(notSupportedError(CONNECTION_STATE[name]));
       return;
     }
     if (name === 'client' && this.connectionClient(args)) return;
@@ -418,7 +441,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     }
     const refused = proxyRefusal(name, args);
     if (refused !== null && !this.tx.inMulti) {
-      this.slots.answer(encodeError(refused));
+      this.slots.answer(notSupportedError(refused));
       return;
     }
     if (this.routeSpecial(name, args)) return;
@@ -446,8 +469,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.authenticated &&
       this.pubsub === null &&
       this.monitorLinks === null &&
-      !this.replyOff &&
-      !this.skipNext &&
+      this.replyMode === 'on' &&
       !this.tx.inMulti &&
       !this.tx.watching &&
       !this.tracking.on
@@ -503,7 +525,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const waiting = this.slots.open();
         gate.wait.then(
           () => this.write(shard, bytes.subarray(start, end), waiting, false),
-          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+          (err: Error) => this.slots.fill(waiting, tryAgainError(err.message)),
         );
         return;
       }
@@ -580,7 +602,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.read(slot.shard, slot.commandBytes(), slot, new Set([node.spec.id]));
       return;
     }
-    this.slots.fill(slot, encodeError(this.lostMessage(slot.shard, node)));
+    this.slots.fill(slot, lostConnectionError(this.lostMessage(slot.shard, node)));
   }
 
   /** The position behind a write of the hot path (SlotHost; see WritePath.trackHot). */
@@ -668,7 +690,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   cutOff(message: string): void {
     if (this.socket.writableLength === 0 && this.slots.heldBytes === 0) {
-      this.socket.end(encodeError(message));
+      this.socket.end(cutOffError(message));
       setTimeout(() => this.socket.destroy(), 1000).unref();
     } else {
       this.socket.destroy();
@@ -720,7 +742,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const sub = args[1]?.toString().toLowerCase();
         if (name === 'script' && sub === 'debug') {
           this.slots.answer(
-            encodeError(
+            notSupportedError(
               'SCRIPT DEBUG is not supported through rwsplit: it turns a shared server connection into a debugging session; run it on a server',
             ),
           );
@@ -750,7 +772,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     if (positions === null) {
       // With one shard every key is there, wherever it is named.
       if (this.ctx.shards.shards.length > 1) {
-        this.slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
+        this.slots.answer(keysUnknownError(name));
         return;
       }
       positions = [];
@@ -780,7 +802,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         const waiting = this.slots.open();
         gate.wait.then(
           () => this.write(shard, raw, waiting, false),
-          (err: Error) => this.slots.fill(waiting, encodeError(err.message, 'TRYAGAIN')),
+          (err: Error) => this.slots.fill(waiting, tryAgainError(err.message)),
         );
         return;
       }
@@ -831,7 +853,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     let failed: string | null = null;
     const done = (): void => {
       if (--left > 0) return;
-      if (failed) this.slots.fill(slot, encodeError(failed, 'CLUSTERDOWN'));
+      if (failed) this.slots.fill(slot, unavailableError(failed));
       else this.causal.whenSettled(() => this.slots.fill(slot, encodeBulk(this.causal.token.format(names))));
     };
     for (const shard of unknown) {
@@ -893,7 +915,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
       this.ctx.stats.routed(node.spec.id, false);
       this.withLink(node, slot, (link) => {
         const deliver = (r: Buffer | null): void =>
-          this.slots.fill(slot, r ?? encodeError(this.lostMessage(shard, node)));
+          this.slots.fill(slot, r ?? lostConnectionError(this.lostMessage(shard, node)));
         link.send(raw, mayWrite ? this.ctx.writes.track(link, shard, node, this.causal, deliver) : deliver);
       });
     });
@@ -956,7 +978,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
   ): void {
     if (this.closed) return;
     if (choice.error !== undefined) {
-      this.slots.fill(slot, encodeError(choice.error, 'CLUSTERDOWN'));
+      this.slots.fill(slot, unavailableError(choice.error));
       return;
     }
     if (choice.node.role === 'replica') this.rememberForTick(shard, choice.node);
@@ -1024,7 +1046,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
             return;
           }
           const deliver = (reply: Buffer | null): void => {
-            this.slots.fill(slot, reply ?? encodeError(this.lostMessage(shard, node)));
+            this.slots.fill(slot, reply ?? lostConnectionError(this.lostMessage(shard, node)));
             this.ctx.shards.releaseDedicated(node, link, profile);
           };
           // A blocking write (BLPOP pops) gets its WAIT and position too: Redis runs them
@@ -1108,17 +1130,17 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
    */
   private unblock(args: Buffer[]): void {
     if (args.length !== 3 && args.length !== 4) {
-      this.slots.answer(encodeError("wrong number of arguments for 'client|unblock' command"));
+      this.slots.answer(arityError('client|unblock'));
       return;
     }
     const mode = args.length === 4 ? args[3]!.toString().toLowerCase() : 'timeout';
     if (mode !== 'timeout' && mode !== 'error') {
-      this.slots.answer(encodeError('CLIENT UNBLOCK reason should be TIMEOUT or ERROR'));
+      this.slots.answer(usageError('CLIENT UNBLOCK reason should be TIMEOUT or ERROR'));
       return;
     }
     const text = args[2]!.toString();
     if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-      this.slots.answer(encodeError('value is not an integer or out of range'));
+      this.slots.answer(notIntegerError());
       return;
     }
     const target = this.client(Number(text));
@@ -1141,9 +1163,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
         node,
         (e) => this.slots.fill(slot, e),
         (l) =>
-          l.send(cmd, (r) =>
-            this.slots.fill(slot, r ?? encodeError(`lost the connection to ${node.spec.id}`)),
-          ),
+          l.send(cmd, (r) => this.slots.fill(slot, r ?? lostConnectionError(lostLinkText(node.spec.id)))),
       );
     });
   }
@@ -1175,7 +1195,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     };
     if (left === 0) {
       left = 1;
-      failure = encodeError('no node is reachable to monitor', 'CLUSTERDOWN');
+      failure = unavailableError('no node is reachable to monitor');
       done();
       return;
     }
@@ -1231,8 +1251,7 @@ export class RedisSession implements LocalContext, ClientHandle, WaitHost, Sessi
     this.creds = null;
     this.authenticated = !this.ctx.authRequired;
     this.causal = new SessionCausal(this.ctx.consistency);
-    this.replyOff = false;
-    this.skipNext = false;
+    this.replyMode = 'on';
     this.slots.muteNew = false;
     this.slots.answer(encodeSimple('RESET'));
   }
@@ -1325,5 +1344,5 @@ const CONNECTION_STATE: Record<string, string> = {
 
 /** What a client is told when a link could not be opened: the server's own refusal, or why. */
 function linkFailure(err: Error): Buffer {
-  return err instanceof AuthRefused ? err.reply : encodeError(err.message, 'CLUSTERDOWN');
+  return err instanceof AuthRefused ? err.reply : unavailableError(err.message);
 }

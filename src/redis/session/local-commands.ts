@@ -5,13 +5,29 @@
  * AUTH and HELLO's AUTH are checked by the servers instead (see `login`).
  */
 import { clientCommand, type ClientContext } from './client-command.js';
-import { encodeArrayHeader, encodeBulk, encodeError, encodeInteger, encodeSimple } from '../resp/index.js';
+import {
+  arityError,
+  clientNameError,
+  noAuthError,
+  noProtoError,
+  notIntegerError,
+  notSupportedError,
+  usageError,
+  wrongPassError,
+} from '../errors.js';
+import { encodeArrayHeader, encodeBulk, encodeInteger, encodeSimple } from '../resp/index.js';
 
 export interface LocalContext extends ClientContext {
-  resp3: boolean;
-  authenticated: boolean;
+  readonly resp3: boolean;
+  readonly authenticated: boolean;
   /** the database SELECTed (one shard only) */
-  db: number;
+  readonly db: number;
+  /** SELECT: the database the client's later commands run in */
+  select(db: number): void;
+  /** AUTH (or HELLO AUTH) accepted */
+  loggedIn(): void;
+  /** HELLO 2 or 3: the protocol of the client's later replies */
+  useProtocol(version: 2 | 3): void;
   readonly serverVersion: string;
   /** how many databases the servers have (`databases`), and how many shards there are */
   readonly databases: number;
@@ -36,10 +52,10 @@ export interface LocalContext extends ClientContext {
 export function localReply(s: LocalContext, name: string, args: Buffer[]): Buffer | null | undefined {
   switch (name) {
     case 'ping':
-      if (args.length > 2) return arity(name);
+      if (args.length > 2) return arityError(name);
       return args.length === 2 ? encodeBulk(args[1]!) : encodeSimple('PONG');
     case 'echo':
-      return args.length === 2 ? encodeBulk(args[1]!) : arity(name);
+      return args.length === 2 ? encodeBulk(args[1]!) : arityError(name);
     case 'quit':
       s.quit();
       return null;
@@ -60,33 +76,25 @@ export function localReply(s: LocalContext, name: string, args: Buffer[]): Buffe
   }
 }
 
-function arity(name: string): Buffer {
-  return encodeError(`wrong number of arguments for '${name}' command`);
-}
-
 function notInCluster(s: LocalContext, what: string): Buffer {
-  return encodeError(
+  return notSupportedError(
     `${what} is not allowed in cluster mode: rwsplit spreads keys over ${s.shardCount} shards, like Redis Cluster, which has database 0 only`,
   );
 }
 
 function select(s: LocalContext, args: Buffer[]): Buffer {
-  if (args.length !== 2) return arity('select');
+  if (args.length !== 2) return arityError('select');
   const text = args[1]!.toString();
   const n = Number(text);
-  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n))
-    return encodeError('value is not an integer or out of range');
+  if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(n)) return notIntegerError();
   if (s.shardCount > 1 && n !== 0) return notInCluster(s, 'SELECT');
-  if (n < 0 || n >= s.databases) return encodeError('DB index is out of range');
-  s.db = n;
+  if (n < 0 || n >= s.databases) return usageError('DB index is out of range');
+  s.select(n);
   return encodeSimple('OK');
 }
 
-const WRONGPASS = (): Buffer =>
-  encodeError('invalid username-password pair or user is disabled.', 'WRONGPASS');
-
 function auth(s: LocalContext, args: Buffer[]): Buffer | null {
-  if (args.length < 2 || args.length > 3) return arity('auth');
+  if (args.length < 2 || args.length > 3) return arityError('auth');
   const user = args.length === 3 ? args[1]!.toString() : null;
   const password = args[args.length - 1]!.toString();
   if (s.passthrough) {
@@ -95,15 +103,15 @@ function auth(s: LocalContext, args: Buffer[]): Buffer | null {
   }
   if (user === null && !s.defaultPasswordSet) {
     // What Redis answers when the default user has no password.
-    return encodeError(
+    return usageError(
       'AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
     );
   }
   if (s.checkPassword(user, password)) {
-    s.authenticated = true;
+    s.loggedIn();
     return encodeSimple('OK');
   }
-  return WRONGPASS();
+  return wrongPassError();
 }
 
 function hello(s: LocalContext, args: Buffer[]): Buffer | null {
@@ -113,7 +121,7 @@ function hello(s: LocalContext, args: Buffer[]): Buffer | null {
   let i = 1;
   if (args.length > 1) {
     const v = Number(args[1]!.toString());
-    if (v !== 2 && v !== 3) return encodeError('unsupported protocol version', 'NOPROTO');
+    if (v !== 2 && v !== 3) return noProtoError();
     version = v;
     i = 2;
   }
@@ -125,17 +133,17 @@ function hello(s: LocalContext, args: Buffer[]): Buffer | null {
     } else if (opt === 'SETNAME' && i + 1 < args.length) {
       setname = args[++i]!;
     } else {
-      return encodeError(`syntax error in HELLO option '${opt}'`);
+      return usageError(`syntax error in HELLO option '${opt}'`);
     }
   }
   if (setname && /[^\x21-\x7e]/.test(setname.toString('latin1'))) {
-    return encodeError('Client names cannot contain spaces, newlines or special characters.');
+    return clientNameError();
   }
   // Nothing changes unless the login (when there is one) succeeds, as in Redis.
   const apply = (): Buffer => {
-    if (!s.authenticated) return encodeError('Authentication required.', 'NOAUTH');
-    if (version !== null) s.resp3 = version === 3;
-    if (setname) s.name = setname.length === 0 ? null : setname.toString();
+    if (!s.authenticated) return noAuthError();
+    if (version !== null) s.useProtocol(version);
+    if (setname) s.setName(setname);
     return helloReply(s);
   };
   if (login && s.passthrough) {
@@ -143,8 +151,8 @@ function hello(s: LocalContext, args: Buffer[]): Buffer | null {
     return null;
   }
   if (login) {
-    if (!s.checkPassword(login[0], login[1])) return WRONGPASS();
-    s.authenticated = true;
+    if (!s.checkPassword(login[0], login[1])) return wrongPassError();
+    s.loggedIn();
   }
   return apply();
 }

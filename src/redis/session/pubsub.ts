@@ -9,7 +9,8 @@ import type net from 'node:net';
 import type { NodeStatus } from '../../core/topology.js';
 import type { RedisLink } from '../backend/backend-link.js';
 import type { ReplySlots } from './reply-slots.js';
-import { encodeCommand, encodeError, parseReply } from '../resp/index.js';
+import { notSupportedError, unavailableError } from '../errors.js';
+import { encodeCommand, parseReply } from '../resp/index.js';
 import type { LinkProfile, ShardSet } from '../sharding/shards.js';
 
 const ALLOWED = new Set([
@@ -85,7 +86,7 @@ export class PubSub {
         for (let i = 0; i < this.shards.shards.length; i++) this.send(i, args);
         return;
       default:
-        this.slots.answer(encodeError(`'${name}' is not supported through rwsplit`));
+        this.slots.answer(notSupportedError(`'${name}' is not supported through rwsplit`));
     }
   }
 
@@ -116,7 +117,7 @@ export class PubSub {
       (link) => {
         link.socket.write(raw);
       },
-      (err: Error) => this.slots.answer(encodeError(err.message, 'CLUSTERDOWN')),
+      (err: Error) => this.slots.answer(unavailableError(err.message)),
     );
   }
 

@@ -12,7 +12,8 @@
 import { consistencyLevels, type ConsistencyLevel } from '../../config/schema.js';
 import { advanceToken, CausalTokenError as PgTokenError, parsePgToken } from '../../core/causal.js';
 import { CausalTokenError, parseCausalToken } from '../routing/causal-token.js';
-import { encodeBulk, encodeError, encodeSimple } from '../resp/index.js';
+import { rwsplitCommandError } from '../errors.js';
+import { encodeBulk, encodeSimple } from '../resp/index.js';
 import type { SessionCausal } from './session-causal.js';
 
 /** An answer now, or "answer with the token once the connection's writes have their positions". */
@@ -32,11 +33,11 @@ export function rwsplitCommand(
   const sub = args[1]?.toString().toLowerCase();
   if (sub === 'consistency') {
     if (args.length === 2) return { reply: encodeBulk(causal.level) };
-    if (args.length !== 3) return { reply: encodeError(`wrong number of arguments: ${USAGE}`) };
+    if (args.length !== 3) return { reply: rwsplitCommandError(`wrong number of arguments: ${USAGE}`) };
     const level = args[2]!.toString().toLowerCase();
     if (!(consistencyLevels as readonly string[]).includes(level)) {
       return {
-        reply: encodeError(
+        reply: rwsplitCommandError(
           `unknown consistency level '${level.slice(0, 64)}': use ${consistencyLevels.join(', ')}`,
         ),
       };
@@ -46,14 +47,14 @@ export function rwsplitCommand(
   }
   if (sub === 'token') {
     if (args.length === 2) return { tokenWanted: true };
-    if (args.length !== 3) return { reply: encodeError(`wrong number of arguments: ${USAGE}`) };
+    if (args.length !== 3) return { reply: rwsplitCommandError(`wrong number of arguments: ${USAGE}`) };
     const text = args[2]!.toString();
     if (PG_TOKEN.test(text)) {
       try {
         causal.pgToken ??= new Map();
         for (const [shard, lsn] of parsePgToken(text, 'default')) advanceToken(causal.pgToken, shard, lsn);
       } catch (err) {
-        if (err instanceof PgTokenError) return { reply: encodeError(err.message) };
+        if (err instanceof PgTokenError) return { reply: rwsplitCommandError(err.message) };
         throw err;
       }
       return { reply: encodeSimple('OK') };
@@ -61,10 +62,10 @@ export function rwsplitCommand(
     try {
       causal.token.adopt(parseCausalToken(args[2]!.toString(), shardNames));
     } catch (err) {
-      if (err instanceof CausalTokenError) return { reply: encodeError(err.message) };
+      if (err instanceof CausalTokenError) return { reply: rwsplitCommandError(err.message) };
       throw err;
     }
     return { reply: encodeSimple('OK') };
   }
-  return { reply: encodeError(`unknown RWSPLIT subcommand '${(sub ?? '').slice(0, 64)}': ${USAGE}`) };
+  return { reply: rwsplitCommandError(`unknown RWSPLIT subcommand '${(sub ?? '').slice(0, 64)}': ${USAGE}`) };
 }

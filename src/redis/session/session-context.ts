@@ -61,7 +61,7 @@ export interface SessionHelperHost extends LocalContext {
   /** the session's consistency level and causal token */
   causal: SessionCausal;
   /** the database SELECTed */
-  db: number;
+  readonly db: number;
   /** shards this client wrote to (WAIT counts their replicas) */
   readonly writtenShards: Set<number>;
   readonly databases: number;

@@ -5,8 +5,8 @@
  */
 import { CommandTable } from '../routing/command-table.js';
 import type { SessionHelperHost } from './session-context.js';
-import { encodeCommand, encodeError } from '../resp/index.js';
-import { CROSSSLOT } from './session-transactions.js';
+import { crossShardError, lostConnectionError, unavailableError } from '../errors.js';
+import { encodeCommand } from '../resp/index.js';
 
 /** Multi-key commands split by shard and merged back. */
 export const SPLIT: Record<string, { merge: 'sum' | 'ok' | 'mget'; pairs: boolean }> = {
@@ -25,7 +25,7 @@ export class SessionFanout {
   split(name: string, args: Buffer[]): void {
     const spec = SPLIT[name];
     if (!spec) {
-      this.s.slots.answer(CROSSSLOT(`'${name}'`));
+      this.s.slots.answer(crossShardError(`'${name}'`));
       return;
     }
     const shards = this.s.ctx.shards;
@@ -94,16 +94,16 @@ export class SessionFanout {
     shards.shards.forEach((shard, i) => {
       const node = shard.topology.primary();
       if (!node) {
-        done(i, encodeError(`the primary of shard ${shard.name} is unavailable`, 'CLUSTERDOWN'));
+        done(i, unavailableError(`the primary of shard ${shard.name} is unavailable`));
         return;
       }
       shards.dedicated(node, this.s.profile).then(
         (link) =>
           link.send(raw, (reply) => {
-            done(i, reply ?? encodeError(this.s.lostMessage(i, node)));
+            done(i, reply ?? lostConnectionError(this.s.lostMessage(i, node)));
             shards.releaseDedicated(node, link, this.s.profile);
           }),
-        (err: Error) => done(i, encodeError(err.message, 'CLUSTERDOWN')),
+        (err: Error) => done(i, unavailableError(err.message)),
       );
     });
   }

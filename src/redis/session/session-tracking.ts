@@ -25,10 +25,18 @@
 import type { NodeStatus } from '../../core/topology.js';
 import type { RedisLink } from '../backend/backend-link.js';
 import {
+  arityError,
+  internalError,
+  lostLinkText,
+  notIntegerError,
+  syntaxError,
+  unavailableError,
+  usageError,
+} from '../errors.js';
+import {
   encodeArrayHeader,
   encodeBulk,
   encodeCommand,
-  encodeError,
   encodeInteger,
   encodeNull,
   encodeSimple,
@@ -97,7 +105,7 @@ export class SessionTracking {
 
   /** `CLIENT TRACKING on|off …`: the reply, at once or once every shard answered. */
   command(args: Buffer[]): Buffer | Promise<Buffer> {
-    if (args.length < 3) return encodeError("wrong number of arguments for 'client|tracking' command");
+    if (args.length < 3) return arityError('client|tracking');
     const req = this.parse(args);
     if (Buffer.isBuffer(req)) return req;
     if (!req.on) {
@@ -106,7 +114,7 @@ export class SessionTracking {
     }
     if (this.on && this.bcast !== req.bcast) {
       // Said here: a shard opened later would not know the old mode.
-      return encodeError(
+      return usageError(
         "You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.",
       );
     }
@@ -116,7 +124,7 @@ export class SessionTracking {
       shards.map((shard) =>
         this.connection(shard).then(
           (t) => this.enable(t, opts),
-          (err: Error) => encodeError(err.message, 'CLUSTERDOWN'),
+          (err: Error) => unavailableError(err.message),
         ),
       ),
     ).then((replies) => {
@@ -139,19 +147,19 @@ export class SessionTracking {
 
   /** `CLIENT CACHING yes|no`, checked as Redis does; applied to the next command. */
   caching(args: Buffer[]): Buffer {
-    if (args.length !== 3) return encodeError("wrong number of arguments for 'client|caching' command");
+    if (args.length !== 3) return arityError('client|caching');
     if (!this.on)
-      return encodeError(
+      return usageError(
         'CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled',
       );
     const opt = args[2]!.toString().toLowerCase();
     if (opt === 'yes') {
       if (!this.optin)
-        return encodeError('CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.');
+        return usageError('CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.');
     } else if (opt === 'no') {
       if (!this.optout)
-        return encodeError('CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.');
-    } else return encodeError('syntax error');
+        return usageError('CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.');
+    } else return syntaxError();
     this.pendingCaching = opt;
     return encodeSimple('OK');
   }
@@ -309,7 +317,8 @@ export class SessionTracking {
   /** `CLIENT TRACKING ON` on one shard's connection, redirected to its invalidation connection. */
   private async enable(t: Tracked, opts: Buffer[]): Promise<Buffer> {
     const subId = await t.sub.serverId();
-    if (subId === null) return encodeError('cannot track keys now: the server did not give a connection id');
+    if (subId === null)
+      return internalError('cannot track keys now: the server did not give a connection id');
     const cmd = encodeCommand([
       Buffer.from('CLIENT'),
       Buffer.from('TRACKING'),
@@ -319,9 +328,7 @@ export class SessionTracking {
       ...opts,
     ]);
     return new Promise((resolve) =>
-      t.link.send(cmd, (r) =>
-        resolve(r ?? encodeError(`lost the connection to ${t.node.spec.id}`, 'CLUSTERDOWN')),
-      ),
+      t.link.send(cmd, (r) => resolve(r ?? unavailableError(lostLinkText(t.node.spec.id)))),
     );
   }
 
@@ -385,23 +392,22 @@ export class SessionTracking {
       const more = args.length - 1 - j;
       if (opt === 'redirect' && more > 0) {
         j++;
-        if (req.redirect !== 0) return encodeError('A client can only redirect to a single other client');
+        if (req.redirect !== 0) return usageError('A client can only redirect to a single other client');
         const text = args[j]!.toString();
         const id = Number(text);
-        if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(id))
-          return encodeError('value is not an integer or out of range');
+        if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(id)) return notIntegerError();
         if (this.host.client(id) === null)
-          return encodeError('The client ID you want redirect to does not exist');
+          return usageError('The client ID you want redirect to does not exist');
         req.redirect = id;
       } else if (opt === 'bcast') req.bcast = true;
       else if (opt === 'optin') req.optin = true;
       else if (opt === 'optout') req.optout = true;
       else if (opt === 'noloop') req.noloop = true;
       else if (opt === 'prefix' && more > 0) req.prefixes.push(args[++j]!);
-      else return encodeError('syntax error');
+      else return syntaxError();
     }
     const mode = args[2]!.toString().toLowerCase();
-    if (mode !== 'on' && mode !== 'off') return encodeError('syntax error');
+    if (mode !== 'on' && mode !== 'off') return syntaxError();
     req.on = mode === 'on';
     return req;
   }

@@ -11,7 +11,18 @@ import { localReply } from './local-commands.js';
 import type { SessionHelperHost } from './session-context.js';
 import type { LinkProfile } from '../sharding/shards.js';
 import type { Slot } from './reply-slots.js';
-import { encodeArrayHeader, encodeCommand, encodeError, encodeSimple, ReplyReader } from '../resp/index.js';
+import {
+  crossShardError,
+  execAbortError,
+  execLostError,
+  internalError,
+  keysUnknownError,
+  lostConnectionError,
+  notSupportedError,
+  unavailableError,
+  usageError,
+} from '../errors.js';
+import { encodeArrayHeader, encodeCommand, encodeSimple, ReplyReader } from '../resp/index.js';
 
 /**
  * Commands rwsplit answers itself (they concern the client's connection to the proxy): inside
@@ -38,13 +49,6 @@ const NOT_IN_MULTI: Record<string, string> = {
   psync: 'Command not allowed inside a transaction',
   replconf: 'Command not allowed inside a transaction',
 };
-
-/** A transaction or WATCH spanning shards. */
-export const CROSSSLOT = (what: string): Buffer =>
-  encodeError(
-    `Keys in ${what} don't hash to the same shard; put them under one hash tag, e.g. {user:42}:a and {user:42}:b`,
-    'CROSSSLOT',
-  );
 
 export class Transactions {
   /** MULTI in progress: commands queued here, sent with EXEC to one shard */
@@ -79,7 +83,7 @@ export class Transactions {
     const slots = this.s.slots;
     switch (name) {
       case 'multi':
-        if (this.multi) slots.answer(encodeError('MULTI calls can not be nested'));
+        if (this.multi) slots.answer(usageError('MULTI calls can not be nested'));
         else {
           this.multi = {
             commands: [encodeCommand(args)],
@@ -95,7 +99,7 @@ export class Transactions {
         this.exec();
         return;
       case 'discard':
-        if (!this.multi) slots.answer(encodeError('DISCARD without MULTI'));
+        if (!this.multi) slots.answer(usageError('DISCARD without MULTI'));
         else {
           this.multi = null;
           this.endWatch();
@@ -103,7 +107,7 @@ export class Transactions {
         }
         return;
       case 'watch':
-        if (this.multi) slots.answer(encodeError('WATCH inside MULTI is not allowed'));
+        if (this.multi) slots.answer(usageError('WATCH inside MULTI is not allowed'));
         else this.startWatch(args);
         return;
       default: // unwatch
@@ -116,12 +120,12 @@ export class Transactions {
   duringWatch(shards: ReadonlySet<number>, raw: Buffer, mayWrite: boolean): void {
     const w = this.watch!;
     if (shards.size > 1 || (shards.size === 1 && !shards.has(w.shard))) {
-      this.s.slots.answer(CROSSSLOT('a command during WATCH'));
+      this.s.slots.answer(crossShardError('a command during WATCH'));
       return;
     }
     const slot = this.s.slots.open();
     const deliver = (r: Buffer | null): void =>
-      this.s.slots.fill(slot, r ?? encodeError(this.s.lostMessage(w.shard, w.node)));
+      this.s.slots.fill(slot, r ?? lostConnectionError(this.s.lostMessage(w.shard, w.node)));
     w.link.send(
       raw,
       mayWrite ? this.s.ctx.writes.track(w.link, w.shard, w.node, this.s.causal, deliver) : deliver,
@@ -142,7 +146,7 @@ export class Transactions {
         : undefined);
     if (refused !== undefined) {
       m.failed = refused;
-      slots.answer(encodeError(refused));
+      slots.answer(notSupportedError(refused));
       return;
     }
     const local =
@@ -159,7 +163,7 @@ export class Transactions {
     }
     if (m.selected) {
       m.failed = 'commands after SELECT inside MULTI would run in the previous database through rwsplit';
-      slots.answer(encodeError(`${m.failed}; SELECT before MULTI`));
+      slots.answer(notSupportedError(`${m.failed}; SELECT before MULTI`));
       return;
     }
     // Refused at once like Redis does (the transaction then ends in EXECABORT): unknown
@@ -173,7 +177,7 @@ export class Transactions {
     const refusal = CommandTable.refusal(info, args) ?? proxyRefusal(name, args);
     if (refusal !== null) {
       m.failed = refusal;
-      slots.answer(encodeError(refusal));
+      slots.answer(notSupportedError(refusal));
       return;
     }
     let positions = commands.keyPositions(CommandTable.resolve(info, args), args);
@@ -181,7 +185,7 @@ export class Transactions {
     if (positions === 'malformed' || (positions === null && shards.shards.length === 1)) positions = [];
     if (positions === null) {
       m.failed = `cannot locate the keys of '${name}'`;
-      slots.answer(encodeError(`rwsplit cannot locate the keys of '${name}' with these arguments`));
+      slots.answer(keysUnknownError(name));
       return;
     }
     for (const p of positions) {
@@ -189,7 +193,7 @@ export class Transactions {
       if (m.shard === null) m.shard = shard;
       else if (m.shard !== shard) {
         m.failed = 'keys of this transaction live on different shards';
-        slots.answer(CROSSSLOT('this transaction'));
+        slots.answer(crossShardError('this transaction'));
         return;
       }
     }
@@ -201,7 +205,7 @@ export class Transactions {
   /** The reply of a queued command rwsplit answers itself, computed at EXEC as Redis would. */
   private localAtExec(args: Buffer[]): Buffer {
     const name = args[0]!.toString('latin1').toLowerCase();
-    if (name === 'monitor') return encodeError("MONITOR isn't allowed for DENY BLOCKING client");
+    if (name === 'monitor') return usageError("MONITOR isn't allowed for DENY BLOCKING client");
     return localReply(this.s, name, args) ?? encodeSimple('OK');
   }
 
@@ -221,7 +225,7 @@ export class Transactions {
     new ReplyReader().push(server.subarray(headerEnd + 2), (r) => replies.push(Buffer.from(r)));
     let next = 0;
     const out = m.entries.map((e) =>
-      e === null ? (replies[next++] ?? encodeError('missing reply')) : this.localAtExec(e),
+      e === null ? (replies[next++] ?? internalError('missing reply')) : this.localAtExec(e),
     );
     return Buffer.concat([encodeArrayHeader(out.length), ...out]);
   }
@@ -231,7 +235,7 @@ export class Transactions {
     const m = this.multi;
     const slots = this.s.slots;
     if (!m) {
-      slots.answer(encodeError('EXEC without MULTI'));
+      slots.answer(usageError('EXEC without MULTI'));
       return;
     }
     this.multi = null;
@@ -239,7 +243,7 @@ export class Transactions {
     if (m.failed) {
       this.endWatch();
       // Redis's own text: each error was answered when its command was refused.
-      slots.fill(slot, encodeError('Transaction discarded because of previous errors.', 'EXECABORT'));
+      slots.fill(slot, execAbortError());
       return;
     }
     if (m.commands.length === 1 && !this.watch) {
@@ -286,10 +290,7 @@ export class Transactions {
   ): void {
     this.s.writtenShards.add(shard); // WAIT counts replicas for it
     const last = this.s.ctx.writes.track(link, shard, node, this.s.causal, (r) => {
-      this.s.slots.fill(
-        slot,
-        r ? answer(r) : encodeError('connection lost during EXEC; the transaction may or may not have run'),
-      );
+      this.s.slots.fill(slot, r ? answer(r) : execLostError());
       done();
     });
     // +OK for MULTI and +QUEUED for each command were answered already.
@@ -303,13 +304,13 @@ export class Transactions {
     const { shards, slots } = { shards: this.s.ctx.shards, slots: this.s.slots };
     const keyShards = new Set(args.slice(1).map((k) => shards.shardOf(k)));
     if (keyShards.size !== 1 || (this.watch && !keyShards.has(this.watch.shard))) {
-      slots.answer(CROSSSLOT('WATCH'));
+      slots.answer(crossShardError('WATCH'));
       return;
     }
     const shard = [...keyShards][0]!;
     const slot = slots.open();
     const reply = (node: NodeStatus) => (r: Buffer | null) =>
-      slots.fill(slot, r ?? encodeError(this.s.lostMessage(shard, node)));
+      slots.fill(slot, r ?? lostConnectionError(this.s.lostMessage(shard, node)));
     if (this.watch) {
       this.watch.link.send(encodeCommand(args), reply(this.watch.node));
       return;
@@ -328,7 +329,7 @@ export class Transactions {
             this.watch = { link, shard, node, profile };
             link.send(encodeCommand(args), reply(node));
           },
-          (err: Error) => slots.fill(slot, encodeError(err.message, 'CLUSTERDOWN')),
+          (err: Error) => slots.fill(slot, unavailableError(err.message)),
         ),
     );
   }

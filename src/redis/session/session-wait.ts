@@ -24,7 +24,8 @@
  */
 import type { NodeStatus } from '../../core/topology.js';
 import { HELLO, type RedisLink } from '../backend/backend-link.js';
-import { encodeArrayHeader, encodeCommand, encodeError, encodeInteger, parseReply } from '../resp/index.js';
+import { lostConnectionError, notSupportedError } from '../errors.js';
+import { encodeArrayHeader, encodeCommand, encodeInteger, parseReply } from '../resp/index.js';
 
 /** The channel of the propagated no-op; nothing in rwsplit subscribes to it. */
 export const WAIT_CHANNEL = '__rwsplit__:wait';
@@ -70,7 +71,7 @@ export function runWait(host: WaitHost, raw: Buffer, answer: (reply: Buffer) => 
             link.send(PUBLISH, (r) => {
               if (r !== null && (r[0] === 0x2d || r[0] === 0x21))
                 once(
-                  encodeError(
+                  notSupportedError(
                     `WAIT through rwsplit publishes on ${WAIT_CHANNEL} first (its write marks this client's last write): ${r.toString().slice(1).trim()}`,
                   ),
                 );
@@ -78,7 +79,7 @@ export function runWait(host: WaitHost, raw: Buffer, answer: (reply: Buffer) => 
           }
           host.sendBlocking(link, raw, (r) => {
             link.destroy('wait answered');
-            once(r ?? encodeError(host.lostMessage(shard, node)));
+            once(r ?? lostConnectionError(host.lostMessage(shard, node)));
           });
         });
       if (!wrote) {

@@ -3,7 +3,7 @@
  * `COMMIT` fails with: it is a {@link RwsplitPgError}, so the session sends it as an
  * ErrorResponse with a real SQLSTATE.
  */
-import { RwsplitPgError } from '../../errors.js';
+import { RwsplitPgError, SqlState } from '../../errors.js';
 
 /** Stable codes of {@link TwoPhaseError}. */
 export type TwoPhaseErrorCode =
@@ -29,12 +29,10 @@ export class TwoPhaseError extends RwsplitPgError {
   }
 }
 
-/** SQLSTATEs of {@link TwoPhaseError} (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
+/** SQLSTATEs of {@link TwoPhaseError}, from the one table in pg/errors.ts. */
 export const TwoPhaseSqlState = {
-  /** class 40, transaction_rollback: used when no participant gave a more precise SQLSTATE */
-  TransactionRollback: '40000',
-  /** class 08, transaction_resolution_unknown: the libpq-era code for exactly this situation */
-  ResolutionUnknown: '08007',
+  TransactionRollback: SqlState.TransactionRollback,
+  ResolutionUnknown: SqlState.TransactionResolutionUnknown,
 } as const;
 
 /** The SQLSTATE of a server error (pg's DatabaseError `code`), or undefined for anything else. */
