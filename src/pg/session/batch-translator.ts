@@ -6,10 +6,9 @@
  */
 import type { BackendConnection } from '../backend/backend-connection.js';
 import type { TakenFrames } from './client-batch.js';
-import { parseNote, queryNote, type ParsedFrame } from './frame-note.js';
+import { bindNote, parseNote, queryNote, type ParsedFrame } from './frame-note.js';
 import {
   CLOSE_COMPLETE,
-  decodeBindHead,
   decodeTarget,
   encodeBindWithStatement,
   encodeParse,
@@ -17,6 +16,7 @@ import {
   encodeTarget,
   FrontendCode,
   PARSE_COMPLETE,
+  type BindHead,
 } from '../protocol/index.js';
 import { Expect, type ResponseTracker } from './response-tracker.js';
 import { ClientStatements, schemaEpoch, statementKey, type StatementInfo } from './statement-registry.js';
@@ -99,7 +99,7 @@ export class BatchTranslator {
           pin ??= this.parse(frame, parseNote(notes[i]!), conn);
           break;
         case FrontendCode.Bind:
-          this.bind(frame, conn);
+          this.bind(frame, bindNote(notes[i]!), conn);
           break;
         case FrontendCode.Describe:
           this.describe(frame, conn);
@@ -195,29 +195,27 @@ export class BatchTranslator {
 
   private parse(frame: Buffer, parsed: ParsedFrame, conn: BackendConnection): string | null {
     const { msg, classification } = parsed;
-    const key = statementKey(msg.query, msg.paramTypes);
     const epoch = schemaEpoch.value;
-    this.unsynced = true;
-    if (msg.statement === '') {
-      this.statements.set('', {
-        key,
+    let info = parsed.info;
+    if (info === null || info.epoch !== epoch) {
+      info = {
+        key: statementKey(msg.query, msg.paramTypes),
         query: msg.query,
         paramTypes: Buffer.from(msg.paramTypes),
         classification,
         epoch,
-      });
+      };
+      parsed.info = info;
+    }
+    const key = info.key;
+    this.unsynced = true;
+    if (msg.statement === '') {
+      this.statements.set('', info);
       conn.unnamedKey = key;
       this.send(frame);
       this.tracker.expectParse(null, false);
       return classification.pin;
     }
-    const info: StatementInfo = {
-      key,
-      query: msg.query,
-      paramTypes: Buffer.from(msg.paramTypes),
-      classification,
-      epoch,
-    };
     this.statements.set(msg.statement, info);
     const held = conn.prepared.get(key);
     if (held !== undefined && held >= epoch) {
@@ -241,8 +239,7 @@ export class BatchTranslator {
     this.tracker.expectInjectedClose(key, held);
   }
 
-  private bind(frame: Buffer, conn: BackendConnection): void {
-    const head = decodeBindHead(frame);
+  private bind(frame: Buffer, head: BindHead, conn: BackendConnection): void {
     const info = this.statements.get(head.statement);
     this.unsynced = true;
     if (!info) {
