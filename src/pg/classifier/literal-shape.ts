@@ -7,41 +7,27 @@
  * `EXPLAIN (ANALYZE 0)`; a text that is one `SELECT` statement never reaches that rule, and
  * masking a number keeps every token's kind, depth and place (see lexer.ts). The shape is only
  * made for texts where the lexer's rules reduce to words, numbers and single punctuation
- * characters: ASCII, no quotes, no dollar signs, no comments, no `;` but a final one. Anything
- * else gets null and is classified as it is.
+ * characters (it reads them with the lexer's own character classes): no quotes, no dollar
+ * signs, no comments, no `;` but a final one. Anything else gets null and is classified as it is.
  *
  * @module
  */
 
-const CH_TAB = 9;
-const CH_CR = 13;
-const CH_SPACE = 32;
-const CH_DQUOTE = 34;
-const CH_DOLLAR = 36;
-const CH_SQUOTE = 39;
-const CH_STAR = 42;
-const CH_MINUS = 45;
-const CH_DOT = 46;
-const CH_SLASH = 47;
-const CH_SEMI = 59;
-const CH_BACKSLASH = 92;
-
-function isSpace(c: number): boolean {
-  return c === CH_SPACE || (c >= CH_TAB && c <= CH_CR);
-}
-
-function isDigit(c: number): boolean {
-  return c >= 48 && c <= 57;
-}
-
-/** lexer.ts `isIdentStart`, ASCII only (non-ASCII texts get no shape). */
-function isIdentStart(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95;
-}
-
-function isIdentCont(c: number): boolean {
-  return isIdentStart(c) || isDigit(c) || c === CH_DOLLAR;
-}
+import {
+  CH_BACKSLASH,
+  CH_DOLLAR,
+  CH_DOT,
+  CH_DQUOTE,
+  CH_MINUS,
+  CH_SEMI,
+  CH_SLASH,
+  CH_SQUOTE,
+  CH_STAR,
+  isDigit,
+  isIdentCont,
+  isIdentStart,
+  isSpace,
+} from './lexer.js';
 
 /** True if `sql` starts, after whitespace, with the word SELECT (any case). */
 function startsWithSelect(sql: string, i: number): boolean {
@@ -58,7 +44,7 @@ function startsWithSelect(sql: string, i: number): boolean {
 }
 
 /**
- * `sql` with every numeric literal replaced by `0`, if it is a single plain SELECT with at least
+ * `sql` with every numeric literal replaced by `0` (`.0` if it starts with a dot), if it is a single plain SELECT with at least
  * one; null otherwise (no shape: classify the text itself).
  */
 export function selectShape(sql: string): string | null {
@@ -79,9 +65,10 @@ export function selectShape(sql: string): string | null {
       const start = i;
       i++;
       for (let d = sql.charCodeAt(i); i < n && (isIdentCont(d) || d === CH_DOT); d = sql.charCodeAt(++i));
-      shape += sql.slice(copied, start) + '0';
+      // `.0` for `.5`: a bare `0` after a word (`a.5`) would join it (`a0`).
+      shape += sql.slice(copied, start) + (c === CH_DOT ? '.0' : '0');
       copied = i;
-    } else if (c >= 128 || c === CH_SQUOTE || c === CH_DQUOTE || c === CH_DOLLAR || c === CH_BACKSLASH) {
+    } else if (c === CH_SQUOTE || c === CH_DQUOTE || c === CH_DOLLAR || c === CH_BACKSLASH) {
       return null;
     } else if (
       (c === CH_MINUS && sql.charCodeAt(i + 1) === CH_MINUS) ||
