@@ -47,6 +47,7 @@
  */
 import { GenerationalCache } from './cache.js';
 import { lex } from './lexer.js';
+import { selectShape } from './literal-shape.js';
 import type { RuleContext } from './query-rules.js';
 import type { Route, TxAction } from './route-types.js';
 import { classifyStatement } from './statement-rules.js';
@@ -97,12 +98,26 @@ export class Classifier {
     this.cache = new GenerationalCache(opts.cacheSize ?? DEFAULT_CACHE_SIZE, MAX_CACHED_CHARS);
   }
 
-  /** Classifies `sql`; a repeated text returns the cached (frozen) result. */
+  /**
+   * Classifies `sql`; a repeated text returns the cached (frozen) result, and so does a SELECT
+   * that differs from a cached one only in its numeric literals (literal-shape.ts).
+   */
   classify(sql: string): Classification {
     if (sql.length > MAX_CACHED_TEXT_LENGTH) return classifyText(sql, this.ctx);
     const cached = this.cache.get(sql);
     if (cached !== undefined) return cached;
-    const result = classifyText(sql, this.ctx);
+    const shape = selectShape(sql);
+    if (shape === null) {
+      const result = classifyText(sql, this.ctx);
+      this.cache.set(sql, result);
+      return result;
+    }
+    // The text is cached too, so a repeat of it (a health check's `SELECT 1`) is one lookup.
+    let result = this.cache.get(shape);
+    if (result === undefined) {
+      result = classifyText(shape, this.ctx);
+      this.cache.set(shape, result);
+    }
     this.cache.set(sql, result);
     return result;
   }

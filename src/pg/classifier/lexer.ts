@@ -42,35 +42,35 @@ const CH_TAB = 9;
 const CH_LF = 10;
 const CH_CR = 13;
 const CH_SPACE = 32;
-const CH_DQUOTE = 34;
-const CH_DOLLAR = 36;
+export const CH_DQUOTE = 34;
+export const CH_DOLLAR = 36;
 const CH_AMP = 38;
-const CH_SQUOTE = 39;
+export const CH_SQUOTE = 39;
 const CH_LPAREN = 40;
 const CH_RPAREN = 41;
-const CH_STAR = 42;
-const CH_MINUS = 45;
-const CH_DOT = 46;
-const CH_SLASH = 47;
-const CH_SEMI = 59;
-const CH_BACKSLASH = 92;
+export const CH_STAR = 42;
+export const CH_MINUS = 45;
+export const CH_DOT = 46;
+export const CH_SLASH = 47;
+export const CH_SEMI = 59;
+export const CH_BACKSLASH = 92;
 
 /** scan.l `space`: space, \t, \n, \v (11), \f (12), \r. */
-function isSpace(c: number): boolean {
+export function isSpace(c: number): boolean {
   return c === CH_SPACE || (c >= CH_TAB && c <= CH_CR);
 }
 
-function isDigit(c: number): boolean {
+export function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 
 /** scan.l `ident_start`: letters, `_`, and any byte >= 0x80 (here: any non-ASCII code unit). */
-function isIdentStart(c: number): boolean {
+export function isIdentStart(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128;
 }
 
 /** scan.l `ident_cont`: ident_start, digits and `$`. */
-function isIdentCont(c: number): boolean {
+export function isIdentCont(c: number): boolean {
   return isIdentStart(c) || isDigit(c) || c === CH_DOLLAR;
 }
 

@@ -1,11 +1,11 @@
 /**
  * Decides where a queued batch of client frames must run: the primary or a read node.
- * Reads only what routing needs: the classification of Query and Parse (noted when the frame
- * was queued, see frame-note.ts), the statement a Bind names.
+ * Reads only what routing needs: the classification of Query and Parse and the statement a
+ * Bind names (noted when the frame was queued, see frame-note.ts).
  */
 import type { Classification } from '../classifier/classify.js';
-import { parseNote, queryNote, type FrameNote } from '../session/frame-note.js';
-import { decodeBindHead, FrontendCode } from '../protocol/index.js';
+import { bindNote, parseNote, queryNote, type FrameNote } from '../session/frame-note.js';
+import { FrontendCode } from '../protocol/index.js';
 import type { ClientStatements } from '../session/statement-registry.js';
 
 /** Why a batch went where it went; a label of the routing-decision metric. */
@@ -67,7 +67,7 @@ export function decideRoute(
         break;
       }
       case FrontendCode.Bind: {
-        const name = decodeBindHead(frame).statement;
+        const name = bindNote(notes[i]!).statement;
         c = parsedHere?.get(name) ?? statements.get(name)?.classification ?? null;
         break;
       }

@@ -7,6 +7,7 @@
  */
 import type { Classifier } from '../classifier/classify.js';
 import { noteFrame, type FrameNote } from './frame-note.js';
+import { FrontendCode } from '../protocol/index.js';
 import { decideRoute, type RouteDecision } from '../routing/route-decision.js';
 import type { ClientStatements } from './statement-registry.js';
 
@@ -25,6 +26,14 @@ export class ClientBatch {
   bytes = 0;
   private decision: RouteDecision | null = null;
   private decidedWithDeferredBegin = false;
+  /**
+   * The last Parse frame queued and its note. Drivers send the same Parse (the unnamed
+   * statement, re-Parsed for every parameterised query) again and again: the same bytes say
+   * the same thing, so a repeat is compared, not decoded and classified again. Frames are
+   * never mutated once received (frame-reader.ts), so keeping the view is safe.
+   */
+  private lastParse: Buffer | null = null;
+  private lastParseNote: FrameNote = null;
 
   constructor(private readonly classifier: Classifier) {}
 
@@ -42,13 +51,22 @@ export class ClientBatch {
     return this.notes[0] ?? null;
   }
 
-  /** Queues a frame; a malformed Query or Parse throws here (a protocol violation), before it is queued. */
+  /** Queues a frame; a malformed Query, Parse or Bind throws here (a protocol violation), before it is queued. */
   push(frame: Buffer): void {
-    const note = noteFrame(this.classifier, frame);
+    const note = frame[0] === FrontendCode.Parse ? this.noteParse(frame) : noteFrame(this.classifier, frame);
     this.frames.push(frame);
     this.notes.push(note);
     this.bytes += frame.length;
     this.decision = null;
+  }
+
+  private noteParse(frame: Buffer): FrameNote {
+    const last = this.lastParse;
+    if (last !== null && last.length === frame.length && last.equals(frame)) return this.lastParseNote;
+    const note = noteFrame(this.classifier, frame);
+    this.lastParse = frame;
+    this.lastParseNote = note;
+    return note;
   }
 
   /** Takes the first frame off (the proxy answers it itself). */

@@ -120,7 +120,9 @@ export class ResponseTracker {
   }
 
   expectParse(key: string | null, injected: boolean): void {
-    this.queue.push({ kind: injected ? Expect.InjectedParse : Expect.Parse, bytes: null, key });
+    const kind = injected ? Expect.InjectedParse : Expect.Parse;
+    // The unnamed statement's Parse (a driver's every query) needs no entry of its own.
+    this.queue.push(key === null ? shared(kind) : { kind, bytes: null, key });
   }
 
   /** A Close of `key` injected by the proxy (statement eviction). */
