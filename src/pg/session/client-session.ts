@@ -305,6 +305,8 @@ export class ClientSession
    */
   handoverState(): HandedSession | null {
     if (this.shards !== null || this.native !== null) return null;
+    // Answers still joined here must reach the socket before it moves (the caller checks it is written).
+    this.out.flush();
     const statements: HandedSession['statements'] = [];
     for (const [name, info] of this.statements.entries())
       statements.push([name, info.query, info.paramTypes.toString('base64')]);
