@@ -5,19 +5,19 @@
  * (POST /api/restart, then SIGUSR2 to the new process) while clients work: pgbench with the
  * simple, extended and prepared (named statements) protocols, one of them over the Unix
  * socket; node-postgres sessions with a session SET (which pins the session to its server),
- * rwsplit's own settings and a named prepared statement; one with a temporary table, state
- * that cannot move.
+ * rwsplit's own settings and a named prepared statement; one with a temporary table and one
+ * over TLS, which cannot move.
  *
  * Asserted: no pgbench run has a failed transaction, an error or a refused connection; the
  * node-postgres sessions never see an error nor lose their connection, keep their cancel key
  * (BackendKeyData), their SET value (SHOW), rwsplit's settings and their prepared statement
  * (run again by name), and a CancelRequest with the key of the first process still cancels a
- * statement on the third; the session with a temporary table is closed at a transaction
- * boundary with 57P01 (its transaction committed); every acknowledged row is there; each old
+ * statement on the third; the sessions with a temporary table or TLS are closed at a
+ * transaction boundary with 57P01; every acknowledged row is there; each old
  * process logs the sessions it handed over and exits on its own.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -100,11 +100,11 @@ async function sessionLoop(s: SessionLoad, first: number, setting: string, runni
   }
 }
 
-/** pgbench runs of `seconds` each, over and over until stopped. */
+/** pgbench runs of 2 s each, over and over until stopped. */
 async function pgbenchLoop(target: string, port: number, mode: string, running: () => boolean) {
   const runs: PgbenchResult[] = [];
   while (running()) {
-    runs.push(await pgbench(port, ['-n', '-N', '-M', mode, '-c', '2', '-j', '1', '-T', '3', '-h', target]));
+    runs.push(await pgbench(port, ['-n', '-N', '-M', mode, '-c', '2', '-j', '1', '-T', '2', '-h', target]));
   }
   return runs;
 }
@@ -128,6 +128,19 @@ describe('graceful restart hands PostgreSQL clients over', () => {
   const successors: number[] = [];
 
   before(async () => {
+    const made = spawnSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '2'].concat([
+        '-keyout',
+        `${dir}/key.pem`,
+        '-out',
+        `${dir}/cert.pem`,
+      ]),
+      { encoding: 'utf8' },
+    );
+    assert.equal(made.status, 0, made.stderr);
+    // pgbench (libpq) would take TLS when offered (sslmode=prefer): these runs are the plain ones.
+    process.env.PGSSLMODE = 'disable';
     cluster = await PgCluster.start({ replicas: 1 });
     [pgPort, httpPort] = (await freePorts(2)) as [number, number];
     const config = {
@@ -138,6 +151,7 @@ describe('graceful restart hands PostgreSQL clients over', () => {
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
         monitor: { intervalMs: 200, timeoutMs: 1000 },
+        tls: { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` },
       },
       admin: { token: TOKEN },
       restart: { drainTimeoutMs: 20_000 },
@@ -200,6 +214,19 @@ describe('graceful restart hands PostgreSQL clients over', () => {
     const tempEnded = new Promise<string>((resolve) =>
       temp.client.on('error', (err: Error & { code?: string }) => resolve(err.code ?? err.message)),
     );
+    // TLS: the encryption state stays in the old process; closed at a boundary.
+    const secure = new pg.Client({
+      host: '127.0.0.1',
+      port: pgPort,
+      user: 'postgres',
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+    });
+    const secureEnded = new Promise<string>((resolve) =>
+      secure.on('error', (err: Error & { code?: string }) => resolve(err.code ?? err.message)),
+    );
+    await secure.connect();
+    assert.equal((await secure.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1);
 
     const loads = [
       sessionLoop(pinned, 1_000_000, '7MB', isRunning),
@@ -225,6 +252,7 @@ describe('graceful restart hands PostgreSQL clients over', () => {
       '57P01',
       'the session with a temporary table was closed with admin_shutdown',
     );
+    assert.equal(await secureEnded, '57P01', 'the TLS session was closed with admin_shutdown');
 
     // Second restart: the sessions handed over once are handed over again.
     await new Promise((r) => setTimeout(r, 1500));
@@ -259,7 +287,7 @@ describe('graceful restart hands PostgreSQL clients over', () => {
       drains.every(([handed]) => handed! >= 2),
       `sessions handed over: ${JSON.stringify(drains)}`,
     );
-    assert.ok(drains[0]![1]! >= 1, 'the session with a temporary table was closed at a boundary');
+    assert.ok(drains[0]![1]! >= 2, 'the sessions with a temporary table and TLS were closed at a boundary');
     assert.ok(
       drains.every(([, , timeout]) => timeout === 0),
       'no session waited for the drain timeout',

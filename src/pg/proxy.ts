@@ -392,7 +392,6 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     const backendLogin = this.backendLogin(login);
     const session = new ClientSession(this, socket, backendLogin, st.processId, st.secretKey);
     session.adoptHandedState(st);
-    this.sessions.set(st.processId, session);
     const client = new ClientConnection(this, socket, this.deps);
     this.clients.set(session, { client, login });
     this.track(socket);
@@ -401,6 +400,8 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
         session.onClientClose();
         return;
       }
+      // Registered only now: a drain must not take it before it reads its client.
+      this.sessions.set(st.processId, session);
       this.guardSession(session, socket);
       const check = this.draining;
       if (check) session.onBoundary = () => queueMicrotask(() => check(session));
