@@ -276,10 +276,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       )
         return;
       closed.atBoundary++;
-      closeForRestart(session);
-      // A client that ignores the FATAL and keeps its end open must not hold the drain.
       const socket = this.clients.get(session)?.client.socket;
-      if (socket) setTimeout(() => socket.destroy(), 1000).unref();
+      if (socket) closeForRestart(session, socket);
+      else session.fatal(restartingError());
     };
     // Sessions call back when they may have reached a boundary (ClientSession.onBoundary); the
     // sweep catches the rest (a proxy-made answer, an error after a wait).
@@ -327,7 +326,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
         pinnedSettings = await inspectPinned(conn).catch(() => null);
         if (pinnedSettings === null || session.closed || session.txStatus !== TX_IDLE) {
           // State that does not move: closed at this boundary as without a handover.
-          closeForRestart(session);
+          closeForRestart(session, socket);
           return false;
         }
       }
@@ -421,7 +420,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
           { err: err.message },
           'graceful restart: a pinned session could not be set up again',
         );
-        closeForRestart(session);
+        closeForRestart(session, socket);
       },
     );
   }
@@ -741,10 +740,13 @@ function restartingError(): RwsplitPgError {
 }
 
 /** Closes a session at a transaction boundary for a graceful restart (FATAL 57P01, see restartingError). */
-function closeForRestart(session: ClientSession): void {
+function closeForRestart(session: ClientSession, socket: net.Socket): void {
   session.fatal(restartingError());
   // fatal() says nothing to a client already gone, but the session must end all the same.
   session.onClientClose();
+  // A client that keeps its end open (or one no longer read: a handover that stopped) must
+  // not hold the drain.
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 function loginKey(login: BackendLogin): string {
