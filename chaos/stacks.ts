@@ -86,7 +86,7 @@ export class RwsplitChild {
       [path.join(REPO_ROOT, 'bin', 'rwsplit.js'), 'restart', '--http', `http://127.0.0.1:${this.httpPort}`],
       { env: { ...process.env, RWSPLIT_ADMIN_TOKEN: ADMIN_TOKEN }, timeout: 60_000 },
     );
-    const m = /pid (\d+) serves; pid (\d+) closes/.exec(stdout);
+    const m = /pid (\d+) serves; pid (\d+) /.exec(stdout);
     if (!m) throw new Error(`rwsplit restart said: ${stdout}`);
     const [next, previous] = [Number(m[1]), Number(m[2])];
     await waitUntil('the old rwsplit process drained and exited', RESTART_CONFIG.drainTimeoutMs + 5000, () =>

@@ -9,7 +9,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { AdminActionError, type ReloadPlan, type SwitchoverRequest } from './admin/actions.js';
-import { spawnSuccessor, type ClientAdopters, type Listeners, type Successor } from './admin/handover.js';
+import {
+  inheritedProcessIds,
+  PG_PROCESS_IDS_ENV,
+  spawnSuccessor,
+  type ClientAdopters,
+  type Listeners,
+  type Successor,
+} from './admin/handover.js';
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
@@ -31,6 +38,7 @@ import { WorkerPool } from './workers/controller.js';
 import { workerCount } from './workers/split-limits.js';
 import { RedisService } from './redis/service.js';
 import type { HandedRedisState } from './redis/session/session-handover.js';
+import type { HandedPgState } from './pg/session/session-handover.js';
 import { StreamManager } from './stream/stream-manager.js';
 import { releaseHandedServer } from './util/listen.js';
 import { createLogger } from './util/logger.js';
@@ -127,6 +135,9 @@ export class Rwsplit {
     try {
       const handed = opts.listeners ?? {};
       if (pg && pgc) {
+        // A graceful restart's successor: cancel keys past those of the sessions it will adopt.
+        const ids = opts.listeners ? inheritedProcessIds() : null;
+        if (ids !== null) pg.proxy.continueProcessIds(ids);
         // Connections accepted before the workers serve wait for the first one ready.
         workers?.takeOver(pg.proxy.listener, 'postgres');
         app.pgAddress = await pg.proxy.listen(
@@ -214,8 +225,9 @@ export class Rwsplit {
   /**
    * Graceful restart (`rwsplit restart`, `POST /api/restart`, SIGUSR2): starts the new process
    * on this one's listening sockets (src/admin/handover.ts) and resolves with its pid once it
-   * serves; this process then stops accepting, closes each client at its next transaction
-   * boundary (or between Redis replies), and `retired` resolves once they are all gone (or
+   * serves; this process then stops accepting, hands each client over to it at its next
+   * transaction boundary (or between Redis replies; one whose state cannot move is closed
+   * there instead), and `retired` resolves once they are all gone (or
    * after `restart.drainTimeoutMs`). The failover controllers stop first: the new process
    * decides from then on. If the new process does not start, this one carries on as before.
    * @throws AdminActionError RESTART_RUNNING, RESTART_UNAVAILABLE, RESTART_FAILED
@@ -244,6 +256,9 @@ export class Rwsplit {
           ...(this.redis ? { redis: this.redis.proxy.listener } : {}),
         },
         startTimeoutMs,
+        this.proxy && !this.workers
+          ? { [PG_PROCESS_IDS_ENV]: String(this.proxy.processIdsAfterHandover) }
+          : {},
       );
     } catch (err) {
       this.failover?.resume();
@@ -267,11 +282,16 @@ export class Rwsplit {
 
   /**
    * What a successor takes over from this process's drain (src/admin/handover.ts): Redis
-   * clients at a reply boundary, with their sessions' state, when it serves Redis.
+   * clients at a reply boundary, with their sessions' state, when it serves Redis; PostgreSQL
+   * clients at a transaction boundary when it serves PostgreSQL itself (not on workers).
    */
   get clientAdopters(): ClientAdopters {
     const redis = this.redis;
-    return redis ? { redis: (socket, state) => redis.proxy.adopt(socket, state as HandedRedisState) } : {};
+    const pg = this.workers ? null : this.proxy;
+    return {
+      ...(redis ? { redis: (socket, state) => redis.proxy.adopt(socket, state as HandedRedisState) } : {}),
+      ...(pg ? { postgres: (socket, state) => pg.adoptHanded(socket, state as HandedPgState) } : {}),
+    };
   }
 
   private async drainThenRetire(timeoutMs: number, successor: Successor): Promise<void> {
@@ -280,10 +300,13 @@ export class Rwsplit {
     const moveRedis = successor.adopts('redis')
       ? (state: HandedRedisState, socket: Socket) => successor.sendClient('redis', state, socket)
       : undefined;
-    // Clients on data-plane workers are closed at a boundary (only this process's Redis
+    const movePg = successor.adopts('postgres')
+      ? (state: HandedPgState, socket: Socket) => successor.sendClient('postgres', state, socket)
+      : undefined;
+    // Clients on data-plane workers are closed at a boundary (only this process's own
     // clients are handed over to the successor).
     const [pg, redis, workers] = await Promise.all([
-      this.proxy?.drain(timeoutMs) ?? { atBoundary: 0, atTimeout: 0 },
+      this.proxy?.drain(timeoutMs, movePg) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
       this.redis?.proxy.drain(timeoutMs, moveRedis) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
       this.workers?.drain(timeoutMs) ?? null,
     ]);

@@ -19,10 +19,22 @@ import { holdConnections } from '../util/listen.js';
 
 /** Set in the successor's environment: it waits for its listeners on the IPC channel. */
 export const HANDOVER_ENV = 'RWSPLIT_HANDOVER';
+/**
+ * Set in the successor's environment: the first PostgreSQL process id (cancel key) it may
+ * hand out, past those of the sessions the old process will hand it (PgProxy.processIdsAfterHandover).
+ */
+export const PG_PROCESS_IDS_ENV = 'RWSPLIT_PG_PROCESS_IDS';
+
+/** New side: the first PostgreSQL process id the old process left free, or null (and forgets it). */
+export function inheritedProcessIds(): number | null {
+  const v = process.env[PG_PROCESS_IDS_ENV];
+  delete process.env[PG_PROCESS_IDS_ENV]; // not for a successor of ours
+  return v === undefined ? null : Number(v);
+}
 
 export type ListenerName = 'postgres' | 'postgresUnix' | 'redis' | 'http';
 /** Kinds of client connection a successor can take over with their state. */
-export type ClientKind = 'redis';
+export type ClientKind = 'redis' | 'postgres';
 /** Listening sockets handed over, by what they serve. */
 export type Listeners = Partial<Record<ListenerName, net.Server>>;
 
@@ -56,14 +68,19 @@ export interface Successor {
 
 /**
  * Old side: starts the successor (this process's own command line, its stdout and stderr),
- * hands it `listeners` and resolves once it serves.
+ * hands it `listeners` and resolves once it serves. `env`: more for its environment (see
+ * PG_PROCESS_IDS_ENV).
  * @throws HandoverError when it exits or is not ready within `timeoutMs` (it is killed then;
  * this process keeps serving)
  */
-export function spawnSuccessor(listeners: Listeners, timeoutMs: number): Promise<Successor> {
+export function spawnSuccessor(
+  listeners: Listeners,
+  timeoutMs: number,
+  env: Record<string, string> = {},
+): Promise<Successor> {
   const child: ChildProcess = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     cwd: process.cwd(),
-    env: { ...process.env, [HANDOVER_ENV]: '1' },
+    env: { ...process.env, ...env, [HANDOVER_ENV]: '1' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {

@@ -19,6 +19,6 @@ export async function runRestartCommand(opts: RestartCliOptions): Promise<void> 
     REQUEST_TIMEOUT_MS,
   );
   console.log(
-    `rwsplit restarted: pid ${r.pid} serves; pid ${r.previousPid} closes its clients between transactions, then exits`,
+    `rwsplit restarted: pid ${r.pid} serves; pid ${r.previousPid} hands its clients over between transactions, then exits`,
   );
 }

@@ -17,6 +17,7 @@ import { makeScramVerifier, parseScramVerifier, type ScramKeys, type ScramVerifi
 import { AuthQuery } from './auth/auth-query.js';
 import type { BackendLogin } from './backend/backend-connection.js';
 import type { BackendTls } from './backend/backend-tls.js';
+import type { Lease } from './backend/lease.js';
 import { BackendPool } from './backend/backend-pool.js';
 import type { Classifier } from './classifier/classify.js';
 import { ClientSession } from './session/client-session.js';
@@ -37,9 +38,22 @@ import {
   readyForQuery,
 } from './protocol/index.js';
 import type { PgStats, SessionContext, ShardingContext, SignalTarget } from './session/session-context.js';
-import { pgSocketPath, prepareSocketPath, removeSocketFile } from './session/unix-socket.js';
+import {
+  bindPathFor,
+  moveSocketFile,
+  pgSocketPath,
+  prepareSocketPath,
+  removeSocketFile,
+} from './session/unix-socket.js';
 import { ReplicationPassthrough } from './session/replication-passthrough.js';
-import { DEFAULT_SHARD } from './session/session-recovery.js';
+import { DEFAULT_SHARD, TX_IDLE } from './session/session-recovery.js';
+import {
+  decodeKeys,
+  encodeKeys,
+  inspectPinned,
+  replaySettings,
+  type HandedPgState,
+} from './session/session-handover.js';
 import { listenPath, listenServer } from '../util/listen.js';
 import type { NativeCore } from '../util/native-core.js';
 
@@ -52,6 +66,19 @@ const SERVER_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 export const FIRST_PROCESS_ID = 0x400001;
 /** Draining: how long a session that sent nothing since its login is left to send its first request. */
 const FRESH_SESSION_GRACE_MS = 1000;
+/**
+ * A graceful restart's new process hands out process ids from this far past the old one's
+ * next (PgProxy.processIdsAfterHandover): the old one still logs clients in until the new one
+ * serves, and the sessions it hands over keep their ids (their cancel keys).
+ */
+const PROCESS_ID_HEADROOM = 0x100000;
+
+/**
+ * Hands a client over to the new process of a graceful restart (src/admin/handover.ts): its
+ * session's state and its socket, which is no longer read here. Resolves false when the new
+ * process cannot take it (the socket is then still this process's, to close).
+ */
+export type MovePgClient = (state: HandedPgState, socket: net.Socket) => Promise<boolean>;
 
 export interface PgProxyDeps {
   config: PgConfig;
@@ -117,6 +144,10 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   private draining: ((session: ClientSession) => void) | null = null;
   /** set once a graceful restart handed the listening sockets over: the socket file is the new process's */
   private handedOver = false;
+  /** each session's client connection and login, for a graceful restart to hand it over */
+  private readonly clients = new WeakMap<ClientSession, { client: ClientConnection; login: ClientLogin }>();
+  /** sessions on their way to the new process of a graceful restart */
+  private readonly moving = new WeakSet<ClientSession>();
 
   constructor(private readonly deps: PgProxyDeps) {
     this.classifier = deps.classifier;
@@ -202,19 +233,40 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
 
   /**
    * Graceful restart, after the new process took over the listening socket: stop accepting,
-   * and close each session at its next transaction boundary with nothing pending (idle ones at
-   * once) with FATAL 57P01, which drivers and pools take as "reconnect". Resolves once every
-   * client is gone; after `timeoutMs`, those left (a transaction still open) are closed anyway.
-   * @returns how many sessions were closed at a boundary, and how many at the timeout
+   * and let each session reach its next transaction boundary with nothing pending (idle ones
+   * are there at once). There it is handed over to the new process with its state (`move`),
+   * so the client keeps its connection and its session; one that cannot move
+   * (session-handover.ts), or every one without `move`, is closed instead with FATAL 57P01,
+   * which drivers and pools take as "reconnect". Resolves once every client is gone (and every
+   * handover is on its way); after `timeoutMs`, those left (a transaction still open) are
+   * closed anyway.
+   * @returns how many sessions were handed over, closed at a boundary, and closed at the timeout
    */
-  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }> {
+  async drain(
+    timeoutMs: number,
+    move?: MovePgClient,
+  ): Promise<{ handedOver: number; atBoundary: number; atTimeout: number }> {
     this.handedOver = true;
     this.server.close();
     this.unix?.server.close();
-    const closed = { atBoundary: 0, atTimeout: 0 };
+    const closed = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
+    const moves: Promise<void>[] = [];
     const started = Date.now();
     this.draining = (session) => {
-      if (!session.drainable()) return;
+      if (!session.drainable() || this.moving.has(session)) return;
+      if (move) {
+        const moving = this.handOver(session, move);
+        if (moving === 'later') return;
+        if (moving !== 'stays') {
+          moves.push(
+            moving.then((ok) => {
+              if (ok) closed.handedOver++;
+              else closed.atBoundary++;
+            }),
+          );
+          return;
+        }
+      }
       // A client that has just logged in is sending its first request (pgbench -C, a pool
       // filling up): closing it now would fail that request. It is closed after it, or when
       // it has sent nothing for a while.
@@ -224,15 +276,9 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       )
         return;
       closed.atBoundary++;
-      session.fatal(
-        new RwsplitPgError(
-          'RESTARTING',
-          SqlState.AdminShutdown,
-          'terminating connection due to administrator command: rwsplit is restarting',
-          'Reconnect: the new rwsplit process already accepts on this port. Nothing of this session was lost: it was between transactions.',
-          'FATAL',
-        ),
-      );
+      const socket = this.clients.get(session)?.client.socket;
+      if (socket) closeForRestart(session, socket);
+      else session.fatal(restartingError());
     };
     // Sessions call back when they may have reached a boundary (ClientSession.onBoundary); the
     // sweep catches the rest (a proxy-made answer, an error after a wait).
@@ -247,7 +293,151 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
       for (const session of this.sessions.values()) check(session);
     }
     closed.atTimeout = this.sessions.size;
+    await Promise.all(moves);
     return closed;
+  }
+
+  /**
+   * Hands one session at a transaction boundary over (see drain): `stays` when it cannot move,
+   * `later` when it is not quite at a boundary yet (part of a message read, an answer not yet
+   * flushed to the kernel), else the handover under way (false: it did not happen and the
+   * client was closed; it had nothing in flight).
+   */
+  private handOver(session: ClientSession, move: MovePgClient): 'stays' | 'later' | Promise<boolean> {
+    const entry = this.clients.get(session);
+    const state = session.handoverState();
+    if (!entry || !state) return 'stays';
+    const { client, login } = entry;
+    const socket = client.socket;
+    // TLS: the encryption state lives in this process and cannot go with the socket.
+    if ((socket as Partial<tls.TLSSocket>).encrypted) return 'stays';
+    if (client.bufferedBytes > 0 || socket.readableLength > 0 || socket.writableLength > 0) return 'later';
+    const handle = (socket as unknown as { _handle?: { readStop?: () => number } | null })._handle;
+    if (!handle?.readStop || socket.destroyed) return 'stays';
+    // From here on the client's bytes stay in the kernel until the new process reads them.
+    handle.readStop();
+    client.detach();
+    this.moving.add(session);
+    return (async () => {
+      let pinnedSettings: [string, string][] | null = null;
+      const conn = session.currentBackend;
+      if (session.pinnedBy !== null && conn) {
+        // Reading stopped, so nothing else uses the server meanwhile.
+        pinnedSettings = await inspectPinned(conn).catch(() => null);
+        if (pinnedSettings === null || session.closed || session.txStatus !== TX_IDLE) {
+          // State that does not move: closed at this boundary as without a handover.
+          closeForRestart(session, socket);
+          return false;
+        }
+      }
+      const handed: HandedPgState = {
+        ...state,
+        processId: session.processId,
+        secretKey: session.secretKey,
+        user: login.user,
+        database: login.database,
+        params: login.params,
+        scramKeys: encodeKeys(
+          login.scramKeys ? (this.clientKeys.get(login.user) ?? login.scramKeys) : undefined,
+        ),
+        pinnedSettings,
+      };
+      // The session ends here without a word to the client (a pinned server is dropped).
+      session.onClientClose();
+      const ok = await move(handed, socket);
+      // A socket sent away is not closed here (no 'close' event): it is no longer this process's.
+      this.sockets.delete(socket);
+      if (!ok) socket.destroy();
+      return ok;
+    })();
+  }
+
+  /**
+   * Graceful restart, new process: where the old process's process ids (cancel keys) end, so
+   * this one's do not meet those of the sessions it will adopt (see PROCESS_ID_HEADROOM).
+   */
+  get processIdsAfterHandover(): number {
+    return this.nextProcessId + PROCESS_ID_HEADROOM;
+  }
+
+  /** Graceful restart, new process: hands out process ids from `next` (processIdsAfterHandover there). */
+  continueProcessIds(next: number): void {
+    if (this.deps.worker || !Number.isSafeInteger(next) || next < FIRST_PROCESS_ID) return;
+    this.nextProcessId = next;
+  }
+
+  /**
+   * Graceful restart, new process: a client the old process handed over at a transaction
+   * boundary (see drain), with its session's state. It carries on without logging in again,
+   * with the same cancel key; a pinned session first gets a server with its settings. A client
+   * that cannot be taken (its process id in use, no primary for a pinned session) is closed
+   * with FATAL 57P01, at a boundary: it reconnects.
+   */
+  adoptHanded(socket: net.Socket, st: HandedPgState): void {
+    // Nothing is read until the session is ready; an error meanwhile only closes it.
+    socket.on('error', () => socket.destroy());
+    if (this.sessions.has(st.processId) || this.sockets.size >= this.deps.config.limits.maxClients) {
+      socket.end(restartingError().toFatalFrame());
+      return;
+    }
+    const scramKeys = decodeKeys(st.scramKeys);
+    if (scramKeys && !this.clientKeys.has(st.user)) this.clientKeys.set(st.user, scramKeys);
+    const login: ClientLogin = {
+      user: st.user,
+      database: st.database,
+      params: st.params,
+      ...(scramKeys ? { scramKeys } : {}),
+    };
+    const backendLogin = this.backendLogin(login);
+    const session = new ClientSession(this, socket, backendLogin, st.processId, st.secretKey);
+    session.adoptHandedState(st);
+    const client = new ClientConnection(this, socket, this.deps);
+    this.clients.set(session, { client, login });
+    this.track(socket);
+    const ready = (): void => {
+      if (socket.destroyed) {
+        session.onClientClose();
+        return;
+      }
+      // Registered only now: a drain must not take it before it reads its client.
+      this.sessions.set(st.processId, session);
+      this.guardSession(session, socket);
+      const check = this.draining;
+      if (check) session.onBoundary = () => queueMicrotask(() => check(session));
+      client.adoptSession(session);
+    };
+    if (st.pinnedSettings === null) {
+      ready();
+      return;
+    }
+    void this.pinnedServer(backendLogin, st.pinnedSettings).then(
+      (lease) => {
+        session.attachLease(lease);
+        ready();
+      },
+      (err: Error) => {
+        this.deps.log.warn(
+          { err: err.message },
+          'graceful restart: a pinned session could not be set up again',
+        );
+        closeForRestart(session, socket);
+      },
+    );
+  }
+
+  /** A primary server connection with a handed-over pinned session's settings (adoptHanded). */
+  private async pinnedServer(login: BackendLogin, settings: [string, string][]): Promise<Lease> {
+    const node = this.topology.writablePrimary(DEFAULT_SHARD) ?? this.topology.primary(DEFAULT_SHARD);
+    if (!node) throw new Error('no primary');
+    const pool = this.pool(node, login);
+    const conn = await pool.acquire();
+    try {
+      await replaySettings(conn, settings);
+    } catch (err) {
+      pool.discard(conn, 'settings of a handed-over session refused');
+      throw err;
+    }
+    return { conn, pool, node, txStatus: TX_IDLE };
   }
 
   /**
@@ -257,9 +447,18 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
    */
   async listenUnix(dir: string, port: number, inherited?: net.Server): Promise<string> {
     const file = pgSocketPath(dir, port);
-    if (!inherited) await prepareSocketPath(file);
-    const server = net.createServer((socket) => this.accept(socket));
-    await listenPath(server, file, inherited);
+    const accepting = net.createServer((socket) => this.accept(socket));
+    if (inherited) {
+      this.unix = { server: await listenPath(accepting, file, inherited), file };
+      return file;
+    }
+    await prepareSocketPath(file);
+    // Bound elsewhere, then moved: see bindPathFor (the old process of a graceful restart
+    // would otherwise remove the file its successor serves on).
+    const temp = bindPathFor(file);
+    if (temp) await removeSocketFile(temp);
+    const server = await listenPath(accepting, temp ?? file);
+    if (temp) await moveSocketFile(temp, file);
     this.unix = { server, file };
     return file;
   }
@@ -403,6 +602,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     const secretKey = randomInt(0, 0x7fffffff);
     const session = new ClientSession(this, client.socket, backendLogin, processId, secretKey);
     this.sessions.set(processId, session);
+    this.clients.set(session, { client, login });
     this.guardSession(session, client.socket);
     for (const f of params) client.write(f);
     client.write(encodeBackendKeyData(processId, secretKey));
@@ -528,6 +728,27 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
   }
 }
 
+/** What a client closed at a transaction boundary by a graceful restart is told. */
+function restartingError(): RwsplitPgError {
+  return new RwsplitPgError(
+    'RESTARTING',
+    SqlState.AdminShutdown,
+    'terminating connection due to administrator command: rwsplit is restarting',
+    'Reconnect: the new rwsplit process already accepts on this port. Nothing of this session was lost: it was between transactions.',
+    'FATAL',
+  );
+}
+
+/** Closes a session at a transaction boundary for a graceful restart (FATAL 57P01, see restartingError). */
+function closeForRestart(session: ClientSession, socket: net.Socket): void {
+  session.fatal(restartingError());
+  // fatal() says nothing to a client already gone, but the session must end all the same.
+  session.onClientClose();
+  // A client that keeps its end open (or one no longer read: a handover that stopped) must
+  // not hold the drain.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
 function loginKey(login: BackendLogin): string {
   const params = Object.keys(login.params)
     .sort()
@@ -642,6 +863,28 @@ class ClientConnection implements StartupHost {
 
   write(buf: Buffer): void {
     this.socket.write(buf);
+  }
+
+  /** Bytes read from the client that are not a whole message yet. */
+  get bufferedBytes(): number {
+    return this.reader.bufferedBytes;
+  }
+
+  /**
+   * A graceful restart hands this client over: nothing is read here any more (the caller
+   * stopped reading the socket), and an error on the way must not crash this process.
+   */
+  detach(): void {
+    this.socket.off('data', this.onData);
+    this.socket.setTimeout(0);
+    this.socket.on('error', () => undefined);
+  }
+
+  /** A client handed over by the old process of a graceful restart: its session goes on here. */
+  adoptSession(session: ClientSession): void {
+    this.reader.startup = false;
+    this.session = session;
+    this.bind(this.socket);
   }
 
   upgrade(secure: tls.TLSSocket): void {

@@ -63,18 +63,24 @@ export function listenServer(
 
 /**
  * Same as listenServer for a Unix socket handed over (the file stays where it was); without
- * one, listens on `file`.
+ * one, listens on `file`. Resolves with the server that listens: a handed-over Unix socket
+ * keeps the server it arrived in, which passes its connections on to `server`. (Node takes a
+ * handed-over TCP handle as it is, but listens on a Unix one by opening its descriptor again,
+ * which libuv refuses with EEXIST while the arrived server holds it: the new process of a
+ * graceful restart then failed to start.)
  */
-export function listenPath(server: net.Server, file: string, inherited?: net.Server): Promise<void> {
+export function listenPath(server: net.Server, file: string, inherited?: net.Server): Promise<net.Server> {
+  if (inherited) {
+    inherited.on('connection', (s: net.Socket) => server.emit('connection', s));
+    adoptParked(server, inherited);
+    return Promise.resolve(inherited);
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    const done = (): void => {
+    server.listen(file, () => {
       server.off('error', reject);
-      if (inherited) adoptParked(server, inherited);
-      resolve();
-    };
-    if (inherited) server.listen(inherited, done);
-    else server.listen(file, done);
+      resolve(server);
+    });
   });
 }
 

@@ -40,8 +40,12 @@ import {
   ClientStatements,
   isDdlComplete,
   schemaChanged,
+  schemaEpoch,
+  statementKey,
   STALE_STATEMENT_STATES,
 } from './statement-registry.js';
+import { formatPgToken, parsePgToken } from '../../core/causal.js';
+import type { HandedSession } from './session-handover.js';
 import { mayBeSessionCommand, type SessionSettings } from './session-commands.js';
 import {
   asClientError,
@@ -292,6 +296,51 @@ export class ClientSession
     if (this.deferredBegin !== null || this.abortedTx !== null) return false;
     if (this.backend === null) return true;
     return this.pinnedBy !== null && this.txStatus === TX_IDLE && this.backendIdle();
+  }
+
+  /**
+   * Graceful restart: what of this session moves to the new process with its socket
+   * (session-handover.ts), or null when it cannot move (sharded, the native data plane). The
+   * caller checked drainable().
+   */
+  handoverState(): HandedSession | null {
+    if (this.shards !== null || this.native !== null) return null;
+    // Answers still joined here must reach the socket before it moves (the caller checks it is written).
+    this.out.flush();
+    const statements: HandedSession['statements'] = [];
+    for (const [name, info] of this.statements.entries())
+      statements.push([name, info.query, info.paramTypes.toString('base64')]);
+    return {
+      statements,
+      consistency: this.settings.consistency,
+      token: this.settings.token.size > 0 ? formatPgToken(this.settings.token) : '',
+      shardKey: this.settings.shardKey,
+      tokenUnknown: this.causal.tokenUnknown || this.wroteOnLease,
+      pinnedBy: this.pinnedBy,
+    };
+  }
+
+  /**
+   * Graceful restart, new process: takes on the state a session had in the old one, before
+   * the first client frame. Statements are re-Parsed on each server before first use (no
+   * backend of this process has them). A pinned session's server comes with attachLease.
+   */
+  adoptHandedState(st: HandedSession): void {
+    for (const [name, query, types] of st.statements) {
+      const paramTypes = Buffer.from(types, 'base64');
+      this.statements.set(name, {
+        key: statementKey(query, paramTypes),
+        query,
+        paramTypes,
+        classification: this.ctx.classifier.classify(query),
+        epoch: schemaEpoch.value,
+      });
+    }
+    this.settings.consistency = st.consistency;
+    if (st.token !== '') this.settings.token = parsePgToken(st.token, DEFAULT_SHARD);
+    this.settings.shardKey = st.shardKey;
+    this.causal.tokenUnknown = st.tokenUnknown;
+    this.pinnedBy = st.pinnedBy;
   }
 
   /**

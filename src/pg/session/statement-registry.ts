@@ -99,4 +99,10 @@ export class ClientStatements {
     if (name === '') this.unnamed = null;
     else this.named.delete(name);
   }
+
+  /** Every statement by the client's name, the unnamed one as '' (a graceful restart hands them over). */
+  *entries(): IterableIterator<[string, StatementInfo]> {
+    if (this.unnamed) yield ['', this.unnamed];
+    yield* this.named;
+  }
 }

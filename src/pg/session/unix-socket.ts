@@ -4,7 +4,7 @@
  * when the directory is the client's default). A socket file left by a process that died is
  * removed at start; one that still answers is another server's, and rwsplit refuses to start.
  */
-import { unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -41,4 +41,21 @@ export async function removeSocketFile(file: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+}
+
+/**
+ * Where to bind before the socket is renamed to `file` (bindThenRename). libuv unlinks the path
+ * a Unix socket was bound to when its handle closes; after a graceful restart the old process
+ * closes its listener while the new one still accepts on the same socket, so the path it
+ * bound must not be the one clients use. null when the longer name would not fit (the socket
+ * is then bound where it lives).
+ */
+export function bindPathFor(file: string): string | null {
+  const temp = `${file}.new`;
+  return Buffer.byteLength(temp) > MAX_SOCKET_PATH ? null : temp;
+}
+
+/** Moves the socket bound at `temp` (bindPathFor) to `file`, replacing a stale file atomically. */
+export async function moveSocketFile(temp: string, file: string): Promise<void> {
+  await rename(temp, file);
 }
