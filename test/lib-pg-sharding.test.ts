@@ -165,12 +165,19 @@ describe('rwsplit/pg on a sharded cluster', () => {
     try {
       for (const shard of cluster.shardNames) {
         const id = idOn(shard, 1);
-        await pool.query('UPDATE accounts SET balance = $2 WHERE id = $1', [id, 7777]);
+        const w = await pool.query('UPDATE accounts SET balance = $2 WHERE id = $1', [id, 7777]);
+        const token = (w as unknown as { causalToken: string }).causalToken;
+        assert.match(token, new RegExp(`^v1:${shard}@[0-9A-F]+/[0-9A-F]+$`), 'a token of that shard');
         const r = await pool.query<{ balance: number }>('SELECT balance FROM accounts WHERE id = $1', [id]);
         assert.equal(r.rows[0]!.balance, 7777, `write on ${shard} read back`);
         assert.equal(shardOf.get(served(r)), shard);
         await pool.query(`UPDATE accounts SET balance = ${id * 10} WHERE id = ${id}`);
       }
+      assert.match(
+        pool.causalToken(),
+        /^v1:s[12]@[^,]+,s[12]@[^,]+$/,
+        'the pool token: a position per shard',
+      );
     } finally {
       for (const c of replicas.values()) await c.query('SELECT pg_wal_replay_resume()');
     }
@@ -290,6 +297,31 @@ describe('rwsplit/pg on a sharded cluster', () => {
       client.release();
     }
     await waitFor('the pool to be idle', () => pool.idleCount === pool.totalCount);
+  });
+
+  test('pool.connect(): a SET holds the client on one shard, as session state', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query("SET statement_timeout = '7s'");
+      const held = client.pinnedTo!;
+      const shard = shardOf.get(held)!;
+      assert.ok(!replicaIds.has(held), 'session state on a primary');
+      const show = await client.query<{ statement_timeout: string }>('SHOW statement_timeout');
+      assert.equal(show.rows[0]!.statement_timeout, '7s');
+      const mine = await client.query('SELECT balance FROM accounts WHERE id = $1', [idOn(shard)]);
+      assert.equal(served(mine), held);
+      const other = cluster.shardNames.find((s) => s !== shard)!;
+      const err = await failure(client.query('SELECT balance FROM accounts WHERE id = $1', [idOn(other)]));
+      assert.equal(err.code, '0A000');
+      assert.match(err.message, new RegExp(`pinned to shard ${shard} .* on shard ${other}`));
+    } finally {
+      client.release();
+    }
+    // The setting did not reach the next user of that connection.
+    const after = await pool.query<{ statement_timeout: string }>(
+      `/* rwsplit:shard=${cluster.shardNames[0]} */ SHOW statement_timeout`,
+    );
+    assert.equal(after.rows[0]!.statement_timeout, '0');
   });
 
   test('Drizzle and Kysely over the sharded pool: key-routed inserts and selects, a 2PC transaction', async () => {

@@ -15,6 +15,7 @@ import { annotate, capturesToken, mayWrite, readToken, runStatement, type Routed
 import {
   commitShards,
   isLoneBegin,
+  isSessionSetting,
   libraryError,
   loneEnd,
   mergeOn,
@@ -85,11 +86,17 @@ export class ShardedClient {
       const end = loneEnd(pgConfig.text);
       if (end !== null && h.leases.size !== 1) return this.finish(h, end);
     }
-    const place = placeStatement(this.router.sharding!.context, pgConfig.text, pgConfig.values, h.current);
+    const sharding = this.router.sharding!.context;
+    // A SET that opens session state has no shard: it holds the client on any one (the proxy
+    // would replay it on every shard the session reaches; here the client stays on that shard).
+    const fallback =
+      h.current ??
+      (h.kind === 'session' && isSessionSetting(pgConfig.text) ? sharding.resolver.anyShard() : null);
+    const place = placeStatement(sharding, pgConfig.text, pgConfig.values, fallback);
     const targets =
       place.kind === 'shard'
         ? [place.anywhere && h.current !== null ? h.current : place.shard]
-        : [...this.router.sharding!.context.resolver.shardNames];
+        : [...sharding.resolver.shardNames];
     if (h.kind === 'session') {
       const other = targets.find((t) => h.current !== null && t !== h.current);
       if (other !== undefined) throw libraryError(pinnedToShardError(h.current!, 'session state', other));

@@ -11,6 +11,7 @@ import pg from 'pg';
 import type { CausalToken } from '../../core/causal.js';
 import { RwsplitPgError } from '../../pg/errors.js';
 import { classifyKeyless } from '../../pg/sharding/shard-keyless.js';
+import { settingChange } from '../../pg/sharding/shard-session-state.js';
 import { mergeRefusal, mergeRows, type MergePlan, type Value } from '../../pg/sharding/shard-merge.js';
 import type { Participant } from '../../pg/sharding/twopc/index.js';
 import type { ShardingContext } from '../../pg/session/session-context.js';
@@ -106,6 +107,14 @@ export function isLoneBegin(text: string): boolean {
   const first = statements[0]![0];
   const w = first?.kind === 'word' ? first.text : '';
   return w === 'begin' || w === 'start';
+}
+
+/** Whether a text is one session SET/RESET (what the proxy tracks per session; SET LOCAL aside). */
+export function isSessionSetting(text: string): boolean {
+  const { statements } = lex(text);
+  if (statements.length !== 1) return false;
+  const change = settingChange(statements[0]!, text);
+  return change !== null && change.kind !== 'local';
 }
 
 /** `commit`/`rollback` for a lone COMMIT/END/ROLLBACK/ABORT (not ROLLBACK TO, not … PREPARED), else null. */
