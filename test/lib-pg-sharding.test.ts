@@ -20,7 +20,10 @@ import { testWorkers, waitFor } from './support/stack.js';
 
 const ROWS = 60;
 const SHARDING = {
-  tables: [{ table: 'accounts', column: 'id' }],
+  tables: [
+    { table: 'accounts', column: 'id' },
+    { table: 'pairs', column: 'id' },
+  ],
   twoPhase: { logShard: 's1', decisionTimeoutMs: 5000, recoveryIntervalMs: 500 },
 };
 
@@ -297,6 +300,44 @@ describe('rwsplit/pg on a sharded cluster', () => {
       client.release();
     }
     await waitFor('the pool to be idle', () => pool.idleCount === pool.totalCount);
+  });
+
+  test("a participant that refuses to prepare fails the COMMIT everywhere, with the proxy's error", async () => {
+    await pool.query('CREATE TABLE pairs (id int PRIMARY KEY, v int UNIQUE DEFERRABLE INITIALLY DEFERRED)');
+    const [a, a2, b] = [idOn('s1'), idOn('s1', 1), idOn('s2')];
+    const attempt = async (
+      q: (text: string, values?: unknown[]) => Promise<pg.QueryResult>,
+    ): Promise<Error> => {
+      await q('BEGIN');
+      await q('INSERT INTO pairs (id, v) VALUES ($1, 1)', [a]);
+      await q(`INSERT INTO pairs (id, v) VALUES (${b}, 1)`);
+      // A merged read inside the transaction sees its own rows on both shards.
+      const n = await q('SELECT count(*) AS n FROM pairs');
+      assert.equal(n.rows[0].n, '2');
+      await q('INSERT INTO pairs (id, v) VALUES ($1, 1)', [a2]); // s1's unique check waits for the commit
+      const err = await failure(q('COMMIT'));
+      return err;
+    };
+    const client = await pool.connect();
+    let lib: Error & { code?: string };
+    try {
+      lib = await attempt((t, v) => client.query(t, v));
+    } finally {
+      client.release();
+    }
+    const viaProxy = await attempt((t, v) => proxy.query(t, v)).catch((e: Error) => e);
+    assert.equal(lib.code, '23505', "the server's SQLSTATE");
+    assert.equal(lib.code, (viaProxy as Error & { code?: string }).code);
+    assert.equal(
+      lib.message.replace(/rwsplit:[^']*/g, 'GID'),
+      viaProxy.message.replace(/rwsplit:[^']*/g, 'GID'),
+    );
+    assert.match(lib.message, /PREPARE TRANSACTION failed on shard s1/);
+    for (const c of direct.values()) {
+      assert.equal((await c.query('SELECT count(*)::int AS n FROM pairs')).rows[0].n, 0, 'nothing committed');
+      const r = await c.query("SELECT count(*)::int AS n FROM pg_prepared_xacts WHERE gid LIKE 'rwsplit:%'");
+      assert.equal(r.rows[0].n, 0, 'nothing left prepared');
+    }
   });
 
   test('pool.connect(): a SET holds the client on one shard, as session state', async () => {
