@@ -223,6 +223,7 @@ describe('rwsplit/pg on a sharded cluster', () => {
       'SELECT * FROM notes',
       '/* rwsplit:shard=nowhere */ SELECT 1',
       'UPDATE accounts SET balance = 0 WHERE id IN (SELECT 1)',
+      'SELECT pg_advisory_lock(1)', // session state that names no shard
     ]) {
       const lib = await failure(pool.query(sql));
       const viaProxy = await failure(proxy.query(sql));

@@ -8,7 +8,7 @@ import { formatPgToken, parsePgToken, type CausalToken } from '../../core/causal
 import type { RouteDecision } from '../../pg/routing/route-decision.js';
 import { failedNode, isConnectionError, SHARD, type Lease, type PgRouter } from './router.js';
 import type { MergePlan } from '../../pg/sharding/shard-merge.js';
-import { everyShard, mergeOn, placeStatement } from './shards.js';
+import { everyShard, libraryError, mergeOn, placeStatement } from './shards.js';
 
 /** A query config as pg takes it, plus a per-request causal token. */
 export interface RoutedQueryConfig extends pg.QueryConfig {
@@ -110,6 +110,10 @@ export async function runStatement(
       return everyShard(router, pgConfig, place.atomic, place.replicated, tokens);
     }
     if (place.kind === 'merge') return mergeRead(router, place.plan, pgConfig, d, scope, causalToken);
+    // A write or session state that names no table (`SELECT nextval('s')`, an advisory lock)
+    // still belongs to one shard, which the text does not say: the proxy refuses it too.
+    if (place.anywhere && (d.reason === 'write' || d.reason === 'pinned'))
+      throw libraryError(sharding.resolver.unknownShardError());
     shard = place.shard;
   }
   if (d.target === 'primary') {

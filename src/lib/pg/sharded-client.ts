@@ -89,10 +89,16 @@ export class ShardedClient {
     const sharding = this.router.sharding!.context;
     // A SET that opens session state has no shard: it holds the client on any one (the proxy
     // would replay it on every shard the session reaches; here the client stays on that shard).
-    const fallback =
-      h.current ??
-      (h.kind === 'session' && isSessionSetting(pgConfig.text) ? sharding.resolver.anyShard() : null);
+    const setting = h.current === null && h.kind === 'session' && isSessionSetting(pgConfig.text);
+    const fallback = h.current ?? (setting ? sharding.resolver.anyShard() : null);
     const place = placeStatement(sharding, pgConfig.text, pgConfig.values, fallback);
+    if (place.kind === 'shard' && place.anywhere && h.current === null && !setting) {
+      // The first statement with a shard chooses it; a write or session state naming no table
+      // (`SELECT nextval('s')`, an advisory lock) cannot: the proxy refuses it too.
+      const d = this.router.decide(pgConfig.text);
+      if (d.reason === 'write' || d.reason === 'pinned')
+        throw libraryError(sharding.resolver.unknownShardError());
+    }
     const targets =
       place.kind === 'shard'
         ? [place.anywhere && h.current !== null ? h.current : place.shard]
