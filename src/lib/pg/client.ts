@@ -11,6 +11,7 @@ import { annotate, capturesToken, mayWrite, queryArgs, readToken, runStatement, 
 import type { RoutedQueryConfig } from './run.js';
 import { isConnectionError, type Lease, type PgRouter } from './router.js';
 import type { RouteDecision } from '../../pg/routing/route-decision.js';
+import { ShardedClient } from './sharded-client.js';
 
 type Pin = {
   kind: 'transaction' | 'session';
@@ -25,6 +26,8 @@ export class RoutingClient extends EventEmitter {
   private released = false;
   /** statements run one after another, as on one pg.Client */
   private tail: Promise<unknown> = Promise.resolve();
+  /** on a sharded pool: what holds this client on shards (sharded-client.ts) */
+  private readonly sharded: ShardedClient | null;
 
   constructor(
     private readonly router: PgRouter,
@@ -32,10 +35,17 @@ export class RoutingClient extends EventEmitter {
     private readonly onRelease: (client: RoutingClient) => void,
   ) {
     super();
+    this.sharded = router.sharding
+      ? new ShardedClient(router, scope, {
+          notice: (msg: unknown) => this.emit('notice', msg),
+          notification: (msg: unknown) => this.emit('notification', msg),
+        })
+      : null;
   }
 
   /** The node this client is held on (a transaction or session state), or null between statements. */
   get pinnedTo(): string | null {
+    if (this.sharded) return this.sharded.pinnedTo;
     return this.pin?.lease.node.spec.id ?? null;
   }
 
@@ -65,6 +75,7 @@ export class RoutingClient extends EventEmitter {
   }
 
   private async run(config: RoutedQueryConfig): Promise<pg.QueryResult> {
+    if (this.sharded) return this.sharded.run(config);
     if (this.pin) return this.onPin(this.pin, config);
     const d = this.router.decide(config.text);
     const submittable = typeof (config as { submit?: unknown }).submit === 'function';
@@ -145,6 +156,7 @@ export class RoutingClient extends EventEmitter {
     if (this.released)
       throw new Error('Release called on client which has already been released to the pool.');
     this.released = true;
+    this.sharded?.release(err);
     const pin = this.pin;
     this.pin = null;
     if (pin) {

@@ -15,6 +15,8 @@ export interface PoolNode {
   host: string;
   port?: number;
   weight?: number;
+  /** the shard the node belongs to (a primary and its replicas share one); default `default` */
+  shard?: string;
 }
 
 /** Options of {@link createPool}. */
@@ -39,6 +41,8 @@ export interface PoolOptions {
   failover?: 'follow' | 'off' | Record<string, unknown>;
   /** the `postgres.monitor` keys; the monitor logs in as the pool does unless told otherwise */
   monitor?: Record<string, unknown>;
+  /** the `postgres.sharding` keys: table rules, ring, default shard, two-phase commit (docs/LIBRARY.md) */
+  sharding?: Record<string, unknown>;
   /** a pino logger for node events (default: silent) */
   logger?: Logger;
 }
@@ -62,6 +66,7 @@ const OWN_KEYS = new Set<string>([
   'staleness',
   'failover',
   'monitor',
+  'sharding',
   'logger',
 ]);
 
@@ -79,13 +84,11 @@ export function resolveOptions(opts: PoolOptions): ResolvedOptions {
   for (const key of Object.keys(opts)) {
     if (!OWN_KEYS.has(key))
       throw new ConfigError(
-        `rwsplit/pg: unknown option ${key}; it takes nodes, ${PG_KEYS.join(', ')}, consistency, routing, staleness, failover, monitor and logger (docs/LIBRARY.md)`,
+        `rwsplit/pg: unknown option ${key}; it takes nodes, ${PG_KEYS.join(', ')}, consistency, routing, staleness, failover, monitor, sharding and logger (docs/LIBRARY.md)`,
       );
   }
   if (!Array.isArray(opts.nodes) || opts.nodes.length === 0)
     throw new ConfigError('rwsplit/pg: nodes: list at least one node ({ host, port })');
-  if ('sharding' in (opts as object))
-    throw new ConfigError('rwsplit/pg: sharding is not supported by the library yet; use the proxy');
   const failoverMode = typeof opts.failover === 'string' ? opts.failover : opts.failover?.mode;
   if (failoverMode === 'auto')
     throw new ConfigError(
@@ -109,11 +112,13 @@ export function resolveOptions(opts: PoolOptions): ResolvedOptions {
         host: n.host,
         ...(n.port === undefined ? {} : { port: n.port }),
         ...(n.weight === undefined ? {} : { weight: n.weight }),
+        ...(n.shard === undefined ? {} : { shard: n.shard }),
       })),
       routing,
       ...(opts.staleness === undefined ? {} : { staleness: opts.staleness }),
       ...(opts.failover === undefined ? {} : { failover: opts.failover }),
       monitor,
+      ...(opts.sharding === undefined ? {} : { sharding: opts.sharding }),
       pool: {},
     },
   };

@@ -21,6 +21,8 @@ export interface PoolNodeStatus {
   id: string;
   host: string;
   port: number;
+  /** its shard (`default` unless the pool is sharded) */
+  shard: string;
   role: 'primary' | 'replica';
   state: NodeState;
   lagBytes: number | null;
@@ -184,6 +186,7 @@ export class RwsplitPool extends EventEmitter implements Queryable {
       id: n.spec.id,
       host: n.spec.host,
       port: n.spec.port,
+      shard: n.spec.shard,
       role: n.role,
       state: nodeState(n),
       lagBytes: n.lagBytes,

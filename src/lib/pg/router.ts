@@ -20,6 +20,7 @@ import { PgMonitor } from '../../pg/ha/monitor.js';
 import { routeFromFacts, type RouteDecision } from '../../pg/routing/route-decision.js';
 import type { Metrics } from '../../admin/metrics.js';
 import type { ResolvedOptions } from './options.js';
+import { setUpSharding, type Sharding } from '../../pg/sharding/sharding-setup.js';
 
 /** The shard of an unsharded cluster (the proxy's name for it, so tokens cross). */
 export const SHARD = 'default';
@@ -73,6 +74,10 @@ export class PgRouter extends EventEmitter {
   readonly ready: Promise<void>;
   /** the pool's metrics (the proxy's names; set by the pool) */
   stats: Metrics | null = null;
+  /** the proxy's sharding (resolver, 2PC coordinator, recovery), when `sharding` is configured */
+  readonly sharding: Sharding | null;
+  /** whether the database orders text as bytes (merged reads ask once) */
+  bytewiseText: boolean | undefined;
   private readonly pools = new Map<string, pg.Pool>();
   private readonly log: Logger;
 
@@ -122,9 +127,25 @@ export class PgRouter extends EventEmitter {
       this.log,
     );
     for (const n of this.topology.nodes) this.pools.set(n.spec.id, this.nodePool(n));
+    this.sharding = setUpSharding(
+      config,
+      this.topology,
+      {
+        user: login.user ?? 'postgres',
+        ...(login.password === undefined ? {} : { password: login.password }),
+      },
+      this.log,
+    );
     // The first round tells roles apart; statements wait for it (a write must not guess).
     this.ready = this.monitor.start();
     this.ready.catch(() => undefined);
+    // As the proxy does: this process finishes the two-phase commits a dead coordinator left prepared.
+    const recovery = this.sharding?.recovery;
+    if (recovery)
+      this.ready.then(
+        () => recovery.start(),
+        () => undefined,
+      );
   }
 
   private nodePool(n: NodeStatus): pg.Pool {
@@ -156,14 +177,14 @@ export class PgRouter extends EventEmitter {
   }
 
   /** Leases a connection on the writable primary, waiting up to failover.bufferMs for one. */
-  async leasePrimary(): Promise<Lease> {
+  async leasePrimary(shard = SHARD): Promise<Lease> {
     await this.ready;
     const deadline = Date.now() + this.config.failover.bufferMs;
     for (;;) {
-      const node = await this.topology.whenWritable(SHARD, Math.max(0, deadline - Date.now()));
+      const node = await this.topology.whenWritable(shard, Math.max(0, deadline - Date.now()));
       if (!node)
         throw new RoutingError(
-          `no writable primary within failover.bufferMs (${this.config.failover.bufferMs} ms): ${this.describeNodes()}`,
+          `no writable primary${shard === SHARD ? '' : ` of shard ${shard}`} within failover.bufferMs (${this.config.failover.bufferMs} ms): ${this.describeNodes()}`,
           SqlState.CannotConnectNow,
           'Check the PostgreSQL servers given in nodes; with failover follow, writes resume once a primary answers.',
         );
@@ -182,22 +203,28 @@ export class PgRouter extends EventEmitter {
    * known to have replayed it, else the furthest one once it has (up to causalWaitMs), else
    * the primary.
    */
-  async leaseRead(token: CausalToken | null, level: ConsistencyLevel, exclude?: Set<string>): Promise<Lease> {
+  async leaseRead(
+    token: CausalToken | null,
+    level: ConsistencyLevel,
+    exclude?: Set<string>,
+    shard = SHARD,
+  ): Promise<Lease> {
     await this.ready;
-    if (level === 'strong') return this.leasePrimary();
-    if (this.tokenUnknown && level === 'read-your-writes') return this.leasePrimary();
-    const pick = this.readRouter.pick(exclude, { allowLagging: level === 'eventual' });
+    if (level === 'strong') return this.leasePrimary(shard);
+    if (this.tokenUnknown && level === 'read-your-writes') return this.leasePrimary(shard);
+    const pick = this.readRouter.pick(exclude, { allowLagging: level === 'eventual', shard });
     if (!pick.ok) throw new RoutingError(pick.message, SqlState.CannotConnectNow, pick.hint);
     let node = pick.node;
-    const t = token?.get(SHARD);
+    const t = token?.get(shard);
     if (t === undefined || node.role === 'primary') return this.lease(node);
     if (this.replay.known(node) >= t) return this.lease(node);
     const known = this.readRouter.pick(exclude, {
       accept: (n) => this.replay.known(n) >= t,
       allowLagging: level === 'eventual',
+      shard,
     });
     if (known.ok && known.node.role === 'replica') return this.lease(known.node);
-    node = this.furthestReplica(exclude, level === 'eventual') ?? node;
+    node = this.furthestReplica(exclude, level === 'eventual', shard) ?? node;
     const lease = await this.lease(node);
     let ready = false;
     try {
@@ -209,7 +236,7 @@ export class PgRouter extends EventEmitter {
     }
     if (ready) return lease;
     this.done(lease);
-    return this.leasePrimary();
+    return this.leasePrimary(shard);
   }
 
   private async awaitReplay(lease: Lease, token: bigint): Promise<boolean> {
@@ -228,10 +255,15 @@ export class PgRouter extends EventEmitter {
     }
   }
 
-  private furthestReplica(exclude: Set<string> | undefined, eventual: boolean): NodeStatus | undefined {
+  private furthestReplica(
+    exclude: Set<string> | undefined,
+    eventual: boolean,
+    shard: string,
+  ): NodeStatus | undefined {
     let best: NodeStatus | undefined;
     let bestAt = -2n;
     for (const n of this.topology.nodes) {
+      if (n.spec.shard !== shard) continue;
       if (n.role !== 'replica' || !n.reachable || n.fenced || (n.lagging && !eventual)) continue;
       if (exclude?.has(n.spec.id)) continue;
       const at = this.replay.known(n);
@@ -292,6 +324,7 @@ export class PgRouter extends EventEmitter {
 
   async end(): Promise<void> {
     await this.ready.catch(() => undefined);
+    await this.sharding?.recovery.stop();
     await this.monitor.stop();
     await Promise.allSettled([...this.pools.values()].map((p) => p.end()));
   }

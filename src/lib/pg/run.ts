@@ -7,11 +7,15 @@ import type pg from 'pg';
 import { formatPgToken, parsePgToken, type CausalToken } from '../../core/causal.js';
 import type { RouteDecision } from '../../pg/routing/route-decision.js';
 import { failedNode, isConnectionError, SHARD, type Lease, type PgRouter } from './router.js';
+import type { MergePlan } from '../../pg/sharding/shard-merge.js';
+import { everyShard, libraryError, mergeOn, placeStatement } from './shards.js';
 
 /** A query config as pg takes it, plus a per-request causal token. */
 export interface RoutedQueryConfig extends pg.QueryConfig {
   /** a token from `pool.causalToken()`, a result's `causalToken` or the proxy's `SHOW rwsplit.causal_token` */
   causalToken?: string;
+  /** pg's: rows as arrays */
+  rowMode?: 'array';
 }
 
 /** Normalizes pg's argument forms: (text, values?, cb?) or (config, values?, cb?). */
@@ -46,10 +50,15 @@ export function settle<T>(
 }
 
 /** Where a result was served: a non-enumerable `node`, and `causalToken` after a write. */
-export function annotate<T extends object>(result: T, nodeId: string, position: bigint | null): T {
+export function annotate<T extends object>(
+  result: T,
+  nodeId: string,
+  position: bigint | null,
+  shard = SHARD,
+): T {
   Object.defineProperty(result, 'node', { value: nodeId, enumerable: false, configurable: true });
   if (position !== null) {
-    const token = formatPgToken(new Map([[SHARD, position]]));
+    const token = formatPgToken(new Map([[shard, position]]));
     Object.defineProperty(result, 'causalToken', { value: token, enumerable: false, configurable: true });
   }
   return result;
@@ -92,8 +101,23 @@ export async function runStatement(
   const { causalToken, ...pgConfig } = config;
   const d = router.decide(pgConfig.text);
   router.stats?.routed(d.reason);
+  let shard = SHARD;
+  const sharding = router.sharding?.context;
+  if (sharding) {
+    const place = placeStatement(sharding, pgConfig.text, pgConfig.values);
+    if (place.kind === 'every-shard') {
+      const tokens = capturesToken(router, scope) ? [router.token, scope] : [];
+      return everyShard(router, pgConfig, place.atomic, place.replicated, tokens);
+    }
+    if (place.kind === 'merge') return mergeRead(router, place.plan, pgConfig, d, scope, causalToken);
+    // A write or session state that names no table (`SELECT nextval('s')`, an advisory lock)
+    // still belongs to one shard, which the text does not say: the proxy refuses it too.
+    if (place.anywhere && (d.reason === 'write' || d.reason === 'pinned'))
+      throw libraryError(sharding.resolver.unknownShardError());
+    shard = place.shard;
+  }
   if (d.target === 'primary') {
-    const lease = await router.leasePrimary();
+    const lease = await router.leasePrimary(shard);
     return runOn(router, lease, pgConfig, d, scope);
   }
   const token = readToken(router, scope, causalToken);
@@ -101,7 +125,7 @@ export async function runStatement(
   for (;;) {
     let lease: Lease | null = null;
     try {
-      lease = await router.leaseRead(token, router.consistency, failed);
+      lease = await router.leaseRead(token, router.consistency, failed, shard);
       return await runOn(router, lease, pgConfig, d, scope);
     } catch (err) {
       // The node died under an autocommit read, or refused it: the same read on another node.
@@ -111,6 +135,37 @@ export async function runStatement(
       failed.add(node);
       router.stats?.retried(node);
     }
+  }
+}
+
+/** A read of every shard (one read node each, as a read of that shard would pick), rows merged. */
+async function mergeRead(
+  router: PgRouter,
+  plan: MergePlan,
+  config: pg.QueryConfig,
+  d: RouteDecision,
+  scope: CausalToken | null,
+  causalToken: string | undefined,
+): Promise<pg.QueryResult> {
+  const token = readToken(router, scope, causalToken);
+  const leases: Lease[] = [];
+  let failure: unknown;
+  try {
+    for (const shard of router.sharding!.context.resolver.shardNames)
+      leases.push(
+        d.target === 'primary'
+          ? await router.leasePrimary(shard)
+          : await router.leaseRead(token, router.consistency, undefined, shard),
+      );
+    for (const l of leases)
+      router.stats?.dispatched(l.node.spec.id, d.target === 'primary' ? 'write' : 'read');
+    const result = await mergeOn(router, plan, config, leases);
+    return annotate(result, leases.map((l) => l.node.spec.id).join(','), null);
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    for (const l of leases) router.done(l, failure);
   }
 }
 
@@ -147,5 +202,5 @@ async function runOn(
     throw err;
   }
   router.done(lease);
-  return annotate(result, lease.node.spec.id, position);
+  return annotate(result, lease.node.spec.id, position, lease.node.spec.shard);
 }

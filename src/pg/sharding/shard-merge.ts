@@ -370,7 +370,8 @@ const CANONICAL = new Set<number>([
   OID.timestamptz,
 ]);
 
-type Value = string | null;
+/** A value in its text form (null: SQL NULL). */
+export type Value = string | null;
 type Compare = (a: string, b: string) => number;
 
 /** A column's type OID from a RowDescription frame, per column. */
@@ -479,6 +480,31 @@ export function mergeShardRows(
   const description = answers.find((a) => a.description !== null)?.description ?? null;
   if (description === null) return [encodeCommandComplete('SELECT 0')];
   const { names, types } = rowDescriptionTypes(description);
+  const raw = answers.flatMap((a) => a.rows);
+  const out: Buffer[] = [description];
+  // Rows neither combined nor sorted pass as they came, undecoded.
+  if (!plan.aggregate && !plan.distinct && plan.order.length === 0)
+    out.push(...raw.slice(plan.offset, plan.limit === null ? undefined : plan.offset + plan.limit));
+  else
+    for (const row of mergeRows(plan, names, types, raw.map(decodeRow), bytewiseText))
+      out.push(encodeDataRow(row));
+  out.push(encodeCommandComplete(`SELECT ${out.length - 1}`));
+  return out;
+}
+
+/**
+ * The merge itself, on rows already decoded to their text form (the proxy decodes DataRows,
+ * the library asks node-postgres for text): combined per group, de-duplicated, sorted and cut
+ * as the plan says. `names`/`types`: the output columns' names and type OIDs. Throws the
+ * refusal when a column's type cannot be merged.
+ */
+export function mergeRows(
+  plan: MergePlan,
+  names: readonly string[],
+  types: readonly number[],
+  decodedRows: Value[][],
+  bytewiseText: boolean,
+): Value[][] {
   // SELECT *: one select item, every column a key.
   const combine = plan.combine.length === types.length ? plan.combine : types.map((): Combine => 'key');
   const order = plan.order.map((k) => {
@@ -499,9 +525,7 @@ export function mergeShardRows(
     }
     return c;
   };
-  const raw = answers.flatMap((a) => a.rows);
-  let rows: Value[][] | null = null; // decoded only when something is combined or sorted
-  const decoded = (): Value[][] => (rows ??= raw.map(decodeRow));
+  let rows = decodedRows;
   if (plan.aggregate || plan.distinct) {
     combine.forEach((c, col) => {
       if (c === 'key' && !CANONICAL.has(types[col]!))
@@ -511,7 +535,7 @@ export function mergeShardRows(
       if (c === 'min' || c === 'max') compareFor(col);
     });
     const groups = new Map<string, Value[][]>();
-    for (const row of decoded()) {
+    for (const row of rows) {
       const key = JSON.stringify(combine.map((c, col) => (c === 'key' ? row[col] : 0)));
       const g = groups.get(key);
       if (g) g.push(row);
@@ -523,7 +547,7 @@ export function mergeShardRows(
   }
   if (order.length > 0) {
     const keys = order.map((k) => ({ ...k, compare: compareFor(k.column) }));
-    decoded().sort((a, b) => {
+    rows.sort((a, b) => {
       for (const k of keys) {
         const x = a[k.column] ?? null;
         const y = b[k.column] ?? null;
@@ -535,13 +559,7 @@ export function mergeShardRows(
       return 0;
     });
   }
-  const start = plan.offset;
-  const end = plan.limit === null ? undefined : plan.offset + plan.limit;
-  const out: Buffer[] = [description];
-  if (rows === null) out.push(...raw.slice(start, end));
-  else for (const row of rows.slice(start, end)) out.push(encodeDataRow(row));
-  out.push(encodeCommandComplete(`SELECT ${out.length - 1}`));
-  return out;
+  return rows.slice(plan.offset, plan.limit === null ? undefined : plan.offset + plan.limit);
 }
 
 function combineColumn(

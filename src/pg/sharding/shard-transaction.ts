@@ -254,14 +254,7 @@ export class ShardTransaction {
       return false;
     }
     if (s.pinnedBy) {
-      s.failBatch(
-        new RwsplitPgError(
-          'PINNED_TO_SHARD',
-          SqlState.FeatureNotSupported,
-          `this session is pinned to shard ${s.node!.spec.shard} by ${s.pinnedBy}; it cannot run statements on shard ${target}`,
-        ),
-        s.clientTxStatus(),
-      );
+      s.failBatch(pinnedToShardError(s.node!.spec.shard, s.pinnedBy, target), s.clientTxStatus());
       return false;
     }
     if (s.txStatus === TX_IDLE) {
@@ -1030,6 +1023,15 @@ export class ShardTransaction {
 function withConnectionDeadline<T>(conn: BackendConnection, work: Promise<T>, ms: number): Promise<T> {
   const timer = setTimeout(() => conn.destroy(`no answer within ${ms} ms during a two-phase commit`), ms);
   return work.finally(() => clearTimeout(timer));
+}
+
+/** A session held on one shard's backend (session state) meets a statement of another shard. */
+export function pinnedToShardError(shard: string, pinnedBy: string, target: string): RwsplitPgError {
+  return new RwsplitPgError(
+    'PINNED_TO_SHARD',
+    SqlState.FeatureNotSupported,
+    `this session is pinned to shard ${shard} by ${pinnedBy}; it cannot run statements on shard ${target}`,
+  );
 }
 
 function setInTransactionError(): RwsplitPgError {
