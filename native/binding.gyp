@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "rwsplit_native",
-      "sources": ["src/addon.c", "src/pgtrack.c"],
+      "sources": ["src/addon.c", "src/pgtrack.c", "src/pgclient.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["'<!(echo $RWSPLIT_NATIVE_ASAN)'=='1'", {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Fuzzes the native core's framing and response tracking (native/fuzz/pgtrack_fuzz.c) with
-// libFuzzer, under AddressSanitizer and UndefinedBehaviorSanitizer. Needs clang (Debian:
-// apt-get install clang); without it, says so and exits 0 unless --require is given.
+// Fuzzes the native core's framing, response tracking and client-side framing and fingerprint
+// (native/fuzz/pgtrack_fuzz.c) with libFuzzer, under AddressSanitizer and
+// UndefinedBehaviorSanitizer. Needs clang (Debian: apt-get install clang); without it, says so
+// and exits 0 unless --require is given.
 //
 //   node scripts/fuzz-native.js [seconds=300] [--require]
 // The bounded run in the tests uses a few seconds; a finding is left as native/build-fuzz/crash-*.
@@ -31,6 +32,7 @@ const cc = spawnSync(
     '-fno-sanitize-recover=undefined',
     path.join(root, 'native', 'fuzz', 'pgtrack_fuzz.c'),
     path.join(root, 'native', 'src', 'pgtrack.c'),
+    path.join(root, 'native', 'src', 'pgclient.c'),
     '-o',
     bin,
   ],

@@ -5,7 +5,7 @@
 // Node 20's runner takes no globs, so the files are listed here.
 // Usage: node scripts/run-tests.js [unit|integration] [extra node --test flags]
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 function find(dir) {
@@ -65,4 +65,36 @@ if (which !== 'unit' && !process.env.RWSPLIT_TEST_WORKERS) {
   );
   workersStatus = w.status ?? 1;
 }
-process.exit((r.status ?? 1) || workersStatus);
+// The files that pin down routing, read-your-writes, protocol fidelity and failover run once
+// more on the native forwarding core (dataPlane: native) when it is built, so both data planes
+// are held to the same behaviour. Fewer write-then-read pairs there: the full count ran above.
+const NATIVE_FILES = ['routing', 'causal', 'protocol', 'session-failover'].map(
+  (name) => `dist/test/${name}.test.js`,
+);
+let nativeStatus = 0;
+const nativeBuilt = existsSync(
+  process.env.RWSPLIT_NATIVE_PATH ?? path.join('native', 'build', 'Release', 'rwsplit_native.node'),
+);
+if (which !== 'unit' && !process.env.RWSPLIT_DATA_PLANE) {
+  if (!nativeBuilt)
+    console.log(
+      '\n# not again with dataPlane: native: the native core is not built (node scripts/build-native.js)',
+    );
+  else {
+    console.log(`\n# again with dataPlane: native (${NATIVE_FILES.length} files)`);
+    const n = spawnSync(
+      process.execPath,
+      ['--test', `--test-concurrency=${concurrency}`, ...extra, ...NATIVE_FILES],
+      {
+        stdio: 'inherit',
+        env: {
+          ...process.env,
+          RWSPLIT_DATA_PLANE: 'native',
+          RWSPLIT_RYW_PAIRS: process.env.RWSPLIT_RYW_PAIRS ?? '2000',
+        },
+      },
+    );
+    nativeStatus = n.status ?? 1;
+  }
+}
+process.exit((r.status ?? 1) || workersStatus || nativeStatus);

@@ -5,12 +5,18 @@
  * claims bytes it was not given, never forwards past a stop, and forwarding in pieces gives the
  * same stop at the same offset as forwarding at once.
  *
+ * The same bytes are also a client's, for the client-side framing and fingerprint (pgclient.c):
+ * read in arbitrary pieces, a request is the same whole Query or handed back the same way; a
+ * fingerprint reads only the frame it is given and does not change with how often it is taken;
+ * the decision cache returns what was put (or nothing).
+ *
  *   node scripts/fuzz-native.js [seconds]
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/pgclient.h"
 #include "../src/pgtrack.h"
 
 #define CAP (64 * 1024)
@@ -48,8 +54,39 @@ static size_t run(const uint8_t *data, size_t len, uint32_t max_frame, uint32_t 
   return consumed;
 }
 
+static pgc_cache cache;
+
+static void client_side(const uint8_t *data, size_t size, size_t piece, uint32_t max_frame) {
+  /* As the core reads: growing prefixes up to its buffer, stop at the first verdict. */
+  static uint8_t buf[PGC_MAX_FRAME];
+  size_t have = 0, frame_len = 0;
+  pgc_verdict v = PGC_MORE;
+  while (have < size && have < PGC_MAX_FRAME) {
+    size_t take = size - have < piece ? size - have : piece;
+    if (take > PGC_MAX_FRAME - have) take = PGC_MAX_FRAME - have;
+    memcpy(buf + have, data + have, take);
+    have += take;
+    v = pgc_request(buf, have, max_frame, &frame_len);
+    if (v != PGC_MORE) break;
+  }
+  if (v != PGC_QUERY) return;
+  if (frame_len != have || frame_len > PGC_MAX_FRAME || buf[0] != 'Q') abort();
+  /* Whole at once: the same verdict. */
+  size_t again = 0;
+  if (pgc_request(data, have, max_frame, &again) != PGC_QUERY || again != frame_len) abort();
+  uint64_t fp = pgc_fingerprint(buf, frame_len);
+  if (fp != pgc_fingerprint(data, frame_len)) abort();
+  if (fp == 0) return;
+  pgc_cache_put(&cache, fp, PGC_ROUTE_READ);
+  if (pgc_cache_get(&cache, fp) != PGC_ROUTE_READ) abort();
+  pgc_cache_put(&cache, fp, PGC_ROUTE_WRITE);
+  if (pgc_cache_get(&cache, fp) != PGC_ROUTE_WRITE) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 4) return 0;
+  client_side(data + 4, size - 4, 1 + ((size_t)data[1] << 8 | data[2]) % 4096,
+              data[3] & 1 ? 1024 * 1024 * 1024 : 8 + data[3]);
   const uint32_t expect = 1 + data[0] % 8;
   const size_t piece = 1 + ((size_t)data[1] << 8 | data[2]) % 4096;
   const uint32_t max_frame = data[3] & 1 ? 1024 * 1024 * 1024 : 8 + data[3];

@@ -903,6 +903,16 @@ class ClientConnection implements StartupHost {
     this.proxy.openSession(this, login).then(
       (session) => {
         this.session = session;
+        if (session instanceof ClientSession) {
+          const reader = this.reader;
+          session.setClientInput({
+            maxFrameBytes: this.deps.config.limits.maxFrameBytes,
+            get bufferedBytes() {
+              return reader.bufferedBytes;
+            },
+            feed: (bytes) => this.push(bytes),
+          });
+        }
         if (this.socket.destroyed) {
           session.onClientClose();
           return;

@@ -40,16 +40,44 @@ export type NativeCallback = (
   sent: number,
 ) => void;
 
+/** Route values of the core's decision cache. */
+export const enum NativeRoute {
+  Read = 1,
+  Write = 2,
+}
+
 export interface NativeCore {
   clientOpen(fd: number): NativeHandle;
+  /**
+   * A client whose requests the core may read (clientArm): `onRequest` is offered a cached
+   * simple Query with its route and returns true when it took it (engaged a backend for this
+   * client, the core then writes the frame there; or runs it its own way); `onHandback` gets
+   * the bytes the core read and did not take (from a frame boundary), `eof` when the client
+   * closed or failed: Node reads the client again.
+   */
+  clientOpen(
+    fd: number,
+    maxFrameBytes: number,
+    cacheSalt: number,
+    onRequest: (route: NativeRoute, frame: Buffer) => boolean,
+    onHandback: (bytes: Buffer | undefined, eof: boolean) => void,
+  ): NativeHandle;
+  /** The core reads the client's next request; false when it cannot (engaged, closed). */
+  clientArm(client: NativeHandle): boolean;
+  /** Stops an armed read; returns the bytes read and not handled. */
+  clientDisarm(client: NativeHandle): Buffer | undefined;
+  /** Puts a decision for the text of this Query frame; false when the text has no fingerprint. */
+  cachePut(queryFrame: Buffer, route: NativeRoute, cacheSalt: number): boolean;
+  /** The fingerprint of a Query frame's text (literals stand for any value), or undefined. */
+  fingerprint(queryFrame: Buffer): string | undefined;
   clientClose(client: NativeHandle): void;
   backendOpen(fd: number, maxFrameBytes: number, callback: NativeCallback): NativeHandle;
   /** Stops and frees; returns the record and bytes sent of an engagement it cut short. */
   backendClose(backend: NativeHandle): [Buffer, number] | undefined;
   engage(backend: NativeHandle, client: NativeHandle, expectedReady: number): boolean;
   expectMore(backend: NativeHandle, count: number): boolean;
-  /** [engagements, bytes forwarded] since the process started */
-  stats(): [number, number];
+  /** [engagements, bytes forwarded, requests read and sent natively, armed reads handed back] */
+  stats(): [number, number, number, number];
 }
 
 export type DataPlaneSetting = 'auto' | 'native' | 'js';

@@ -28,11 +28,12 @@ import {
   FrontendCode,
   readyForQuery,
 } from '../protocol/index.js';
-import { ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
-import { NativeForward, type NativeForwardHost } from './native-forward.js';
+import { Expect, ResponseTracker, Verdict, type TrackerSink } from './response-tracker.js';
+import { cacheSalt, NativeForward, type ClientInput, type NativeForwardHost } from './native-forward.js';
+import { NativeRoute } from '../../util/native-core.js';
 import { BatchTranslator } from './batch-translator.js';
 import { ClientBatch } from './client-batch.js';
-import { queryNote, type FrameNote } from './frame-note.js';
+import { noteFrame, queryNote, type FrameNote } from './frame-note.js';
 import type { RouteDecision } from '../routing/route-decision.js';
 import type { RouteReason } from '../routing/route-decision.js';
 import type { SessionContext, SignalledSession } from './session-context.js';
@@ -160,7 +161,9 @@ export class ClientSession
     this.causal = new CausalReads(ctx, this.settings, this);
     this.recovery = new SessionRecovery(ctx, this.settings, this.out, this);
     this.signals = new BackendSignals(ctx, this);
-    this.native = ctx.nativeCore ? new NativeForward(ctx.nativeCore, socket, this) : null;
+    this.native = ctx.nativeCore
+      ? new NativeForward(ctx.nativeCore, socket, this, cacheSalt(ctx.classifier))
+      : null;
     this.shards = ctx.sharding
       ? new ShardTransaction(
           ctx,
@@ -284,6 +287,11 @@ export class ClientSession
           ),
         );
     }
+  }
+
+  /** The client's frame reader (the native core hands back what it read and did not take). */
+  setClientInput(input: ClientInput): void {
+    if (this.native !== null) this.native.input = input;
   }
 
   /**
@@ -418,7 +426,106 @@ export class ClientSession
     if (this.tryAnswerWithoutBackend()) return;
     // pg_cancel_backend/pg_terminate_backend: where the pid lives, not the primary.
     if (this.deferredBegin === null && this.pinnedBy === null && this.signals.tryRoute()) return;
-    this.route(this.batch.route(this.statements, this.deferredBegin !== null), null);
+    const decision = this.batch.route(this.statements, this.deferredBegin !== null);
+    if (this.native !== null) this.learnRoute(decision);
+    this.route(decision, null);
+  }
+
+  /**
+   * A lone simple Query routed on its statement's own verdict goes into the native core's
+   * decision cache: the same text with other literals is then read and sent by the core
+   * (nativeRequest). Not a transaction boundary, session state, a hint, a reset of prepared
+   * statements, rwsplit's own SET/SHOW or a signal function (those read their literals).
+   */
+  private learnRoute(decision: RouteDecision): void {
+    const first = this.batch.first;
+    if (this.batch.length !== 1 || first[0] !== FrontendCode.Query) return;
+    if (this.deferredBegin !== null || this.pinnedBy !== null || this.shards !== null) return;
+    const c = queryNote(this.batch.firstNote);
+    if (c.statementCount !== 1 || c.tx !== null || c.pin !== null || c.hint !== null || c.resetsPrepared)
+      return;
+    if (mayBeSessionCommand(first) || first.includes('_backend')) return;
+    if (decision.target === 'read' && decision.reason === 'read' && decision.retryable)
+      this.native!.learn(first, NativeRoute.Read);
+    else if (decision.target === 'primary' && decision.reason === 'write')
+      this.native!.learn(first, NativeRoute.Write);
+  }
+
+  /**
+   * The native core read a request whose statement is in its decision cache (learnRoute): the
+   * usual routing without the classifier. When a backend is free now that the core can take,
+   * and no causal check is to be made, the request is registered as sent on it and the core
+   * writes it. Once a node is picked, anything else runs the usual way from there ('queued',
+   * so the balancing counts one pick per request); before that, null: the core hands the bytes
+   * back.
+   */
+  nativeRequest(
+    route: NativeRoute,
+    frame: Buffer,
+    canEngage: (conn: BackendConnection) => boolean,
+  ): BackendConnection | 'queued' | null {
+    if (this.closed || this.lease !== null || this.batch.length > 0 || this.hold !== Hold.None) return null;
+    if (this.deferredBegin !== null || this.pinnedBy !== null || this.aborted !== null) return null;
+    if (this.shards !== null || this.onBoundary !== null) return null;
+    const level = this.settings.consistency;
+    let decision = route === NativeRoute.Read ? CACHED_READ : CACHED_WRITE;
+    if (decision.target === 'read' && level === 'strong') decision = CACHED_STRONG;
+    let node: NodeStatus | undefined;
+    let reason: RouteReason = decision.reason;
+    if (decision.target === 'primary') node = this.ctx.topology.writablePrimary(this.shard);
+    else {
+      const pick =
+        level === 'eventual'
+          ? this.ctx.readRouter.pick(undefined, { allowLagging: true })
+          : this.ctx.readRouter.pick(undefined);
+      if (!pick.ok) return null;
+      node = pick.node;
+      if (pick.reason === 'fallback-primary') reason = 'fallback-primary';
+      if (level === 'read-your-writes' && node.role === 'replica') {
+        // Only a replica known to have replayed the session's token: else CausalReads decides.
+        const token = this.settings.token.get(this.shard);
+        if (this.causal.tokenUnknown || (token !== undefined && this.ctx.replay.known(node) < token)) {
+          this.queueNativeRequest(frame);
+          this.causal.routeRead(node, decision, reason, null);
+          return 'queued';
+        }
+        if (token !== undefined) this.ctx.stats.causalRead('replica-known');
+      }
+    }
+    if (node === undefined) return null;
+    const pool = this.poolFor(node);
+    const conn = pool.tryAcquire();
+    if (conn === null || node.fenced || conn.closed || !canEngage(conn)) {
+      if (conn !== null) pool.release(conn);
+      this.queueNativeRequest(frame);
+      this.routeTo(node, decision, reason, null, null);
+      return 'queued';
+    }
+    // routeTo, leaseFor and sendBatch for one Query, without touching the batch.
+    this.clientFrames++;
+    this.ctx.stats.routed(reason);
+    this.routedAs = decision.target === 'read' || reason === 'strong' ? 'read' : 'write';
+    this.retryable = this.ctx.retryReads && decision.retryable && reason !== 'strong';
+    if (this.retryable) {
+      this.retryFrames = [frame];
+      this.retryNotes = LAZY_NOTES;
+      this.retryFailed = null;
+    } else this.dropRetryFrames();
+    this.attachLease({ conn, pool, node, txStatus: TX_IDLE });
+    if (this.routedAs === 'write') this.wroteOnLease = true;
+    conn.unnamedKey = null;
+    this.tracker.expect(Expect.Query);
+    this.dispatchTimes.push(performance.now());
+    node.outstanding++;
+    this.ctx.stats.dispatched(node.spec.id, this.routedAs);
+    return conn;
+  }
+
+  /** A request the core read goes the usual way from its routing on (see nativeRequest). */
+  private queueNativeRequest(frame: Buffer): void {
+    this.clientFrames++;
+    this.queue(frame);
+    this.routedCount = 1;
   }
 
   /**
@@ -853,6 +960,8 @@ export class ClientSession
       this.wroteOnLease = false;
       this.releaseBackend();
       if (this.batch.length > 0) this.dispatchHeld();
+      else if (this.native !== null && this.hold === Hold.None && !this.closed && this.onBoundary === null)
+        this.native.arm();
     } else if (this.hold === Hold.IdleWait && conn && this.tracker.idle && !this.translator.unsynced) {
       // Answers the proxy gives itself (SHOW rwsplit.…) waited for the server to catch up.
       this.dispatchHeld();
@@ -930,7 +1039,11 @@ export class ClientSession
       // Nothing of the answer reached the client: run the same frames on another node.
       const failedHere = (this.retryFailed ??= new Set()).add(node.spec.id);
       this.ctx.stats.retried(node.spec.id);
-      this.batch.prepend({ frames: this.retryFrames, notes: this.retryNotes });
+      const notes =
+        this.retryNotes === LAZY_NOTES
+          ? this.retryFrames.map((f) => noteFrame(this.ctx.classifier, f))
+          : this.retryNotes;
+      this.batch.prepend({ frames: this.retryFrames, notes });
       this.route(this.batch.route(this.statements, false), failedHere);
       return;
     }
@@ -1042,6 +1155,7 @@ export class ClientSession
   /** Sends a FATAL error in the client's protocol and closes this client only. */
   fatal(err: RwsplitPgError, detail?: string): void {
     if (this.socket.destroyed) return;
+    this.native?.disarm();
     this.ctx.stats.clientError(err.sqlstate);
     this.out.flush();
     this.socket.end(err.toFatalFrame(detail));
@@ -1049,6 +1163,7 @@ export class ClientSession
   }
 
   close(): void {
+    this.native?.disarm();
     this.socket.end();
     this.onClientClose();
   }
@@ -1067,6 +1182,11 @@ const enum Hold {
 }
 
 const NO_FRAMES: Buffer[] = [];
+/** The retry notes of a request the native core read: classified only if it is retried. */
+const LAZY_NOTES: FrameNote[] = [];
+const CACHED_READ: RouteDecision = { target: 'read', reason: 'read', retryable: true };
+const CACHED_WRITE: RouteDecision = { target: 'primary', reason: 'write', retryable: false };
+const CACHED_STRONG: RouteDecision = { target: 'primary', reason: 'strong', retryable: true };
 const EMPTY = Buffer.alloc(0);
 /** Stand-ins for the completion frames the native core forwarded: the tracker reads their type only. */
 const COMPLETION_STUBS: Partial<Record<number, Buffer>> = Object.fromEntries(
