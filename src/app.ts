@@ -13,7 +13,7 @@ import { spawnSuccessor, type ClientAdopters, type Listeners, type Successor } f
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
+import { loadConfigFile } from './config/load.js';
 import type { Config, PgConfig } from './config/schema.js';
 import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
@@ -173,6 +173,7 @@ export class Rwsplit {
           log,
           (type, detail) => admin.events.record(null, type, detail),
         );
+      if (workers) workers.streams = app.streams;
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port, handed.http);
     } catch (err) {
       await app.stop();
@@ -321,7 +322,8 @@ export class Rwsplit {
 
 /**
  * The data-plane workers `config.workers` asks for (null: this process serves clients itself).
- * Change streams gate Redis reads in the process that runs them, so they keep one process.
+ * Change streams run in this process (the controller); the workers serve the reads of their
+ * keys and ask it for the streams' positions (src/workers/stream-gate.ts).
  */
 function dataPlaneWorkers(
   config: Config,
@@ -330,17 +332,7 @@ function dataPlaneWorkers(
   log: Logger,
   record: (detail: string) => void,
 ): WorkerPool | null {
-  let count = workerCount(config.workers);
-  if (count > 1 && config.streams && config.streams.list.length > 0) {
-    if (config.workers !== 'auto')
-      throw new ConfigError(
-        `workers: ${count} cannot run change streams (streams:) yet: set workers: 1, or run the streams in an instance of their own`,
-      );
-    log.warn(
-      'workers: auto runs one process: change streams (streams:) need the Redis sessions in the process that runs them',
-    );
-    count = 1;
-  }
+  const count = workerCount(config.workers);
   if (count <= 1) return null;
   const workers = new WorkerPool({ count, config, firstProcessId: FIRST_PROCESS_ID, log, record });
   view.addConnections(workers.connections('postgres'));

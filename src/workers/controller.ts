@@ -52,6 +52,19 @@ interface Slot {
   startedAt: number;
 }
 
+/**
+ * The controller's change streams as the workers need them (StreamManager): the streams run
+ * here, the workers serve the reads of the keys they feed (stream-gate.ts).
+ */
+export interface WorkerStreams {
+  /** each stream's applied position, when known */
+  appliedPositions(): [string, bigint][];
+  /** settles once stream `name` applied the causal token position `lsn` (rejects: why not) */
+  waitApplied(name: string, lsn: bigint): Promise<void>;
+  /** reads of the stream's keys served by a worker */
+  countReads(name: string, n: number): void;
+}
+
 export interface WorkerPoolOptions {
   count: number;
   config: Config;
@@ -79,6 +92,8 @@ export class WorkerPool implements RemoteMetrics {
   private topologies: Topology[] = [];
 
   private nodeDown: (node: string, reason: string) => void = () => undefined;
+  /** the change streams, once they run (they start after the workers) */
+  streams: WorkerStreams | null = null;
 
   constructor(private readonly opts: WorkerPoolOptions) {}
 
@@ -213,10 +228,10 @@ export class WorkerPool implements RemoteMetrics {
         this.opts.log.error({ worker: slot.index, err: m.error }, 'data-plane worker failed to start');
         return;
       case 'stats':
-        slot.stats = m.stats;
+        this.takeStats(slot, m.stats);
         return;
       case 'synced':
-        slot.stats = m.stats;
+        this.takeStats(slot, m.stats);
         for (const [seq, done] of slot.syncs)
           if (seq <= m.seq) {
             slot.syncs.delete(seq);
@@ -236,7 +251,35 @@ export class WorkerPool implements RemoteMetrics {
       case 'drained':
         slot.drained?.(m);
         return;
+      case 'stream-wait':
+        this.streamWait(slot, m.seq, m.stream, BigInt(m.lsn));
+        return;
     }
+  }
+
+  private takeStats(slot: Slot, stats: WorkerStats): void {
+    slot.stats = stats;
+    for (const [name, n] of stats.streamReads) if (n > 0) this.streams?.countReads(name, n);
+  }
+
+  /** A worker's read waits for a change stream of this process (as a read in one process would). */
+  private streamWait(slot: Slot, seq: number, stream: string, lsn: bigint): void {
+    const answer = (error: string | null): void => {
+      if (slot.child.connected) this.post(slot, { t: 'stream-applied', seq, error });
+    };
+    if (!this.streams) {
+      answer(`stream ${stream} is not running yet`);
+      return;
+    }
+    this.streams.waitApplied(stream, lsn).then(
+      () => answer(null),
+      (err: Error) => answer(err.message),
+    );
+  }
+
+  /** The streams' applied positions as sent to the workers. */
+  private streamPositions(): [string, string][] {
+    return (this.streams?.appliedPositions() ?? []).map(([name, lsn]) => [name, lsn.toString()]);
   }
 
   /** A CancelRequest one worker received for a session of another: the pid names the owner. */
@@ -295,11 +338,17 @@ export class WorkerPool implements RemoteMetrics {
   private sendState(): void {
     this.stateQueued = false;
     const topologies = this.topologies.map(snapshotTopology);
-    for (const s of this.slots) if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies });
+    const streams = this.streamPositions();
+    for (const s of this.slots)
+      if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies, streams });
   }
 
   private sendStateTo(slot: Slot): void {
-    this.post(slot, { t: 'state', topologies: this.topologies.map(snapshotTopology) });
+    this.post(slot, {
+      t: 'state',
+      topologies: this.topologies.map(snapshotTopology),
+      streams: this.streamPositions(),
+    });
   }
 
   private post(slot: Slot, m: ToWorker): void {

@@ -23,6 +23,8 @@ export interface WorkerStats {
   pools: Record<ClientProtocol, [string, ConnectionCounts][]>;
   totals: [string, WorkerTotals][];
   decisions: Record<string, number>;
+  /** reads of each change stream's keys since the previous report (the controller adds them up) */
+  streamReads: [string, number][];
 }
 
 export type ToWorker =
@@ -37,7 +39,12 @@ export type ToWorker =
       /** the controller's topologies: PostgreSQL first (when configured), then each Redis shard */
       topologies: TopologySnapshot[];
     }
-  | { t: 'state'; topologies: TopologySnapshot[] }
+  | {
+      t: 'state';
+      topologies: TopologySnapshot[];
+      /** each change stream's applied position (decimal LSN), when known: reads it covers need not ask */
+      streams: [string, string][];
+    }
   /** answered with `synced` once every earlier message is applied */
   | { t: 'sync'; seq: number }
   /** a client socket (the handle) accepted on a listener */
@@ -47,7 +54,9 @@ export type ToWorker =
   | { t: 'log-level'; level: string }
   /** graceful restart: close each session at its next boundary, then report `drained` */
   | { t: 'drain'; timeoutMs: number }
-  | { t: 'metrics'; seq: number };
+  | { t: 'metrics'; seq: number }
+  /** the answer to `stream-wait`: null once the stream has applied the position, else why not */
+  | { t: 'stream-applied'; seq: number; error: string | null };
 
 export type FromWorker =
   | { t: 'ready' }
@@ -63,4 +72,6 @@ export type FromWorker =
       postgres: { atBoundary: number; atTimeout: number };
       redis: { atBoundary: number; atTimeout: number };
     }
-  | { t: 'metrics'; seq: number; metrics: unknown[] };
+  | { t: 'metrics'; seq: number; metrics: unknown[] }
+  /** a read with a PostgreSQL causal token waits for the controller's change stream to apply `lsn` */
+  | { t: 'stream-wait'; seq: number; stream: string; lsn: string };
