@@ -333,7 +333,8 @@ function dataPlaneWorkers(
   record: (detail: string) => void,
 ): WorkerPool | null {
   const count = workerCount(config.workers);
-  if (count <= 1) return null;
+  // No proxy section: no client to serve, nothing to fork.
+  if (count <= 1 || (!config.postgres && !config.redis)) return null;
   const workers = new WorkerPool({ count, config, firstProcessId: FIRST_PROCESS_ID, log, record });
   view.addConnections(workers.connections('postgres'));
   view.addConnections(workers.connections('redis'));
