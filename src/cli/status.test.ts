@@ -8,8 +8,8 @@ describe('how many processes serve the clients (rwsplit status, the demo banner)
     assert.equal(formatWorkers([]), 'workers: 1 (one process)');
     assert.equal(
       formatWorkers([
-        { index: 0, pid: 11, ready: true, startedAt: 0, clients: 3 },
-        { index: 1, pid: 12, ready: false, startedAt: 0, clients: 0 },
+        { index: 0, pid: 11, ready: true, startedAt: 0, clients: 3, accepted: 5 },
+        { index: 1, pid: 12, ready: false, startedAt: 0, clients: 0, accepted: 0 },
       ]),
       'workers: 2 (#0 pid 11 3 clients, #1 pid 12 starting)',
     );

@@ -21,6 +21,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import type { WorkerReport } from '../admin/http-server.js';
 import type { RemoteMetrics } from '../admin/metrics.js';
 import type { ConnectionCounts, ConnectionStatsSource } from '../core/cluster-view.js';
 import type { Topology } from '../core/topology.js';
@@ -50,6 +51,8 @@ interface Slot {
   metrics: Map<number, (m: unknown[]) => void>;
   drained: ((m: Extract<FromWorker, { t: 'drained' }>) => void) | null;
   startedAt: number;
+  /** client connections handed to this worker since it started */
+  accepted: number;
 }
 
 /**
@@ -142,13 +145,14 @@ export class WorkerPool implements RemoteMetrics {
   }
 
   /** Each worker's pid, index and figures (`GET /api/workers`, `rwsplit status`). */
-  describe(): { index: number; pid: number | null; ready: boolean; startedAt: number; clients: number }[] {
+  describe(): WorkerReport[] {
     return this.slots.map((s) => ({
       index: s.index,
       pid: s.child.pid ?? null,
       ready: s.ready,
       startedAt: s.startedAt,
       clients: s.stats ? s.stats.clients.postgres + s.stats.clients.redis : 0,
+      accepted: s.accepted,
     }));
   }
 
@@ -170,6 +174,7 @@ export class WorkerPool implements RemoteMetrics {
       const slot = this.slots[(this.next + i) % n]!;
       if (!slot.ready || !slot.child.connected) continue;
       this.next = (this.next + i + 1) % n;
+      slot.accepted++;
       slot.child.send({ t: 'client', protocol } satisfies ToWorker, socket, (err) => {
         // The worker died between the check and the send: another takes the client.
         if (err && !socket.destroyed) this.dispatch(protocol, socket);
@@ -198,6 +203,7 @@ export class WorkerPool implements RemoteMetrics {
       metrics: new Map(),
       drained: null,
       startedAt: Date.now(),
+      accepted: 0,
     };
     child.on('message', (m: FromWorker) => this.onMessage(slot, m));
     child.on('error', (err) => this.opts.log.warn({ worker: index, err: err.message }, 'worker error'));
