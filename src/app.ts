@@ -55,6 +55,8 @@ export class Rwsplit {
   recovery: TwoPhaseRecovery | null = null;
   /** the data-plane workers (`workers` > 1): they hold the client sessions, this process controls */
   workers: WorkerPool | null = null;
+  /** `--workers` on the command line, which overrides the file's `workers` on a reload too */
+  private workersOverride: Config['workers'] | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
@@ -73,7 +75,13 @@ export class Rwsplit {
 
   static async start(
     config: Config,
-    opts: { log?: Logger; configPath?: string; listeners?: Listeners } = {},
+    opts: {
+      log?: Logger;
+      configPath?: string;
+      listeners?: Listeners;
+      /** `--workers`: set in `config` already; a reload applies it to the file it re-reads */
+      workers?: Config['workers'];
+    } = {},
   ): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
@@ -115,6 +123,7 @@ export class Rwsplit {
     );
     app.failover = pg?.failover ?? null;
     app.guard = guard;
+    app.workersOverride = opts.workers ?? null;
     reportKills(guard, (detail) => admin.events.record(null, 'client-killed', detail), log);
     await pg?.monitor.start();
     app.recovery = pg?.sharding?.recovery ?? null;
@@ -158,6 +167,7 @@ export class Rwsplit {
         );
       if (workers) {
         const topologies = [...(pgc ? [topology] : []), ...redisTopologies];
+        workers.redisBook = app.redis?.proxy.book ?? null;
         workers.onNodeDown((node, reason) => {
           for (const t of topologies) if (t.get(node)) t.markDown(node, reason);
         });
@@ -202,13 +212,17 @@ export class Rwsplit {
     if (!this.configPath)
       throw new AdminActionError('RELOAD_UNAVAILABLE', 'this instance was not started from a config file');
     const next = loadConfigFile(this.configPath);
+    if (this.workersOverride !== null) next.workers = this.workersOverride;
     const { config, plan } = applyReload(this.config, next, {
       staleness: this.staleness,
       log: this.log,
       setAdminToken: (t) => this.admin.setToken(t),
     });
     this.config = config;
-    this.workers?.setLogLevel(config.logging.level);
+    // The level in effect (RWSPLIT_LOG_LEVEL still wins over the file). The other live keys act
+    // in this process: staleness verdicts reach the workers with the topology, the admin token
+    // and restart timeouts are the controller's.
+    this.workers?.setLogLevel(this.log.level);
     return plan;
   }
 

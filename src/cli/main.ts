@@ -81,6 +81,8 @@ export async function main(argv: string[]): Promise<void> {
       const handed = inheritedListeners();
       const app = await Rwsplit.start(config, {
         configPath: opts.config,
+        // A reload re-reads the file: --workers keeps overriding it.
+        ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
         ...(handed ? { listeners: await handed } : {}),
       });
       if (handed) reportReady(app.clientAdopters);

@@ -26,6 +26,7 @@ import type { RemoteMetrics } from '../admin/metrics.js';
 import type { ConnectionCounts, ConnectionStatsSource } from '../core/cluster-view.js';
 import type { Topology } from '../core/topology.js';
 import type { Config } from '../config/schema.js';
+import type { PositionBook } from '../redis/routing/position-book.js';
 import type { ClientProtocol, FromWorker, ToWorker, WorkerStats, WorkerTotals } from './messages.js';
 import { processIdOwner, workerConfig } from './split-limits.js';
 import { snapshotTopology } from './topology-mirror.js';
@@ -97,6 +98,8 @@ export class WorkerPool implements RemoteMetrics {
   private nodeDown: (node: string, reason: string) => void = () => undefined;
   /** the change streams, once they run (they start after the workers) */
   streams: WorkerStreams | null = null;
+  /** the Redis position book the controller's monitor feeds, sent with the state */
+  redisBook: PositionBook | null = null;
 
   constructor(private readonly opts: WorkerPoolOptions) {}
 
@@ -345,8 +348,9 @@ export class WorkerPool implements RemoteMetrics {
     this.stateQueued = false;
     const topologies = this.topologies.map(snapshotTopology);
     const streams = this.streamPositions();
+    const book = this.redisBook?.entries() ?? [];
     for (const s of this.slots)
-      if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies, streams });
+      if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies, streams, book });
   }
 
   private sendStateTo(slot: Slot): void {
@@ -354,6 +358,7 @@ export class WorkerPool implements RemoteMetrics {
       t: 'state',
       topologies: this.topologies.map(snapshotTopology),
       streams: this.streamPositions(),
+      book: this.redisBook?.entries() ?? [],
     });
   }
 

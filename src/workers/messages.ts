@@ -4,6 +4,7 @@
  */
 import type { ConnectionCounts } from '../core/cluster-view.js';
 import type { Config } from '../config/schema.js';
+import type { ReplicationInfo } from '../redis/ha/replication-info.js';
 import type { TopologySnapshot } from './topology-mirror.js';
 
 /** Which listener a client socket came from. */
@@ -44,6 +45,11 @@ export type ToWorker =
       topologies: TopologySnapshot[];
       /** each change stream's applied position (decimal LSN), when known: reads it covers need not ask */
       streams: [string, string][];
+      /**
+       * the controller's Redis position book (its monitor's probes): read-your-writes reads on
+       * a worker, a replacement's from its start, know the replicas' positions without asking
+       */
+      book: [string, ReplicationInfo][];
     }
   /** answered with `synced` once every earlier message is applied */
   | { t: 'sync'; seq: number }

@@ -125,6 +125,12 @@ export class Worker {
     this.streamGate?.positions(applied);
   }
 
+  /** The controller's Redis position book. */
+  adoptPositions(book: Extract<ToWorker, { t: 'state' }>['book']): void {
+    const mine = this.redis?.book;
+    if (mine) for (const [node, info] of book) mine.adopt(node, info);
+  }
+
   streamApplied(seq: number, error: string | null): void {
     this.streamGate?.answered(seq, error);
   }
@@ -213,6 +219,7 @@ export function runWorker(): void {
       case 'state':
         w.apply(m.topologies);
         w.streamPositions(m.streams);
+        w.adoptPositions(m.book);
         return;
       case 'stream-applied':
         w.streamApplied(m.seq, m.error);
