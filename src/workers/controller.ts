@@ -139,7 +139,7 @@ export class WorkerPool implements RemoteMetrics {
       this.readyWaiters.add(check);
       check();
     });
-    this.stateTimer = setInterval(() => this.sendState(), STATE_INTERVAL_MS);
+    this.stateTimer = setInterval(() => this.sendState(true), STATE_INTERVAL_MS);
     this.stateTimer.unref();
   }
 
@@ -344,14 +344,28 @@ export class WorkerPool implements RemoteMetrics {
     queueMicrotask(() => this.sendState());
   }
 
-  private sendState(): void {
+  /**
+   * `ifChanged` (the periodic send): skipped when the state is what the workers last got. Most
+   * ticks of a quiet cluster change nothing, and each send costs the controller a serialization
+   * per worker and each worker a parse: a fixed cost per second that an idle or lightly loaded
+   * instance would otherwise pay in CPU per request.
+   */
+  private sendState(ifChanged = false): void {
     this.stateQueued = false;
-    const topologies = this.topologies.map(snapshotTopology);
-    const streams = this.streamPositions();
-    const book = this.redisBook?.entries() ?? [];
-    for (const s of this.slots)
-      if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies, streams, book });
+    const m: ToWorker = {
+      t: 'state',
+      topologies: this.topologies.map(snapshotTopology),
+      streams: this.streamPositions(),
+      book: this.redisBook?.entries() ?? [],
+    };
+    const text = JSON.stringify(m);
+    if (ifChanged && text === this.lastState) return;
+    this.lastState = text;
+    for (const s of this.slots) if (s.ready && s.child.connected) this.post(s, m);
   }
+
+  /** the last state sent to every worker (JSON) */
+  private lastState = '';
 
   private sendStateTo(slot: Slot): void {
     this.post(slot, {
