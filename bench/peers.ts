@@ -128,6 +128,7 @@ export async function startRwsplit(
   const dir = makeOwnRunDir('rwsplit-bench-rw-');
   const [pgPort, httpPort] = [await freePort(), await freePort()];
   const config = {
+    workers: 1,
     listen: { postgres: { host: '127.0.0.1', port: pgPort }, http: { host: '127.0.0.1', port: httpPort } },
     postgres: {
       nodes: nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
     const s = redis.shard(redis.shardNames[0]!);
     app = await Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: {
           postgres: { host: '127.0.0.1', port: 0 },
           http: { host: '127.0.0.1', port: 0 },

@@ -182,6 +182,7 @@ export async function startPgChaosStack(replication: 'sync' | 'async'): Promise<
   let proxy: RwsplitChild | undefined;
   try {
     proxy = await startProxy((ports) => ({
+      workers: 1,
       listen: listen(ports),
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
@@ -218,6 +219,7 @@ export async function startRedisChaosStack(waitReplicas: boolean): Promise<Redis
   try {
     const shard = redis.shard('s1');
     proxy = await startProxy((ports) => ({
+      workers: 1,
       listen: listen(ports),
       postgres: { nodes: pg.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
       redis: {

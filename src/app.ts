@@ -20,7 +20,7 @@ import {
 import { AdminServer } from './admin/http-server.js';
 import { Metrics } from './admin/metrics.js';
 import { applyReload } from './admin/reload.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
+import { loadConfigFile } from './config/load.js';
 import type { Config, PgConfig } from './config/schema.js';
 import { ClientGuard, type ClientKilled } from './core/client-guard.js';
 import { ClusterView } from './core/cluster-view.js';
@@ -63,6 +63,8 @@ export class Rwsplit {
   recovery: TwoPhaseRecovery | null = null;
   /** the data-plane workers (`workers` > 1): they hold the client sessions, this process controls */
   workers: WorkerPool | null = null;
+  /** `--workers` on the command line, which overrides the file's `workers` on a reload too */
+  private workersOverride: Config['workers'] | null = null;
 
   private constructor(
     /** the configuration in effect (a reload replaces the keys it applies live) */
@@ -81,7 +83,13 @@ export class Rwsplit {
 
   static async start(
     config: Config,
-    opts: { log?: Logger; configPath?: string; listeners?: Listeners } = {},
+    opts: {
+      log?: Logger;
+      configPath?: string;
+      listeners?: Listeners;
+      /** `--workers`: set in `config` already; a reload applies it to the file it re-reads */
+      workers?: Config['workers'];
+    } = {},
   ): Promise<Rwsplit> {
     const log = opts.log ?? createLogger(config.logging.level);
     const pgc = config.postgres;
@@ -123,6 +131,7 @@ export class Rwsplit {
     );
     app.failover = pg?.failover ?? null;
     app.guard = guard;
+    app.workersOverride = opts.workers ?? null;
     reportKills(guard, (detail) => admin.events.record(null, 'client-killed', detail), log);
     await pg?.monitor.start();
     app.recovery = pg?.sharding?.recovery ?? null;
@@ -169,6 +178,7 @@ export class Rwsplit {
         );
       if (workers) {
         const topologies = [...(pgc ? [topology] : []), ...redisTopologies];
+        workers.redisBook = app.redis?.proxy.book ?? null;
         workers.onNodeDown((node, reason) => {
           for (const t of topologies) if (t.get(node)) t.markDown(node, reason);
         });
@@ -184,6 +194,7 @@ export class Rwsplit {
           log,
           (type, detail) => admin.events.record(null, type, detail),
         );
+      if (workers) workers.streams = app.streams;
       app.httpAddress = await admin.listen(config.listen.http.host, config.listen.http.port, handed.http);
     } catch (err) {
       await app.stop();
@@ -212,13 +223,17 @@ export class Rwsplit {
     if (!this.configPath)
       throw new AdminActionError('RELOAD_UNAVAILABLE', 'this instance was not started from a config file');
     const next = loadConfigFile(this.configPath);
+    if (this.workersOverride !== null) next.workers = this.workersOverride;
     const { config, plan } = applyReload(this.config, next, {
       staleness: this.staleness,
       log: this.log,
       setAdminToken: (t) => this.admin.setToken(t),
     });
     this.config = config;
-    this.workers?.setLogLevel(config.logging.level);
+    // The level in effect (RWSPLIT_LOG_LEVEL still wins over the file). The other live keys act
+    // in this process: staleness verdicts reach the workers with the topology, the admin token
+    // and restart timeouts are the controller's.
+    this.workers?.setLogLevel(this.log.level);
     return plan;
   }
 
@@ -344,7 +359,8 @@ export class Rwsplit {
 
 /**
  * The data-plane workers `config.workers` asks for (null: this process serves clients itself).
- * Change streams gate Redis reads in the process that runs them, so they keep one process.
+ * Change streams run in this process (the controller); the workers serve the reads of their
+ * keys and ask it for the streams' positions (src/workers/stream-gate.ts).
  */
 function dataPlaneWorkers(
   config: Config,
@@ -353,18 +369,9 @@ function dataPlaneWorkers(
   log: Logger,
   record: (detail: string) => void,
 ): WorkerPool | null {
-  let count = workerCount(config.workers);
-  if (count > 1 && config.streams && config.streams.list.length > 0) {
-    if (config.workers !== 'auto')
-      throw new ConfigError(
-        `workers: ${count} cannot run change streams (streams:) yet: set workers: 1, or run the streams in an instance of their own`,
-      );
-    log.warn(
-      'workers: auto runs one process: change streams (streams:) need the Redis sessions in the process that runs them',
-    );
-    count = 1;
-  }
-  if (count <= 1) return null;
+  const count = workerCount(config.workers);
+  // No proxy section: no client to serve, nothing to fork.
+  if (count <= 1 || (!config.postgres && !config.redis)) return null;
   const workers = new WorkerPool({ count, config, firstProcessId: FIRST_PROCESS_ID, log, record });
   view.addConnections(workers.connections('postgres'));
   view.addConnections(workers.connections('redis'));

@@ -25,6 +25,7 @@ function configYaml(
     `    - { id: ${n.id}, host: 127.0.0.1, port: ${n.port} }`;
   const shard = redis.shard(redis.shardNames[0]!);
   return [
+    'workers: 1',
     'listen:',
     '  postgres: { host: 127.0.0.1, port: 0 }',
     '  redis: { host: 127.0.0.1, port: 0 }',

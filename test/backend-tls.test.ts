@@ -108,6 +108,7 @@ describe('TLS toward PostgreSQL servers', () => {
     });
     app = await Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
         postgres: {
           nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),
@@ -193,6 +194,7 @@ describe('TLS toward PostgreSQL servers', () => {
       const connect = (sslmode: string): Promise<BackendConnection> => {
         const tls = backendTlsByNode(
           validateConfig({
+            workers: 1,
             postgres: {
               nodes: [{ id: primary.id, host: primary.host, port: primary.port }],
               backend: { sslmode, sslrootcert: file('ca.crt') },

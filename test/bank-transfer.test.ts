@@ -62,6 +62,7 @@ describe('bank transfers across shards while rwsplit is killed at 2PC points', (
     const [port, http] = await freePorts(2);
     pgPort = port!;
     const raw = {
+      workers: 1,
       listen: { postgres: { host: '127.0.0.1', port: pgPort }, http: { host: '127.0.0.1', port: http } },
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),

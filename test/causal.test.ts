@@ -128,6 +128,7 @@ describe('read-your-writes with causal tokens', () => {
   test('a token handed to another connection, and to another rwsplit instance, gives no stale read', async () => {
     const other = await Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
         postgres: {
           nodes: stack.cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),

@@ -61,6 +61,7 @@ describe('client limits: login and idle timeouts, buffer budget', () => {
     ]);
     const shard = redis.shard(redis.shardNames[0]!);
     const config = validateConfig({
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: 0 },
         http: { host: '127.0.0.1', port: 0 },

@@ -11,7 +11,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { workersLine } from '../src/cli/demo.js';
 import { freePorts } from '../src/cluster/free-port.js';
+import { workerCount } from '../src/workers/split-limits.js';
 import { waitFor } from './support/stack.js';
 
 const bin = path.resolve('bin/rwsplit.js');
@@ -42,6 +44,8 @@ describe('rwsplit demo: the change stream', () => {
     exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
     await waitFor('the demo banner', () => out.includes('Press Ctrl-C') || child.exitCode !== null, 90_000);
     assert.match(out, /rwsplit demo is running/, out);
+    // The default, workers: auto (the stream in the controller, the reads in the workers).
+    assert.ok(out.includes(`data plane         ${workersLine(workerCount('auto'))}`), out);
   });
 
   after(async () => {

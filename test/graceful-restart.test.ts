@@ -240,6 +240,7 @@ describe('graceful restart under load', () => {
     [pgPort, httpPort, redisPort] = (await freePorts(3)) as [number, number, number];
     const shard = redis.shard(redis.shardNames[0]!);
     const config = {
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: pgPort },
         http: { host: '127.0.0.1', port: httpPort },

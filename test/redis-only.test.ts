@@ -56,6 +56,7 @@ describe('rwsplit start with a Redis-only config', () => {
     writeFileSync(
       file,
       [
+        'workers: 1',
         'listen:',
         `  postgres: { host: 127.0.0.1, port: ${pgPort} }`,
         `  http: { host: 127.0.0.1, port: ${httpPort} }`,

@@ -228,6 +228,7 @@ describe('graceful restart hands Redis clients over', () => {
     [httpPort, redisPort] = (await freePorts(2)) as [number, number];
     const shard = redis.shard(redis.shardNames[0]!);
     const config = {
+      workers: 1,
       listen: { http: { host: '127.0.0.1', port: httpPort }, redis: { host: '127.0.0.1', port: redisPort } },
       redis: {
         shards: [

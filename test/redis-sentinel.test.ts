@@ -40,6 +40,7 @@ describe('following Redis Sentinel', () => {
       failoverTimeoutMs: 5000,
     });
     const config = validateConfig({
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: 0 },
         http: { host: '127.0.0.1', port: 0 },

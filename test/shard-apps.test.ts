@@ -72,6 +72,7 @@ describe('sharded endpoint for applications: transactions, COPY, prepared statem
     }
     oraclePort = oracleCluster.primary.port;
     const config = validateConfig({
+      workers: 1,
       listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),

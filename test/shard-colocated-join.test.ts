@@ -104,6 +104,7 @@ describe('co-located joins of two sharded tables on their keys, without a hint',
     ]);
     oraclePort = oracleCluster.primary.port;
     const config = validateConfig({
+      workers: 1,
       listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),

@@ -71,6 +71,7 @@ describe('sharded endpoint without hints: settings, DDL, keyless writes and merg
     oracle = new pg.Client({ connectionString: oracleCluster.primary.connectionString });
     await oracle.connect();
     const config = validateConfig({
+      workers: 1,
       listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
       postgres: {
         nodes: cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port, shard: n.shard })),

@@ -111,6 +111,7 @@ describe('change stream: kill -9 of rwsplit twice and of a Redis primary, under 
     [pgPort, httpPort, redisPort] = (await freePorts(3)) as [number, number, number];
     const failover = { mode: 'auto', detectMs: 1000, bufferMs: 5000 };
     const raw = {
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: pgPort },
         http: { host: '127.0.0.1', port: httpPort },

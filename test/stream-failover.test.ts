@@ -134,6 +134,7 @@ before(async () => {
   const s = redis.shard(redis.shardNames[0]!);
   app = await Rwsplit.start(
     validateConfig({
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: 0 },
         http: { host: '127.0.0.1', port: 0 },

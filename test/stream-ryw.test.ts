@@ -42,6 +42,7 @@ before(async () => {
   );
   app = await Rwsplit.start(
     validateConfig({
+      workers: 1,
       listen: {
         postgres: { host: '127.0.0.1', port: 0 },
         http: { host: '127.0.0.1', port: 0 },

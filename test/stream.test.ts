@@ -27,6 +27,7 @@ const TEXT = { getTypeParser: () => (v: string) => v };
 
 function config(): ReturnType<typeof validateConfig> {
   return validateConfig({
+    workers: 1,
     listen: {
       postgres: { host: '127.0.0.1', port: 0 },
       http: { host: '127.0.0.1', port: 0 },

@@ -174,6 +174,7 @@ describe('planned switchover', () => {
     const first = stack.cluster.primary;
     const off = await Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
         admin: { token: TOKEN },
         postgres: {

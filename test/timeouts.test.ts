@@ -49,6 +49,7 @@ describe('idle-in-transaction and pool-wait timeouts', () => {
     // A second instance on the same cluster, without the idle timeout and a short pool wait.
     waiting = await Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: { postgres: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 } },
         postgres: {
           nodes: stack.cluster.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })),

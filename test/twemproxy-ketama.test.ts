@@ -399,6 +399,7 @@ describe('KetamaRing places keys exactly like twemproxy (nutcracker 0.5)', () =>
       // End to end: every key twemproxy wrote is found through rwsplit with the same pool.
       const app = await Rwsplit.start(
         validateConfig({
+          workers: 1,
           listen: { postgres: { port: 0 }, http: { port: 0 }, redis: { port: 0 } },
           postgres: { nodes: pg!.nodes.map((n) => ({ id: n.id, host: n.host, port: n.port })) },
           redis: {

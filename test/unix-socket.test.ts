@@ -66,6 +66,7 @@ describe('Unix socket listener', () => {
   const start = async (): Promise<Rwsplit> =>
     Rwsplit.start(
       validateConfig({
+        workers: 1,
         listen: {
           postgres: { host: '127.0.0.1', port, socketDir: dir },
           http: { host: '127.0.0.1', port: 0 },

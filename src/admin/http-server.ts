@@ -51,6 +51,8 @@ export interface WorkerReport {
   ready: boolean;
   startedAt: number;
   clients: number;
+  /** client connections handed to it since it started */
+  accepted: number;
 }
 
 export interface AdminServerOptions {

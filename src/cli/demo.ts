@@ -30,7 +30,7 @@ export interface DemoOptions {
   redisShards: number;
   /** PostgreSQL shards (default 1: one primary + replicas, no sharding section). */
   pgShards?: number;
-  /** `--workers`: data-plane processes (config key `workers`; default 1) */
+  /** `--workers`: data-plane processes (config key `workers`; default auto: the cores, at most 8) */
   workers?: number | 'auto';
 }
 
@@ -149,7 +149,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         (client) => client.query(STREAM_TABLE_SQL),
       );
     app = await Rwsplit.start(config);
-    printEndpoints(cluster, redis, opts, app.pgSocket, streaming);
+    printEndpoints(cluster, redis, opts, app.pgSocket, streaming, app.workers?.count ?? 1);
     const sig = await waitForSignal();
     console.log(`\nrwsplit demo: ${sig} received, stopping ...`);
   } finally {
@@ -205,6 +205,7 @@ function printEndpoints(
   opts: DemoOptions,
   socket: string | null,
   streaming: boolean,
+  workers: number,
 ): void {
   const sharded = cluster instanceof PgShardedCluster;
   const psql = `psql "host=127.0.0.1 port=${opts.pgPort} user=postgres dbname=postgres"`;
@@ -230,6 +231,7 @@ function printEndpoints(
         ]
       : []),
     `  admin / metrics    http://127.0.0.1:${opts.httpPort}/   /api/nodes   /metrics`,
+    `  data plane         ${workersLine(workers)}`,
     '',
     '  nodes:',
     ...cluster.nodes.map((n) => nodeLine(n, sharded)),
@@ -254,6 +256,13 @@ function printEndpoints(
     'Press Ctrl-C to stop every process the demo started.',
   ];
   console.log(lines.join('\n'));
+}
+
+/** How many processes serve the clients (`workers`, `--workers`). */
+export function workersLine(workers: number): string {
+  return workers > 1
+    ? `${workers} worker processes (workers: --workers or the config key; auto: the cores, at most 8)`
+    : 'one process (workers: 1)';
 }
 
 /**

@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--pg-shards <n>', 'number of PostgreSQL shards, each a primary + replicas', pgShardsOption, 1)
     .option(
       '--workers <n>',
-      'data-plane processes: a number, or auto (the cores, at most 8); default 1',
+      'data-plane processes: a number, or auto (the cores, at most 8); default auto',
       workersOption,
     )
     .action(async (opts: DemoOptions) => {
@@ -81,6 +81,8 @@ export async function main(argv: string[]): Promise<void> {
       const handed = inheritedListeners();
       const app = await Rwsplit.start(config, {
         configPath: opts.config,
+        // A reload re-reads the file: --workers keeps overriding it.
+        ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
         ...(handed ? { listeners: await handed } : {}),
       });
       if (handed) reportReady(app.clientAdopters);

@@ -27,9 +27,9 @@ export function formatNodeTable(nodes: readonly NodeReport[]): string {
     .join('\n');
 }
 
-/** The data-plane workers, one line (nothing in one process). */
-export function formatWorkers(workers: readonly WorkerReport[]): string | null {
-  if (workers.length === 0) return null;
+/** The data-plane workers, one line (`workers: 1` when one process serves the clients). */
+export function formatWorkers(workers: readonly WorkerReport[]): string {
+  if (workers.length === 0) return 'workers: 1 (one process)';
   const each = workers.map(
     (w) => `#${w.index} pid ${w.pid ?? '-'} ${w.ready ? `${w.clients} clients` : 'starting'}`,
   );
@@ -38,6 +38,5 @@ export function formatWorkers(workers: readonly WorkerReport[]): string | null {
 
 export async function printStatus(base: string): Promise<void> {
   console.log(formatNodeTable(await fetchAdminJson<NodeReport[]>(base, '/api/nodes')));
-  const workers = formatWorkers(await fetchAdminJson<WorkerReport[]>(base, '/api/workers'));
-  if (workers) console.log(workers);
+  console.log(formatWorkers(await fetchAdminJson<WorkerReport[]>(base, '/api/workers')));
 }

@@ -455,11 +455,11 @@ const fullSchema = z.strictObject({
   redis: redisSchema.optional(),
   streams: streamsSchema.optional(),
   /**
-   * data-plane processes: `1` runs everything in one process (the default); N > 1 runs a
+   * data-plane processes: `1` runs everything in one process; N > 1 runs a
    * controller (monitors, failover, admin, …) and N workers holding the client sessions;
-   * `auto` is the number of cores, at most 8 (src/workers/, docs/CONFIG.md)
+   * `auto` (the default) is the number of cores, at most 8 (src/workers/, docs/CONFIG.md)
    */
-  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
   /** graceful restart (`rwsplit restart`, SIGUSR2): the old process hands its sockets over and drains */
   restart: z
     .strictObject({

@@ -143,6 +143,25 @@ export class StreamManager implements StreamReadGate {
     return { wait: lsn === undefined ? null : s.waitApplied(lsn, this.causalWaitMs) };
   }
 
+  // ---- for the data-plane workers (src/workers/): they serve the reads, the streams run here
+
+  /** Each stream's applied position, when known. */
+  appliedPositions(): [string, bigint][] {
+    return this.streams.flatMap((s) => (s.appliedLsn === null ? [] : [[s.name, s.appliedLsn]]));
+  }
+
+  /** A worker's read with a PostgreSQL causal token: as `read` makes one here wait. */
+  waitApplied(name: string, lsn: bigint): Promise<void> {
+    const s = this.streams.find((x) => x.name === name);
+    if (!s) return Promise.reject(new Error(`no stream ${name}`));
+    return s.waitApplied(lsn, this.causalWaitMs);
+  }
+
+  /** Reads of a stream's keys a worker served (the read rate). */
+  countReads(name: string, n: number): void {
+    this.streams.find((x) => x.name === name)?.figures.reads.add(n);
+  }
+
   reports(): StreamReport[] {
     const now = Date.now();
     return this.streams.map((s) => ({

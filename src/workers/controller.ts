@@ -21,10 +21,12 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import type { WorkerReport } from '../admin/http-server.js';
 import type { RemoteMetrics } from '../admin/metrics.js';
 import type { ConnectionCounts, ConnectionStatsSource } from '../core/cluster-view.js';
 import type { Topology } from '../core/topology.js';
 import type { Config } from '../config/schema.js';
+import type { PositionBook } from '../redis/routing/position-book.js';
 import type { ClientProtocol, FromWorker, ToWorker, WorkerStats, WorkerTotals } from './messages.js';
 import { processIdOwner, workerConfig } from './split-limits.js';
 import { snapshotTopology } from './topology-mirror.js';
@@ -50,6 +52,21 @@ interface Slot {
   metrics: Map<number, (m: unknown[]) => void>;
   drained: ((m: Extract<FromWorker, { t: 'drained' }>) => void) | null;
   startedAt: number;
+  /** client connections handed to this worker since it started */
+  accepted: number;
+}
+
+/**
+ * The controller's change streams as the workers need them (StreamManager): the streams run
+ * here, the workers serve the reads of the keys they feed (stream-gate.ts).
+ */
+export interface WorkerStreams {
+  /** each stream's applied position, when known */
+  appliedPositions(): [string, bigint][];
+  /** settles once stream `name` applied the causal token position `lsn` (rejects: why not) */
+  waitApplied(name: string, lsn: bigint): Promise<void>;
+  /** reads of the stream's keys served by a worker */
+  countReads(name: string, n: number): void;
 }
 
 export interface WorkerPoolOptions {
@@ -79,6 +96,10 @@ export class WorkerPool implements RemoteMetrics {
   private topologies: Topology[] = [];
 
   private nodeDown: (node: string, reason: string) => void = () => undefined;
+  /** the change streams, once they run (they start after the workers) */
+  streams: WorkerStreams | null = null;
+  /** the Redis position book the controller's monitor feeds, sent with the state */
+  redisBook: PositionBook | null = null;
 
   constructor(private readonly opts: WorkerPoolOptions) {}
 
@@ -118,7 +139,7 @@ export class WorkerPool implements RemoteMetrics {
       this.readyWaiters.add(check);
       check();
     });
-    this.stateTimer = setInterval(() => this.sendState(), STATE_INTERVAL_MS);
+    this.stateTimer = setInterval(() => this.sendState(true), STATE_INTERVAL_MS);
     this.stateTimer.unref();
   }
 
@@ -127,13 +148,14 @@ export class WorkerPool implements RemoteMetrics {
   }
 
   /** Each worker's pid, index and figures (`GET /api/workers`, `rwsplit status`). */
-  describe(): { index: number; pid: number | null; ready: boolean; startedAt: number; clients: number }[] {
+  describe(): WorkerReport[] {
     return this.slots.map((s) => ({
       index: s.index,
       pid: s.child.pid ?? null,
       ready: s.ready,
       startedAt: s.startedAt,
       clients: s.stats ? s.stats.clients.postgres + s.stats.clients.redis : 0,
+      accepted: s.accepted,
     }));
   }
 
@@ -155,6 +177,7 @@ export class WorkerPool implements RemoteMetrics {
       const slot = this.slots[(this.next + i) % n]!;
       if (!slot.ready || !slot.child.connected) continue;
       this.next = (this.next + i + 1) % n;
+      slot.accepted++;
       slot.child.send({ t: 'client', protocol } satisfies ToWorker, socket, (err) => {
         // The worker died between the check and the send: another takes the client.
         if (err && !socket.destroyed) this.dispatch(protocol, socket);
@@ -183,6 +206,7 @@ export class WorkerPool implements RemoteMetrics {
       metrics: new Map(),
       drained: null,
       startedAt: Date.now(),
+      accepted: 0,
     };
     child.on('message', (m: FromWorker) => this.onMessage(slot, m));
     child.on('error', (err) => this.opts.log.warn({ worker: index, err: err.message }, 'worker error'));
@@ -213,10 +237,10 @@ export class WorkerPool implements RemoteMetrics {
         this.opts.log.error({ worker: slot.index, err: m.error }, 'data-plane worker failed to start');
         return;
       case 'stats':
-        slot.stats = m.stats;
+        this.takeStats(slot, m.stats);
         return;
       case 'synced':
-        slot.stats = m.stats;
+        this.takeStats(slot, m.stats);
         for (const [seq, done] of slot.syncs)
           if (seq <= m.seq) {
             slot.syncs.delete(seq);
@@ -236,7 +260,35 @@ export class WorkerPool implements RemoteMetrics {
       case 'drained':
         slot.drained?.(m);
         return;
+      case 'stream-wait':
+        this.streamWait(slot, m.seq, m.stream, BigInt(m.lsn));
+        return;
     }
+  }
+
+  private takeStats(slot: Slot, stats: WorkerStats): void {
+    slot.stats = stats;
+    for (const [name, n] of stats.streamReads) if (n > 0) this.streams?.countReads(name, n);
+  }
+
+  /** A worker's read waits for a change stream of this process (as a read in one process would). */
+  private streamWait(slot: Slot, seq: number, stream: string, lsn: bigint): void {
+    const answer = (error: string | null): void => {
+      if (slot.child.connected) this.post(slot, { t: 'stream-applied', seq, error });
+    };
+    if (!this.streams) {
+      answer(`stream ${stream} is not running yet`);
+      return;
+    }
+    this.streams.waitApplied(stream, lsn).then(
+      () => answer(null),
+      (err: Error) => answer(err.message),
+    );
+  }
+
+  /** The streams' applied positions as sent to the workers. */
+  private streamPositions(): [string, string][] {
+    return (this.streams?.appliedPositions() ?? []).map(([name, lsn]) => [name, lsn.toString()]);
   }
 
   /** A CancelRequest one worker received for a session of another: the pid names the owner. */
@@ -292,14 +344,36 @@ export class WorkerPool implements RemoteMetrics {
     queueMicrotask(() => this.sendState());
   }
 
-  private sendState(): void {
+  /**
+   * `ifChanged` (the periodic send): skipped when the state is what the workers last got. Most
+   * ticks of a quiet cluster change nothing, and each send costs the controller a serialization
+   * per worker and each worker a parse: a fixed cost per second that an idle or lightly loaded
+   * instance would otherwise pay in CPU per request.
+   */
+  private sendState(ifChanged = false): void {
     this.stateQueued = false;
-    const topologies = this.topologies.map(snapshotTopology);
-    for (const s of this.slots) if (s.ready && s.child.connected) this.post(s, { t: 'state', topologies });
+    const m: ToWorker = {
+      t: 'state',
+      topologies: this.topologies.map(snapshotTopology),
+      streams: this.streamPositions(),
+      book: this.redisBook?.entries() ?? [],
+    };
+    const text = JSON.stringify(m);
+    if (ifChanged && text === this.lastState) return;
+    this.lastState = text;
+    for (const s of this.slots) if (s.ready && s.child.connected) this.post(s, m);
   }
 
+  /** the last state sent to every worker (JSON) */
+  private lastState = '';
+
   private sendStateTo(slot: Slot): void {
-    this.post(slot, { t: 'state', topologies: this.topologies.map(snapshotTopology) });
+    this.post(slot, {
+      t: 'state',
+      topologies: this.topologies.map(snapshotTopology),
+      streams: this.streamPositions(),
+      book: this.redisBook?.entries() ?? [],
+    });
   }
 
   private post(slot: Slot, m: ToWorker): void {

@@ -4,6 +4,7 @@
  */
 import type { ConnectionCounts } from '../core/cluster-view.js';
 import type { Config } from '../config/schema.js';
+import type { ReplicationInfo } from '../redis/ha/replication-info.js';
 import type { TopologySnapshot } from './topology-mirror.js';
 
 /** Which listener a client socket came from. */
@@ -23,6 +24,8 @@ export interface WorkerStats {
   pools: Record<ClientProtocol, [string, ConnectionCounts][]>;
   totals: [string, WorkerTotals][];
   decisions: Record<string, number>;
+  /** reads of each change stream's keys since the previous report (the controller adds them up) */
+  streamReads: [string, number][];
 }
 
 export type ToWorker =
@@ -37,7 +40,17 @@ export type ToWorker =
       /** the controller's topologies: PostgreSQL first (when configured), then each Redis shard */
       topologies: TopologySnapshot[];
     }
-  | { t: 'state'; topologies: TopologySnapshot[] }
+  | {
+      t: 'state';
+      topologies: TopologySnapshot[];
+      /** each change stream's applied position (decimal LSN), when known: reads it covers need not ask */
+      streams: [string, string][];
+      /**
+       * the controller's Redis position book (its monitor's probes): read-your-writes reads on
+       * a worker, a replacement's from its start, know the replicas' positions without asking
+       */
+      book: [string, ReplicationInfo][];
+    }
   /** answered with `synced` once every earlier message is applied */
   | { t: 'sync'; seq: number }
   /** a client socket (the handle) accepted on a listener */
@@ -47,7 +60,9 @@ export type ToWorker =
   | { t: 'log-level'; level: string }
   /** graceful restart: close each session at its next boundary, then report `drained` */
   | { t: 'drain'; timeoutMs: number }
-  | { t: 'metrics'; seq: number };
+  | { t: 'metrics'; seq: number }
+  /** the answer to `stream-wait`: null once the stream has applied the position, else why not */
+  | { t: 'stream-applied'; seq: number; error: string | null };
 
 export type FromWorker =
   | { t: 'ready' }
@@ -63,4 +78,6 @@ export type FromWorker =
       postgres: { atBoundary: number; atTimeout: number };
       redis: { atBoundary: number; atTimeout: number };
     }
-  | { t: 'metrics'; seq: number; metrics: unknown[] };
+  | { t: 'metrics'; seq: number; metrics: unknown[] }
+  /** a read with a PostgreSQL causal token waits for the controller's change stream to apply `lsn` */
+  | { t: 'stream-wait'; seq: number; stream: string; lsn: string };

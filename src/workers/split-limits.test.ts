@@ -40,7 +40,7 @@ describe('workers: limits split, counts, process ids', () => {
     assert.equal(workerCount('auto', 64), 8);
     assert.equal(workerCount('auto', 1), 1);
     assert.equal(workerCount(3, 64), 3);
-    assert.equal(validateConfig({ postgres: { nodes: [{ id: 'a', host: 'h' }] } }).workers, 1);
+    assert.equal(validateConfig({ postgres: { nodes: [{ id: 'a', host: 'h' }] } }).workers, 'auto');
     assert.throws(() => validateConfig({ postgres: { nodes: [{ id: 'a', host: 'h' }] }, workers: 0 }));
   });
 

@@ -19,6 +19,7 @@ import { redisShards } from '../redis/service.js';
 import { createLogger } from '../util/logger.js';
 import { resolveDataPlane } from '../util/native-core.js';
 import type { ClientProtocol, FromWorker, ToWorker, WorkerStats } from './messages.js';
+import { WorkerStreamGate } from './stream-gate.js';
 import { applySnapshot, type TopologySnapshot } from './topology-mirror.js';
 
 /** How often a worker reports its figures (client and connection counts, traffic totals). */
@@ -30,6 +31,8 @@ export class Worker {
   private readonly topologies: Topology[] = [];
   private pg: PgProxy | null = null;
   private redis: RedisProxy | null = null;
+  /** the reads of change streams' keys (the streams run in the controller) */
+  private streamGate: WorkerStreamGate | null = null;
   /** set while the controller's state is applied: events then are the controller's, not ours */
   private applying = false;
   /** nodes our data path marked down, until the controller's state says so too */
@@ -75,6 +78,12 @@ export class Worker {
       w.redis = new RedisProxy(config.redis, shards, w.metrics.redisStats(), log, guard);
       w.view.addConnections(w.redis);
       await w.redis.prepare();
+      if (config.postgres && config.streams && config.streams.list.length > 0) {
+        w.streamGate = new WorkerStreamGate(config.streams.list, (seq, stream, lsn) =>
+          send({ t: 'stream-wait', seq, stream, lsn: lsn.toString() }),
+        );
+        w.redis.streamReads = w.streamGate;
+      }
     }
     for (const t of w.topologies) t.on('event', (e: TopologyEvent) => w.ownEvent(e));
     w.statsTimer = setInterval(() => send({ t: 'stats', stats: w.stats() }), STATS_INTERVAL_MS);
@@ -111,6 +120,21 @@ export class Worker {
     proxy.adopt(socket);
   }
 
+  /** The controller's change streams: their applied positions, and its answer to a wait. */
+  streamPositions(applied: [string, string][]): void {
+    this.streamGate?.positions(applied);
+  }
+
+  /** The controller's Redis position book. */
+  adoptPositions(book: Extract<ToWorker, { t: 'state' }>['book']): void {
+    const mine = this.redis?.book;
+    if (mine) for (const [node, info] of book) mine.adopt(node, info);
+  }
+
+  streamApplied(seq: number, error: string | null): void {
+    this.streamGate?.answered(seq, error);
+  }
+
   cancel(processId: number, secretKey: number): void {
     this.pg?.cancel(processId, secretKey);
   }
@@ -132,6 +156,7 @@ export class Worker {
       },
       totals,
       decisions: this.metrics.decisionCounts(),
+      streamReads: this.streamGate?.takeReads() ?? [],
     };
   }
 
@@ -193,6 +218,11 @@ export function runWorker(): void {
     switch (m.t) {
       case 'state':
         w.apply(m.topologies);
+        w.streamPositions(m.streams);
+        w.adoptPositions(m.book);
+        return;
+      case 'stream-applied':
+        w.streamApplied(m.seq, m.error);
         return;
       case 'sync':
         send({ t: 'synced', seq: m.seq, stats: w.stats() });

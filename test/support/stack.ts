@@ -33,11 +33,10 @@ export interface StackOptions {
 /**
  * The `workers` key of a test instance: the test's own, else RWSPLIT_TEST_WORKERS
  * (scripts/run-tests.js runs the files that touch routing, failover, causal reads and 2PC
- * with 2 as well), else none (one process).
+ * with 2 as well), else 1 (one process; said explicitly, the product's default being `auto`).
  */
-export function testWorkers(workers?: number): { workers?: number } {
-  const n = workers ?? Number(process.env.RWSPLIT_TEST_WORKERS ?? 1);
-  return n > 1 ? { workers: n } : {};
+export function testWorkers(workers?: number): { workers: number } {
+  return { workers: workers ?? Number(process.env.RWSPLIT_TEST_WORKERS ?? 1) };
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {

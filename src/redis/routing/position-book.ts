@@ -35,6 +35,21 @@ export class PositionBook {
     this.known.set(nodeId, info);
   }
 
+  /** Every position known, per node (the controller sends its book to the data-plane workers). */
+  entries(): [string, ReplicationInfo][] {
+    return [...this.known];
+  }
+
+  /**
+   * A position another process saw (the controller's monitor, for a data-plane worker): taken
+   * unless this book already holds a later one of the same history.
+   */
+  adopt(nodeId: string, info: ReplicationInfo): void {
+    const mine = this.known.get(nodeId);
+    if (mine && mine.replid === info.replid && mine.offset >= info.offset) return;
+    this.known.set(nodeId, info);
+  }
+
   /** The node is down: its checking link goes (its last position stays, a lower bound). */
   forget(nodeId: string): void {
     this.links.get(nodeId)?.destroy('node down');
