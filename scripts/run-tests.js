@@ -51,8 +51,6 @@ const BOTH_WAYS = [
   'shards',
   'redis-failover',
   'redis-causal',
-  'pg-restart-handover',
-  'redis-restart-handover',
 ].map((name) => `dist/test/${name}.test.js`);
 let workersStatus = 0;
 if (which !== 'unit' && !process.env.RWSPLIT_TEST_WORKERS) {
