@@ -34,7 +34,7 @@ import { setUpSharding } from './pg/sharding/sharding-setup.js';
 import type { TwoPhaseRecovery } from './pg/sharding/twopc/index.js';
 import { PgMonitor } from './pg/ha/monitor.js';
 import { FIRST_PROCESS_ID, PgProxy, type PgProxyDeps } from './pg/proxy.js';
-import { WorkerPool } from './workers/controller.js';
+import { WorkerPool, type MoveToSuccessor } from './workers/controller.js';
 import { workerCount } from './workers/split-limits.js';
 import { RedisService } from './redis/service.js';
 import type { HandedRedisState } from './redis/session/session-handover.js';
@@ -146,7 +146,7 @@ export class Rwsplit {
       if (pg && pgc) {
         // A graceful restart's successor: cancel keys past those of the sessions it will adopt.
         const ids = opts.listeners ? inheritedProcessIds() : null;
-        if (ids !== null) pg.proxy.continueProcessIds(ids);
+        if (ids !== null) (workers ?? pg.proxy).continueProcessIds(ids);
         // Connections accepted before the workers serve wait for the first one ready.
         workers?.takeOver(pg.proxy.listener, 'postgres');
         app.pgAddress = await pg.proxy.listen(
@@ -271,8 +271,8 @@ export class Rwsplit {
           ...(this.redis ? { redis: this.redis.proxy.listener } : {}),
         },
         startTimeoutMs,
-        this.proxy && !this.workers
-          ? { [PG_PROCESS_IDS_ENV]: String(this.proxy.processIdsAfterHandover) }
+        this.proxy
+          ? { [PG_PROCESS_IDS_ENV]: String((this.workers ?? this.proxy).processIdsAfterHandover) }
           : {},
       );
     } catch (err) {
@@ -297,12 +297,21 @@ export class Rwsplit {
 
   /**
    * What a successor takes over from this process's drain (src/admin/handover.ts): Redis
-   * clients at a reply boundary, with their sessions' state, when it serves Redis; PostgreSQL
-   * clients at a transaction boundary when it serves PostgreSQL itself (not on workers).
+   * clients at a reply boundary and PostgreSQL clients at a transaction boundary, with their
+   * sessions' state, for the sections it serves; with data-plane workers, one of them adopts
+   * each.
    */
   get clientAdopters(): ClientAdopters {
+    const workers = this.workers;
+    if (workers)
+      return {
+        ...(this.redis ? { redis: (socket, state) => workers.adoptHanded('redis', socket, state) } : {}),
+        ...(this.proxy
+          ? { postgres: (socket, state) => workers.adoptHanded('postgres', socket, state) }
+          : {}),
+      };
     const redis = this.redis;
-    const pg = this.workers ? null : this.proxy;
+    const pg = this.proxy;
     return {
       ...(redis ? { redis: (socket, state) => redis.proxy.adopt(socket, state as HandedRedisState) } : {}),
       ...(pg ? { postgres: (socket, state) => pg.adoptHanded(socket, state as HandedPgState) } : {}),
@@ -318,15 +327,18 @@ export class Rwsplit {
     const movePg = successor.adopts('postgres')
       ? (state: HandedPgState, socket: Socket) => successor.sendClient('postgres', state, socket)
       : undefined;
-    // Clients on data-plane workers are closed at a boundary (only this process's own
-    // clients are handed over to the successor).
+    // Clients on data-plane workers go through this process (WorkerPool.drain).
+    const workerMoves = {
+      ...(movePg ? { postgres: movePg as MoveToSuccessor } : {}),
+      ...(moveRedis ? { redis: moveRedis as MoveToSuccessor } : {}),
+    };
     const [pg, redis, workers] = await Promise.all([
       this.proxy?.drain(timeoutMs, movePg) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
       this.redis?.proxy.drain(timeoutMs, moveRedis) ?? { handedOver: 0, atBoundary: 0, atTimeout: 0 },
-      this.workers?.drain(timeoutMs) ?? null,
+      this.workers?.drain(timeoutMs, workerMoves) ?? null,
     ]);
     if (workers) {
-      for (const k of ['atBoundary', 'atTimeout'] as const) {
+      for (const k of ['handedOver', 'atBoundary', 'atTimeout'] as const) {
         pg[k] += workers[0]![k];
         redis[k] += workers[1]![k];
       }

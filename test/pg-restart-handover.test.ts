@@ -30,7 +30,7 @@ import { isProcessAlive } from '../src/cluster/process-tree.js';
 import { PgCluster } from '../src/cluster/pg-cluster.js';
 import { encodeCancelRequest } from '../src/pg/protocol/index.js';
 import { pgbench, summary, type PgbenchResult } from './support/pgbench.js';
-import { waitFor } from './support/stack.js';
+import { testWorkers, waitFor } from './support/stack.js';
 
 const bin = path.resolve('bin/rwsplit.js');
 const TOKEN = 'pg-handover-test-token';
@@ -156,6 +156,8 @@ describe('graceful restart hands PostgreSQL clients over', () => {
       admin: { token: TOKEN },
       restart: { drainTimeoutMs: 20_000 },
       logging: { level: 'info' },
+      // RWSPLIT_TEST_WORKERS=2: the clients are handed over from worker to worker.
+      ...testWorkers(),
     };
     writeFileSync(path.join(dir, 'rwsplit.yaml'), stringify(config));
     const log = path.join(dir, 'rwsplit.log');

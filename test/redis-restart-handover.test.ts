@@ -33,7 +33,7 @@ import {
   RespErrorValue,
   type RespValue,
 } from '../src/redis/resp/index.js';
-import { waitFor } from './support/stack.js';
+import { testWorkers, waitFor } from './support/stack.js';
 
 const bin = path.resolve('bin/rwsplit.js');
 const TOKEN = 'redis-handover-test-token';
@@ -228,7 +228,8 @@ describe('graceful restart hands Redis clients over', () => {
     [httpPort, redisPort] = (await freePorts(2)) as [number, number];
     const shard = redis.shard(redis.shardNames[0]!);
     const config = {
-      workers: 1,
+      // RWSPLIT_TEST_WORKERS=2: the clients are handed over from worker to worker.
+      ...testWorkers(),
       listen: { http: { host: '127.0.0.1', port: httpPort }, redis: { host: '127.0.0.1', port: redisPort } },
       redis: {
         shards: [

@@ -11,7 +11,9 @@
  * it sent is handed over too (`child.send(msg, socket)`, with its session's state in `msg`),
  * so it keeps its connection and what it sends next is read by the successor from the same
  * kernel socket. Nothing is lost in between: the old process stops reading before it sends the
- * socket, so bytes that arrive meanwhile wait in the kernel for the successor.
+ * socket, so bytes that arrive meanwhile wait in the kernel for the successor. With data-plane
+ * workers, the clients reach this channel through the old controller and leave it through the
+ * new one to a worker (src/workers/controller.ts: WorkerPool.drain, WorkerPool.adoptHanded).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type net from 'node:net';

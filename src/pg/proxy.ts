@@ -71,7 +71,7 @@ const FRESH_SESSION_GRACE_MS = 1000;
  * next (PgProxy.processIdsAfterHandover): the old one still logs clients in until the new one
  * serves, and the sessions it hands over keep their ids (their cancel keys).
  */
-const PROCESS_ID_HEADROOM = 0x100000;
+export const PROCESS_ID_HEADROOM = 0x100000;
 
 /**
  * Hands a client over to the new process of a graceful restart (src/admin/handover.ts): its
@@ -96,9 +96,16 @@ export interface PgProxyDeps {
   guard?: ClientGuard;
   /**
    * A data-plane worker (src/workers/): its process ids are FIRST_PROCESS_ID + index, then
-   * every `count`-th, and a CancelRequest for a session it does not hold goes to `cancelElsewhere`.
+   * every `count`-th (from `firstProcessId` in a graceful restart's successor, past the ids of
+   * the sessions handed over), and a CancelRequest for a session it does not hold goes to
+   * `cancelElsewhere`.
    */
-  worker?: { index: number; count: number; cancelElsewhere: (processId: number, secretKey: number) => void };
+  worker?: {
+    index: number;
+    count: number;
+    firstProcessId?: number;
+    cancelElsewhere: (processId: number, secretKey: number) => void;
+  };
   /** the native forwarding core (dataPlane native); absent: the JavaScript data plane */
   nativeCore?: NativeCore | null;
 }
@@ -163,7 +170,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
     this.sharding = deps.sharding ?? null;
     this.guard = deps.guard ?? new ClientGuard(0);
     if (deps.worker) {
-      this.nextProcessId = FIRST_PROCESS_ID + deps.worker.index;
+      this.nextProcessId = deps.worker.firstProcessId ?? FIRST_PROCESS_ID + deps.worker.index;
       this.processIdStep = deps.worker.count;
     }
     this.nativeCore = deps.nativeCore ?? null;

@@ -27,7 +27,15 @@ import type { ConnectionCounts, ConnectionStatsSource } from '../core/cluster-vi
 import type { Topology } from '../core/topology.js';
 import type { Config } from '../config/schema.js';
 import type { PositionBook } from '../redis/routing/position-book.js';
-import type { ClientProtocol, FromWorker, ToWorker, WorkerStats, WorkerTotals } from './messages.js';
+import { PROCESS_ID_HEADROOM } from '../pg/proxy.js';
+import type {
+  ClientProtocol,
+  DrainCounts,
+  FromWorker,
+  ToWorker,
+  WorkerStats,
+  WorkerTotals,
+} from './messages.js';
 import { processIdOwner, workerConfig } from './split-limits.js';
 import { snapshotTopology } from './topology-mirror.js';
 
@@ -54,6 +62,24 @@ interface Slot {
   startedAt: number;
   /** client connections handed to this worker since it started */
   accepted: number;
+}
+
+/** Graceful restart, old process: sends a client with its session's state to the new process. */
+export type MoveToSuccessor = (state: unknown, socket: net.Socket) => Promise<boolean>;
+
+const NO_DRAIN: Extract<FromWorker, { t: 'drained' }> = {
+  t: 'drained',
+  postgres: { handedOver: 0, atBoundary: 0, atTimeout: 0 },
+  redis: { handedOver: 0, atBoundary: 0, atTimeout: 0 },
+};
+
+/**
+ * A socket received over IPC starts reading at once (net.Socket does with a handle): one only
+ * passed on must not, or the client's next bytes would be read here and lost. Called in the
+ * tick that received it, before the event loop could read anything.
+ */
+function stopReading(socket: net.Socket): void {
+  (socket as unknown as { _handle?: { readStop?: () => number } | null })._handle?.readStop?.();
 }
 
 /**
@@ -100,8 +126,43 @@ export class WorkerPool implements RemoteMetrics {
   streams: WorkerStreams | null = null;
   /** the Redis position book the controller's monitor feeds, sent with the state */
   redisBook: PositionBook | null = null;
+  /** the PostgreSQL process ids the workers hand out start here (continueProcessIds) */
+  private processIdsFrom: number;
+  /** client connections passed to workers (accepted or handed over), all incarnations */
+  private passed = 0;
+  /** graceful restart, old process: where the drain sends clients, by protocol */
+  private moves: Partial<Record<ClientProtocol, MoveToSuccessor>> = {};
 
-  constructor(private readonly opts: WorkerPoolOptions) {}
+  constructor(private readonly opts: WorkerPoolOptions) {
+    this.processIdsFrom = opts.firstProcessId;
+  }
+
+  /**
+   * Graceful restart, new process (before start): the workers hand out PostgreSQL process ids
+   * from `next` on (the old process's processIdsAfterHandover), each still every `count`-th
+   * from its own index, so the id of a session handed over and of a new one alike names its
+   * worker (processIdOwner) and they never meet.
+   */
+  continueProcessIds(next: number): void {
+    if (Number.isSafeInteger(next) && next > this.processIdsFrom) this.processIdsFrom = next;
+  }
+
+  /**
+   * Graceful restart, old process: where the new process's ids may start. Each worker hands
+   * out at most one id per client passed to it, `count` apart; the headroom covers the clients
+   * still logging in until the drain starts (as PgProxy.processIdsAfterHandover).
+   */
+  get processIdsAfterHandover(): number {
+    return this.processIdsFrom + this.opts.count * (this.passed + 1) + PROCESS_ID_HEADROOM;
+  }
+
+  /** Worker `index`'s first process id: the first from processIdsFrom that names it. */
+  private firstProcessId(index: number): number | undefined {
+    const { firstProcessId: first, count } = this.opts;
+    if (this.processIdsFrom === first) return undefined;
+    const from = this.processIdsFrom;
+    return from + ((((index - (from - first)) % count) + count) % count);
+  }
 
   /** What to do when a worker's data path saw a node fail (the controller marks it down). */
   onNodeDown(fn: (node: string, reason: string) => void): void {
@@ -178,6 +239,7 @@ export class WorkerPool implements RemoteMetrics {
       if (!slot.ready || !slot.child.connected) continue;
       this.next = (this.next + i + 1) % n;
       slot.accepted++;
+      this.passed++;
       slot.child.send({ t: 'client', protocol } satisfies ToWorker, socket, (err) => {
         // The worker died between the check and the send: another takes the client.
         if (err && !socket.destroyed) this.dispatch(protocol, socket);
@@ -208,10 +270,10 @@ export class WorkerPool implements RemoteMetrics {
       startedAt: Date.now(),
       accepted: 0,
     };
-    child.on('message', (m: FromWorker) => this.onMessage(slot, m));
+    child.on('message', (m: FromWorker, handle: unknown) => this.onMessage(slot, m, handle));
     child.on('error', (err) => this.opts.log.warn({ worker: index, err: err.message }, 'worker error'));
     child.once('exit', (code, signal) => this.onExit(slot, code, signal));
-    const init: ToWorker = {
+    const init: Extract<ToWorker, { t: 'init' }> = {
       t: 'init',
       config: workerConfig(this.opts.config, index, this.opts.count),
       index,
@@ -219,11 +281,13 @@ export class WorkerPool implements RemoteMetrics {
       logLevel: this.opts.log.level,
       topologies: this.topologies.map(snapshotTopology),
     };
+    const firstId = this.firstProcessId(index);
+    if (firstId !== undefined) init.firstProcessId = firstId;
     child.send(init);
     return slot;
   }
 
-  private onMessage(slot: Slot, m: FromWorker): void {
+  private onMessage(slot: Slot, m: FromWorker, handle?: unknown): void {
     switch (m.t) {
       case 'ready':
         slot.ready = true;
@@ -256,6 +320,9 @@ export class WorkerPool implements RemoteMetrics {
       case 'metrics':
         slot.metrics.get(m.seq)?.(m.metrics);
         slot.metrics.delete(m.seq);
+        return;
+      case 'handover':
+        this.relayHandover(slot, m.seq, m.protocol, m.state, handle as net.Socket | undefined);
         return;
       case 'drained':
         slot.drained?.(m);
@@ -307,11 +374,7 @@ export class WorkerPool implements RemoteMetrics {
     slot.syncs.clear();
     for (const reply of slot.metrics.values()) reply([]);
     slot.metrics.clear();
-    slot.drained?.({
-      t: 'drained',
-      postgres: { atBoundary: 0, atTimeout: 0 },
-      redis: { atBoundary: 0, atTimeout: 0 },
-    });
+    slot.drained?.(NO_DRAIN);
     if (this.stopping) return;
     const how = signal ?? `code ${code}`;
     // A worker that cannot even start (a bad config, a server that refuses) would be forked
@@ -483,8 +546,77 @@ export class WorkerPool implements RemoteMetrics {
 
   // ---- end of life -------------------------------------------------------------------------
 
-  /** Graceful restart: every worker drains its sessions (each at its boundary) and exits. */
-  async drain(timeoutMs: number): Promise<{ atBoundary: number; atTimeout: number }[]> {
+  /**
+   * Graceful restart, old process: a worker's client at its boundary goes on to the new process
+   * (its socket is not read here); the worker learns whether it went.
+   */
+  private relayHandover(
+    slot: Slot,
+    seq: number,
+    protocol: ClientProtocol,
+    state: unknown,
+    socket: net.Socket | undefined,
+  ): void {
+    const answer = (ok: boolean): void => {
+      if (slot.child.connected) this.post(slot, { t: 'handed', seq, ok });
+    };
+    if (!socket) return answer(false);
+    stopReading(socket);
+    socket.on('error', () => socket.destroy());
+    const move = this.moves[protocol];
+    if (!move) {
+      socket.destroy();
+      return answer(false);
+    }
+    void move(state, socket).then(
+      (ok) => {
+        if (!ok) socket.destroy();
+        answer(ok);
+      },
+      () => {
+        socket.destroy();
+        answer(false);
+      },
+    );
+  }
+
+  /**
+   * Graceful restart, new process: a client the old process handed over, with its session's
+   * state, goes to a worker to adopt. A PostgreSQL session goes to the worker its process id
+   * names (processIdOwner), so a CancelRequest for it is routed there as for any other.
+   */
+  adoptHanded(protocol: ClientProtocol, socket: net.Socket, state: unknown): void {
+    stopReading(socket);
+    const n = this.slots.length;
+    let first = this.next;
+    const pid = (state as { processId?: unknown } | null)?.processId;
+    if (protocol === 'postgres' && typeof pid === 'number') {
+      first = processIdOwner(pid, this.opts.firstProcessId, this.opts.count) ?? first;
+    } else this.next = (this.next + 1) % Math.max(1, n);
+    for (let i = 0; i < n; i++) {
+      const slot = this.slots[(first + i) % n]!;
+      if (!slot.ready || !slot.child.connected) continue;
+      slot.accepted++;
+      this.passed++;
+      slot.child.send({ t: 'adopt-handed', protocol, state } satisfies ToWorker, socket, (err) => {
+        if (err) socket.destroy();
+      });
+      return;
+    }
+    // No worker serves (all being replaced): the client reconnects.
+    socket.destroy();
+  }
+
+  /**
+   * Graceful restart: every worker drains its sessions and exits; at its boundary a session of
+   * a protocol in `moves` is handed over to the new process through this one, any other closed.
+   */
+  async drain(
+    timeoutMs: number,
+    moves: Partial<Record<ClientProtocol, MoveToSuccessor>> = {},
+  ): Promise<DrainCounts[]> {
+    this.moves = moves;
+    const handOver = Object.keys(moves) as ClientProtocol[];
     this.stopping = true;
     if (this.stateTimer) clearInterval(this.stateTimer);
     const reports = await Promise.all(
@@ -493,18 +625,15 @@ export class WorkerPool implements RemoteMetrics {
           new Promise<Extract<FromWorker, { t: 'drained' }>>((resolve) => {
             slot.drained = resolve;
             if (!slot.child.connected || slot.child.exitCode !== null) {
-              resolve({
-                t: 'drained',
-                postgres: { atBoundary: 0, atTimeout: 0 },
-                redis: { atBoundary: 0, atTimeout: 0 },
-              });
+              resolve(NO_DRAIN);
               return;
             }
-            this.post(slot, { t: 'drain', timeoutMs });
+            this.post(slot, { t: 'drain', timeoutMs, handOver });
           }),
       ),
     );
-    const sum = (k: 'postgres' | 'redis'): { atBoundary: number; atTimeout: number } => ({
+    const sum = (k: 'postgres' | 'redis'): DrainCounts => ({
+      handedOver: reports.reduce((a, r) => a + r[k].handedOver, 0),
       atBoundary: reports.reduce((a, r) => a + r[k].atBoundary, 0),
       atTimeout: reports.reduce((a, r) => a + r[k].atTimeout, 0),
     });

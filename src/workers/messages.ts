@@ -28,6 +28,13 @@ export interface WorkerStats {
   streamReads: [string, number][];
 }
 
+/** What a drain did with the sessions of one protocol. */
+export interface DrainCounts {
+  handedOver: number;
+  atBoundary: number;
+  atTimeout: number;
+}
+
 export type ToWorker =
   | {
       t: 'init';
@@ -39,6 +46,11 @@ export type ToWorker =
       logLevel: string;
       /** the controller's topologies: PostgreSQL first (when configured), then each Redis shard */
       topologies: TopologySnapshot[];
+      /**
+       * a graceful restart's successor: the first PostgreSQL process id this worker hands out
+       * (owned by `index`, past those of the sessions handed over); absent: FIRST_PROCESS_ID + index
+       */
+      firstProcessId?: number;
     }
   | {
       t: 'state';
@@ -58,8 +70,15 @@ export type ToWorker =
   /** a CancelRequest another worker received for a session of this one */
   | { t: 'cancel'; processId: number; secretKey: number }
   | { t: 'log-level'; level: string }
-  /** graceful restart: close each session at its next boundary, then report `drained` */
-  | { t: 'drain'; timeoutMs: number }
+  /**
+   * graceful restart: at its next boundary, each session of a protocol in `handOver` is handed
+   * over to the new process (`handover`), any other closed; then report `drained`
+   */
+  | { t: 'drain'; timeoutMs: number; handOver: ClientProtocol[] }
+  /** the answer to `handover`: whether the client is on its way to the new process */
+  | { t: 'handed'; seq: number; ok: boolean }
+  /** graceful restart, new process: a client (the handle) handed over with its session's state */
+  | { t: 'adopt-handed'; protocol: ClientProtocol; state: unknown }
   | { t: 'metrics'; seq: number }
   /** the answer to `stream-wait`: null once the stream has applied the position, else why not */
   | { t: 'stream-applied'; seq: number; error: string | null };
@@ -73,11 +92,12 @@ export type FromWorker =
   | { t: 'node-down'; node: string; reason: string }
   /** a CancelRequest for a session this worker does not hold */
   | { t: 'cancel'; processId: number; secretKey: number }
-  | {
-      t: 'drained';
-      postgres: { atBoundary: number; atTimeout: number };
-      redis: { atBoundary: number; atTimeout: number };
-    }
+  /**
+   * graceful restart: a client (the handle, no longer read) at its boundary, with its session's
+   * state (session-handover.ts), for the new process; answered with `handed`
+   */
+  | { t: 'handover'; seq: number; protocol: ClientProtocol; state: unknown }
+  | { t: 'drained'; postgres: DrainCounts; redis: DrainCounts }
   | { t: 'metrics'; seq: number; metrics: unknown[] }
   /** a read with a PostgreSQL causal token waits for the controller's change stream to apply `lsn` */
   | { t: 'stream-wait'; seq: number; stream: string; lsn: string };

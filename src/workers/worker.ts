@@ -14,6 +14,8 @@ import { ClusterView } from '../core/cluster-view.js';
 import type { Topology, TopologyEvent } from '../core/topology.js';
 import type { Config } from '../config/schema.js';
 import type { PgProxy } from '../pg/proxy.js';
+import type { HandedPgState } from '../pg/session/session-handover.js';
+import type { HandedRedisState } from '../redis/session/session-handover.js';
 import { RedisProxy } from '../redis/proxy.js';
 import { redisShards } from '../redis/service.js';
 import { createLogger } from '../util/logger.js';
@@ -71,6 +73,7 @@ export class Worker {
         {
           index: init.index,
           count: init.count,
+          ...(init.firstProcessId !== undefined ? { firstProcessId: init.firstProcessId } : {}),
           cancelElsewhere: (processId, secretKey) => send({ t: 'cancel', processId, secretKey }),
         },
       ).proxy;
@@ -109,6 +112,13 @@ export class Worker {
     if (this.applying || e.type !== 'down') return;
     this.ownDown.add(e.node);
     this.send({ t: 'node-down', node: e.node, reason: e.detail });
+  }
+
+  /** Graceful restart, new process: a client the old process handed over with its session's state. */
+  adoptHanded(protocol: ClientProtocol, socket: net.Socket, state: unknown): void {
+    if (protocol === 'postgres' && this.pg) this.pg.adoptHanded(socket, state as HandedPgState);
+    else if (protocol === 'redis' && this.redis) this.redis.adopt(socket, state as HandedRedisState);
+    else socket.destroy();
   }
 
   adopt(protocol: ClientProtocol, socket: net.Socket): void {
@@ -164,12 +174,18 @@ export class Worker {
     return this.metrics.registry.getMetricsAsJSON();
   }
 
-  /** Graceful restart: each session closed at its next boundary (as in one process). */
-  async drain(timeoutMs: number): Promise<Extract<FromWorker, { t: 'drained' }>> {
-    const none = { atBoundary: 0, atTimeout: 0 };
+  /**
+   * Graceful restart: each session at its next boundary is handed over (`moves`: through the
+   * controller to the new process) or closed, as in one process.
+   */
+  async drain(
+    timeoutMs: number,
+    moves: Partial<Record<ClientProtocol, (state: unknown, socket: net.Socket) => Promise<boolean>>>,
+  ): Promise<Extract<FromWorker, { t: 'drained' }>> {
+    const none = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
     const [postgres, redis] = await Promise.all([
-      this.pg?.drain(timeoutMs) ?? none,
-      this.redis?.drain(timeoutMs) ?? none,
+      this.pg?.drain(timeoutMs, moves.postgres) ?? none,
+      this.redis?.drain(timeoutMs, moves.redis) ?? none,
     ]);
     return { t: 'drained', postgres, redis };
   }
@@ -186,6 +202,23 @@ export function runWorker(): void {
   const send = (m: FromWorker): void => {
     if (process.connected) process.send!(m);
   };
+  // Graceful restart: clients on their way to the controller, by seq, until it answers `handed`.
+  const handovers = new Map<number, (ok: boolean) => void>();
+  let handoverSeq = 0;
+  const moveTo =
+    (protocol: ClientProtocol) =>
+    (state: unknown, socket: net.Socket): Promise<boolean> =>
+      new Promise((resolve) => {
+        if (!process.connected) return resolve(false);
+        const seq = ++handoverSeq;
+        handovers.set(seq, resolve);
+        const m: FromWorker = { t: 'handover', seq, protocol, state };
+        process.send!(m, socket, undefined, (err) => {
+          if (!err) return;
+          handovers.delete(seq);
+          resolve(false);
+        });
+      });
   // Without its controller a worker has nobody to tell it about failovers: it must not route.
   process.on('disconnect', () => process.exit(0));
   // The controller stops its workers with SIGTERM: clients are told, as in one process.
@@ -206,11 +239,12 @@ export function runWorker(): void {
       );
       return;
     }
-    if (m.t === 'client') {
+    if (m.t === 'client' || m.t === 'adopt-handed') {
       const socket = handle as net.Socket | undefined;
       if (!socket) return;
-      if (worker) worker.adopt(m.protocol, socket);
-      else socket.destroy();
+      if (!worker) socket.destroy();
+      else if (m.t === 'client') worker.adopt(m.protocol, socket);
+      else worker.adoptHanded(m.protocol, socket, m.state);
       return;
     }
     if (!worker) return;
@@ -236,13 +270,19 @@ export function runWorker(): void {
       case 'metrics':
         void w.metricsJson().then((metrics) => send({ t: 'metrics', seq: m.seq, metrics }));
         return;
-      case 'drain':
-        void w.drain(m.timeoutMs).then(async (report) => {
+      case 'handed':
+        handovers.get(m.seq)?.(m.ok);
+        handovers.delete(m.seq);
+        return;
+      case 'drain': {
+        const moves = Object.fromEntries(m.handOver.map((p) => [p, moveTo(p)]));
+        void w.drain(m.timeoutMs, moves).then(async (report) => {
           send(report);
           await w.stop();
           process.exit(0);
         });
         return;
+      }
     }
   });
 }
