@@ -3,6 +3,7 @@
  * glues codec (protocol/), statement routing (classifier, route-decision), the routing
  * core (topology, read router) and the backend pools together.
  */
+import { tallyHandover, type DrainTally, type Handover } from '../util/drain-tally.js';
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import type tls from 'node:tls';
@@ -249,31 +250,16 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
    * closed anyway.
    * @returns how many sessions were handed over, closed at a boundary, and closed at the timeout
    */
-  async drain(
-    timeoutMs: number,
-    move?: MovePgClient,
-  ): Promise<{ handedOver: number; atBoundary: number; atTimeout: number }> {
+  async drain(timeoutMs: number, move?: MovePgClient): Promise<DrainTally> {
     this.handedOver = true;
     this.server.close();
     this.unix?.server.close();
-    const closed = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
+    const closed: DrainTally = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
     const moves: Promise<void>[] = [];
     const started = Date.now();
     this.draining = (session) => {
       if (!session.drainable() || this.moving.has(session)) return;
-      if (move) {
-        const moving = this.handOver(session, move);
-        if (moving === 'later') return;
-        if (moving !== 'stays') {
-          moves.push(
-            moving.then((ok) => {
-              if (ok) closed.handedOver++;
-              else closed.atBoundary++;
-            }),
-          );
-          return;
-        }
-      }
+      if (move && tallyHandover(this.handOver(session, move), closed, moves)) return;
       // A client that has just logged in is sending its first request (pgbench -C, a pool
       // filling up): closing it now would fail that request. It is closed after it, or when
       // it has sent nothing for a while.
@@ -310,7 +296,7 @@ export class PgProxy implements SessionContext, ConnectionStatsSource {
    * flushed to the kernel), else the handover under way (false: it did not happen and the
    * client was closed; it had nothing in flight).
    */
-  private handOver(session: ClientSession, move: MovePgClient): 'stays' | 'later' | Promise<boolean> {
+  private handOver(session: ClientSession, move: MovePgClient): Handover {
     const entry = this.clients.get(session);
     const state = session.handoverState();
     if (!entry || !state) return 'stays';

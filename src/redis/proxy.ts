@@ -2,6 +2,7 @@
  * The Redis side of rwsplit: a TCP server speaking RESP2/RESP3, one session per client, the
  * shards with their links, and the command table learned from the servers.
  */
+import { tallyHandover, type DrainTally, type Handover } from '../util/drain-tally.js';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ConnectionStatsSource } from '../core/cluster-view.js';
@@ -151,29 +152,14 @@ export class RedisProxy implements ConnectionStatsSource {
    * (a blocking command, a MULTI left open), those left are closed anyway.
    * @returns how many connections were handed over, closed between replies, and closed at the timeout
    */
-  async drain(
-    timeoutMs: number,
-    move?: MoveClient,
-  ): Promise<{ handedOver: number; atBoundary: number; atTimeout: number }> {
+  async drain(timeoutMs: number, move?: MoveClient): Promise<DrainTally> {
     this.server.close();
-    const closed = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
+    const closed: DrainTally = { handedOver: 0, atBoundary: 0, atTimeout: 0 };
     const moves: Promise<void>[] = [];
     /** `afterReply`: its last reply was just written (see QUIET_BEFORE_CLOSE_MS) */
     const check = (session: RedisSession, afterReply: boolean): void => {
       if (!session.drainable) return;
-      if (move) {
-        const moving = this.handOver(session, move);
-        if (moving === 'later') return;
-        if (moving !== 'stays') {
-          moves.push(
-            moving.then((ok) => {
-              if (ok) closed.handedOver++;
-              else closed.atBoundary++;
-            }),
-          );
-          return;
-        }
-      }
+      if (move && tallyHandover(this.handOver(session, move), closed, moves)) return;
       if (!afterReply && Date.now() - (this.lastCommandAt.get(session) ?? 0) < QUIET_BEFORE_CLOSE_MS) return;
       closed.atBoundary++;
       session.socket.end();
@@ -202,7 +188,7 @@ export class RedisProxy implements ConnectionStatsSource {
    * flushed to the kernel), else the handover under way (false: it failed and the client was
    * closed; it had nothing in flight).
    */
-  private handOver(session: RedisSession, move: MoveClient): 'stays' | 'later' | Promise<boolean> {
+  private handOver(session: RedisSession, move: MoveClient): Handover {
     const conn = this.connections.get(session);
     const state = handoverState(
       session,
