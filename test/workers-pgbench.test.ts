@@ -48,6 +48,12 @@ describe('kill -9 of one worker under pgbench load', () => {
         await c.connect();
         await c.end();
       }
+      // Only the earlier runs' clients in session (no short connection still counted), so that
+      // `before` is what this run's client adds to.
+      await waitFor(
+        `only the ${i} earlier pgbench clients in session`,
+        async () => (await workers()).reduce((n, w) => n + w.clients, 0) === i,
+      );
       const before = (await workers()).map((w) => w.clients);
       // Select-only and TPC-B-like (writes) in turn, each one client, long enough to outlast the kill.
       const result = pgbench(stack.pgPort, ['-n', ...(i % 2 === 0 ? ['-S'] : []), '-c', '1', '-T', '12']);
